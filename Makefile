@@ -1,0 +1,49 @@
+# keel: the two commands are `make demo` and `make test`; everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+
+export WANDB_MODE ?= offline
+export RAY_USAGE_STATS_ENABLED := 0
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install install-dev demo test lint format lab bench clean
+
+# Stamps make installs idempotent: re-run only when the dependency files change.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "keel needs Python >= 3.10")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing keel and its dependencies into $(VENV) (first time: a few minutes)..."
+	$(PIP) -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/keel pipeline
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	WANDB_MODE=disabled $(BIN)/python -m pytest
+
+lab: install
+	$(BIN)/python -m keel.lab
+
+bench: install-dev
+	$(BIN)/python jobs/benchmark.py bench=all
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""How every job runs: compose the config from command-line overrides, run, print a summary.
+
+`jobs/X.py` is `app.main(X)`; `keel X ...` runs that same file. Errors keel understands print
+as one clear message (exit 2 for config errors, 1 otherwise); anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from keel.config import KeelConfig, load
+from keel.errors import KeelError
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+@dataclass
+class Summary:
+    """What a job did and where it wrote it: the last thing a user sees."""
+
+    title: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, what: str, value: object) -> Summary:
+        self.rows.append((what, str(value)))
+        return self
+
+    def show(self) -> None:
+        table = Table(title=self.title, title_justify="left", show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for what, value in self.rows:
+            table.add_row(what, value)
+        console.print(table)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("keel").setLevel(logging.INFO)
+
+
+def main(job: Callable[[KeelConfig], Summary | None], argv: Sequence[str] | None = None) -> None:
+    """Entry point of a job: `python jobs/train.py experiment=churn train.epochs=3`."""
+    setup_logging()
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        summary = job(load(args))
+    except KeelError as e:
+        console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        sys.exit(e.exit_code)
+    if summary is not None:
+        summary.show()

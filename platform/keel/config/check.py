@@ -1,0 +1,219 @@
+"""Rules Hydra's type check cannot express: numeric ranges and relations between keys.
+
+`problems(cfg)` returns every violation as (key path, message) so the user fixes them all at
+once instead of one per run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from .schema import (
+    ColumnType,
+    DatasetConfig,
+    FeatureSpec,
+    KeelConfig,
+    ModelConfig,
+    SweepConfig,
+    TrainConfig,
+    Transform,
+)
+
+Problem = tuple[str, str]
+
+NUMERIC = {ColumnType.int, ColumnType.float, ColumnType.bool}
+CATEGORICAL = {ColumnType.string, ColumnType.category, ColumnType.bool, ColumnType.int}
+DISTRIBUTIONS = {"loguniform": 2, "uniform": 2, "randint": 2, "choice": None, "grid": None}
+
+
+def problems(cfg: KeelConfig) -> list[Problem]:
+    found = list(_ranges(cfg, ""))
+    for path, obj in _nodes(cfg, ""):
+        rule = _RULES.get(type(obj))
+        if rule:
+            found += [(f"{path}.{key}" if key else path, msg) for key, msg in rule(obj, cfg)]
+    return found
+
+
+def _nodes(obj: Any, path: str) -> Iterator[tuple[str, Any]]:
+    yield path, obj
+    if is_dataclass(obj):
+        for f in fields(obj):
+            yield from _nodes(getattr(obj, f.name), _join(path, f.name))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _nodes(v, _join(path, str(k)))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _ranges(obj: Any, path: str) -> Iterator[Problem]:
+    for p, node in _nodes(obj, path):
+        if not is_dataclass(node):
+            continue
+        for f in fields(node):
+            value, bounds = getattr(node, f.name), f.metadata.get("range")
+            if bounds is None or value is None:
+                continue
+            lo, hi, lo_open = bounds
+            if lo is not None and (value <= lo if lo_open else value < lo):
+                yield _join(p, f.name), f"must be {'>' if lo_open else '>='} {lo}, got {value}"
+            elif hi is not None and value > hi:
+                yield _join(p, f.name), f"must be <= {hi}, got {value}"
+
+
+def _dataset(ds: DatasetConfig, _: KeelConfig) -> Iterator[Problem]:
+    cols = ds.columns
+    for key in ("target", "id_column", "timestamp_column"):
+        name = getattr(ds, key)
+        if name is not None and name not in cols:
+            yield key, f"'{name}' is not one of dataset.columns ({', '.join(cols)})"
+    ts = ds.timestamp_column
+    if ts in cols and cols[ts].type != ColumnType.timestamp:
+        yield "timestamp_column", f"column '{ts}' must have type timestamp"
+    for i, name in enumerate(ds.slices):
+        if name not in cols:
+            yield f"slices[{i}]", f"'{name}' is not one of dataset.columns"
+    total = ds.split.train + ds.split.val + ds.split.test
+    if abs(total - 1.0) > 1e-6:
+        yield "split", f"train + val + test must sum to 1, got {total:g}"
+    if ds.source.format.value != "synthetic" and not ds.source.path:
+        yield "source.path", f"required for format {ds.source.format.value}"
+    for name in ds.source.drift.covariate:
+        if name not in cols:
+            yield f"source.drift.covariate.{name}", "is not one of dataset.columns"
+    for name, spec in cols.items():
+        where = f"columns.{name}"
+        if spec.min is not None and spec.max is not None and spec.min > spec.max:
+            yield where, f"min ({spec.min:g}) is greater than max ({spec.max:g})"
+        if (spec.min is not None or spec.max is not None) and spec.type not in NUMERIC:
+            yield where, f"min/max need a numeric type, not {spec.type.value}"
+        if spec.allowed is not None and spec.type not in (ColumnType.category, ColumnType.string):
+            yield f"{where}.allowed", "needs type category or string"
+        if spec.regex is not None:
+            if spec.type != ColumnType.string:
+                yield f"{where}.regex", "needs type string"
+            try:
+                re.compile(spec.regex)
+            except re.error as e:
+                yield f"{where}.regex", f"is not a valid regular expression: {e}"
+
+
+# What each transform needs: (input arity, allowed input types).
+_TRANSFORM_INPUTS: dict[Transform, tuple[int, set[ColumnType]]] = {
+    Transform.ratio: (2, NUMERIC),
+    Transform.difference: (2, NUMERIC),
+    Transform.one_hot: (1, CATEGORICAL),
+    Transform.ordinal: (1, CATEGORICAL),
+    Transform.hashed: (1, CATEGORICAL),
+    Transform.date_parts: (1, {ColumnType.timestamp}),
+    Transform.group_stat: (1, NUMERIC),
+}
+
+
+def _feature(spec: FeatureSpec, root: KeelConfig) -> Iterator[Problem]:
+    cols = root.dataset.columns
+    arity, types = _TRANSFORM_INPUTS.get(spec.transform, (1, NUMERIC))
+    if arity == 2:
+        if not spec.inputs or len(spec.inputs) != 2:
+            yield "inputs", f"{spec.transform.value} needs two input columns: inputs: [a, b]"
+        names = [("inputs", n) for n in spec.inputs or []]
+    else:
+        if not spec.input:
+            yield "input", f"{spec.transform.value} needs an input column"
+        names = [("input", spec.input)] if spec.input else []
+    if spec.transform == Transform.group_stat:
+        names.append(("by", spec.by))
+        if not spec.by:
+            yield "by", "group_stat needs a grouping column"
+    for key, name in names:
+        if name is None:
+            continue
+        if name not in cols:
+            yield key, f"'{name}' is not one of dataset.columns"
+        elif name == root.dataset.target:
+            yield key, f"'{name}' is the target: a feature computed from it leaks the label"
+        elif key != "by" and cols[name].type not in types:
+            kinds = ", ".join(sorted(t.value for t in types))
+            got = cols[name].type.value
+            yield key, f"{spec.transform.value} needs a column of type {kinds}; '{name}' is {got}"
+    if spec.impute.value == "constant" and spec.fill_value is None:
+        yield "fill_value", "impute: constant needs a fill_value"
+    if spec.transform == Transform.clip:
+        has_fixed = spec.lower is not None or spec.upper is not None
+        has_q = spec.lower_quantile is not None or spec.upper_quantile is not None
+        if has_fixed == has_q:
+            yield "", "clip needs lower/upper or lower_quantile/upper_quantile (one pair)"
+        if None not in (spec.lower, spec.upper) and spec.lower >= spec.upper:
+            yield "lower", "must be below upper"
+        if None not in (spec.lower_quantile, spec.upper_quantile) and (
+            spec.lower_quantile >= spec.upper_quantile
+        ):
+            yield "lower_quantile", "must be below upper_quantile"
+    if spec.transform == Transform.bucketize:
+        if (spec.boundaries is None) == (spec.bins is None):
+            yield "", "bucketize needs boundaries or bins (one of them)"
+        b = spec.boundaries or []
+        if any(x >= y for x, y in itertools.pairwise(b)):
+            yield "boundaries", "must be strictly increasing"
+
+
+def _model(m: ModelConfig, _: KeelConfig) -> Iterator[Problem]:
+    for i, h in enumerate(m.hidden_sizes):
+        if h <= 0:
+            yield f"hidden_sizes[{i}]", f"must be > 0, got {h}"
+    if m.norm not in ("none", "batch", "layer"):
+        yield "norm", f"must be none, batch or layer, got '{m.norm}'"
+    if m.activation not in ("relu", "gelu", "tanh", "silu"):
+        yield "activation", f"must be relu, gelu, tanh or silu, got '{m.activation}'"
+
+
+def _train(t: TrainConfig, _: KeelConfig) -> Iterator[Problem]:
+    if str(t.use_gpu).lower() not in ("auto", "true", "false"):
+        yield "use_gpu", f"must be auto, true or false, got '{t.use_gpu}'"
+    if t.precision not in ("auto", "fp32", "bf16"):
+        yield "precision", f"must be auto, fp32 or bf16, got '{t.precision}'"
+    if t.optimizer not in ("adam", "adamw", "sgd"):
+        yield "optimizer", f"must be adam, adamw or sgd, got '{t.optimizer}'"
+
+
+def _sweep(s: SweepConfig, root: KeelConfig) -> Iterator[Problem]:
+    if s.mode not in ("min", "max"):
+        yield "mode", f"must be min or max, got '{s.mode}'"
+    if s.scheduler not in ("asha", "fifo"):
+        yield "scheduler", f"must be asha or fifo, got '{s.scheduler}'"
+    for key, dist in s.space.items():
+        if not _has_path(root, key):
+            yield f"space.{key}", "is not a config key to search over"
+        if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+            yield f"space.{key}", f"must be one of {{{', '.join(DISTRIBUTIONS)}: [...]}}"
+            continue
+        name, args = next(iter(dist.items()))
+        if DISTRIBUTIONS[name] and (not isinstance(args, list) or len(args) != 2):
+            yield f"space.{key}", f"{name} takes [low, high]"
+
+
+def _has_path(obj: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if is_dataclass(obj) and part in {f.name for f in fields(obj)}:
+            obj = getattr(obj, part)
+        elif isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        else:
+            return False
+    return True
+
+
+_RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
+    DatasetConfig: _dataset,
+    FeatureSpec: _feature,
+    ModelConfig: _model,
+    TrainConfig: _train,
+    SweepConfig: _sweep,
+}

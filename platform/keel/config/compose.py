@@ -1,0 +1,106 @@
+"""Load a keel config from Python: notebooks, tests, jobs and Ray workers all come through here.
+
+Composition uses Hydra's compose API (config groups, the override grammar, the schemas in the
+ConfigStore). Every failure becomes a ConfigError that names the key path, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from keel.errors import ConfigError
+
+from .check import problems
+from .schema import KeelConfig, register
+
+
+def project_root() -> Path:
+    """The directory holding conf/ and jobs/: $KEEL_PROJECT_ROOT, else this checkout."""
+    env = os.environ.get("KEEL_PROJECT_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[3]
+
+
+def conf_dir() -> Path:
+    return project_root() / "conf"
+
+
+def compose_raw(overrides: Sequence[str] = ()) -> DictConfig:
+    """The composed config before keel's own checks (still interpolated)."""
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(_explain(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def load(overrides: Sequence[str] = ()) -> KeelConfig:
+    """Compose, resolve and check the config; relative local paths become absolute."""
+    raw = compose_raw(overrides)
+    unknown = set(raw) - {f.name for f in fields(KeelConfig)}
+    if unknown:
+        raise ConfigError(f"invalid config: unknown top-level key(s): {', '.join(sorted(unknown))}")
+    try:
+        cfg: KeelConfig = OmegaConf.to_object(raw)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e)) from None
+    found = problems(cfg)
+    if found:
+        lines = "\n".join(f"  {path}: {msg}" for path, msg in found)
+        raise ConfigError(f"invalid config ({len(found)} problem(s)):\n{lines}")
+    _absolute_paths(cfg)
+    return cfg
+
+
+def to_yaml(cfg: KeelConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def _absolute_paths(cfg: KeelConfig) -> None:
+    # Ray workers run in other directories: a relative path must mean the same file there.
+    for f in fields(cfg.paths):
+        setattr(cfg.paths, f.name, absolute(getattr(cfg.paths, f.name)))
+    if cfg.dataset.source.path:
+        cfg.dataset.source.path = absolute(cfg.dataset.source.path)
+
+
+def absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+_INTERNAL = re.compile(r"\s*(full_key|reference_type|object_type)[=:]")
+
+
+def _explain(e: Exception) -> str:
+    """One readable line from Hydra/OmegaConf errors, with the full key path when known."""
+    cause = e
+    while cause.__cause__ is not None and isinstance(
+        cause.__cause__, HydraException | OmegaConfBaseException
+    ):
+        cause = cause.__cause__
+    msg = str(getattr(cause, "msg", None) or cause).strip().splitlines()
+    key = getattr(cause, "full_key", None)
+    head = msg[0] if msg else type(cause).__name__
+    text = f"{key}: {head}" if key and key not in head else head
+    extra = [line for line in msg[1:] if line.strip() and not _INTERNAL.match(line)]
+    hint = "\n".join(extra[:3])
+    context = str(e).splitlines()[0] if cause is not e else ""
+    parts = [f"invalid config: {text}"]
+    if context and context not in text:
+        parts.append(f"  ({context})")
+    if hint:
+        parts.append(hint)
+    return "\n".join(parts)

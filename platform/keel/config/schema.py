@@ -1,0 +1,342 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+Hydra type-checks YAML against these dataclasses at compose time (unknown keys, wrong types,
+bad enum values). Ranges and cross-field rules live in `check.py`; a field's range is declared
+here with `rng(lo, hi)` metadata so the rule sits next to the field it guards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+def rng(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False):
+    """Field metadata for an allowed numeric range, enforced by keel.config.check."""
+    return {"range": (lo, hi, lo_open)}
+
+
+def ranged(default: Any, lo: float | None = None, hi: float | None = None, **kw):
+    return field(default=default, metadata=rng(lo, hi, **kw))
+
+
+class Task(str, Enum):
+    binary_classification = "binary_classification"
+    multiclass_classification = "multiclass_classification"
+    regression = "regression"
+
+
+class ColumnType(str, Enum):
+    int = "int"
+    float = "float"
+    string = "string"
+    category = "category"
+    bool = "bool"
+    timestamp = "timestamp"
+
+
+class SourceFormat(str, Enum):
+    synthetic = "synthetic"
+    parquet = "parquet"
+    csv = "csv"
+    json = "json"
+
+
+class OnInvalid(str, Enum):
+    quarantine = "quarantine"  # write invalid rows aside, continue with the valid ones
+    fail = "fail"  # any invalid row fails the job
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class ColumnSpec:
+    type: ColumnType = MISSING
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = None
+    regex: str | None = None
+    unique: bool = False
+    description: str = ""
+
+
+@dataclass
+class DriftConfig:
+    # column -> shift: numeric columns move by this many standard deviations; categorical
+    # columns move this share of rows to the column's least common category.
+    covariate: dict[str, float] = field(default_factory=dict)
+    concept: float = ranged(0.0, 0.0, 1.0)  # 0 = training relation, 1 = fully shifted relation
+
+
+@dataclass
+class SourceConfig:
+    format: SourceFormat = SourceFormat.synthetic
+    path: str | None = None  # file, directory or glob; local or a pyarrow filesystem URI
+    generator: str | None = None  # synthetic generator name (defaults to the dataset name)
+    rows: int = ranged(10_000, 1)
+    seed: int = 0
+    invalid_fraction: float = ranged(0.02, 0.0, 0.5)
+    start: str = "2024-01-01"  # generated timestamps span [start, start + days)
+    days: int = ranged(365, 1)
+    chunk_rows: int = ranged(50_000, 1)  # rows per generator task
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+@dataclass
+class SplitConfig:
+    train: float = ranged(0.7, 0.0, 1.0, lo_open=True)
+    val: float = ranged(0.15, 0.0, 1.0)
+    test: float = ranged(0.15, 0.0, 1.0)
+    seed: int = 0
+
+
+@dataclass
+class ValidationPolicy:
+    max_invalid_fraction: float = ranged(0.05, 0.0, 1.0)
+    on_invalid: OnInvalid = OnInvalid.quarantine
+    examples: int = ranged(5, 0, 100)  # example rows kept per rule in the report
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    task: Task = MISSING
+    target: str = MISSING
+    id_column: str | None = None
+    timestamp_column: str | None = None
+    columns: dict[str, ColumnSpec] = MISSING
+    slices: list[str] = field(default_factory=list)  # columns to report metrics per value of
+    source: SourceConfig = field(default_factory=SourceConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+class Transform(str, Enum):
+    identity = "identity"
+    standardize = "standardize"
+    minmax = "minmax"
+    log1p = "log1p"
+    clip = "clip"
+    bucketize = "bucketize"
+    one_hot = "one_hot"
+    ordinal = "ordinal"
+    hashed = "hashed"
+    date_parts = "date_parts"
+    ratio = "ratio"
+    difference = "difference"
+    group_stat = "group_stat"
+
+
+class Impute(str, Enum):
+    none = "none"
+    mean = "mean"
+    median = "median"
+    most_frequent = "most_frequent"
+    constant = "constant"
+
+
+class Scale(str, Enum):
+    none = "none"
+    standardize = "standardize"
+    minmax = "minmax"
+
+
+class GroupStat(str, Enum):
+    mean = "mean"
+    std = "std"
+    min = "min"
+    max = "max"
+    count = "count"
+
+
+class DatePart(str, Enum):
+    year = "year"
+    month = "month"
+    day = "day"
+    dayofweek = "dayofweek"
+    dayofyear = "dayofyear"
+    hour = "hour"
+    is_weekend = "is_weekend"
+
+
+@dataclass
+class FeatureSpec:
+    transform: Transform = MISSING
+    input: str | None = None  # the input column (every transform but ratio/difference)
+    inputs: list[str] | None = None  # [a, b] for ratio (a / b) and difference (a - b)
+    impute: Impute = Impute.none  # applied to the raw input(s) before the transform
+    fill_value: Any = None  # for impute=constant
+    scale: Scale = Scale.none  # applied after numeric transforms
+    lower: float | None = None  # clip bounds ...
+    upper: float | None = None
+    lower_quantile: float | None = ranged(None, 0.0, 1.0)  # ... or bounds fitted as quantiles
+    upper_quantile: float | None = ranged(None, 0.0, 1.0)
+    boundaries: list[float] | None = None  # bucketize edges ...
+    bins: int | None = ranged(None, 2, 1000)  # ... or this many quantile bins
+    categories: list[str] | None = None  # fixed vocabulary / ordinal order (else fitted)
+    max_categories: int = ranged(20, 1, 10_000)  # one_hot keeps the most frequent, rest -> other
+    min_frequency: int = ranged(1, 1)
+    buckets: int = ranged(16, 2, 1_000_000)  # hashed
+    parts: list[DatePart] = field(default_factory=lambda: [DatePart.month, DatePart.dayofweek])
+    by: str | None = None  # group_stat: statistic of `input` per value of `by`
+    stat: GroupStat = GroupStat.mean
+
+
+@dataclass
+class FeaturesConfig:
+    name: str = MISSING
+    columns: dict[str, FeatureSpec] = MISSING  # output feature name -> how it is computed
+    batch_size: int = ranged(65_536, 1)  # rows per Ray Data batch when fitting and transforming
+
+
+# ----------------------------------------------------------------------------- model / train
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    _target_: str | None = None  # a user model class; gets `in_features`, `out_features`, params
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = ranged(0.1, 0.0, 1.0)
+    norm: str = "none"  # none | batch | layer
+    activation: str = "relu"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = ranged(10, 1)
+    batch_size: int = ranged(256, 1)
+    optimizer: str = "adamw"
+    lr: float = ranged(1e-3, 0.0, lo_open=True)
+    weight_decay: float = ranged(0.0, 0.0)
+    num_workers: int = ranged(1, 0)
+    use_gpu: str = "auto"  # auto | true | false
+    cpus_per_worker: float = ranged(1.0, 0.0, lo_open=True)
+    precision: str = "auto"  # auto (bf16 on GPU) | fp32 | bf16
+    early_stopping_patience: int = ranged(3, 0)
+    checkpoints_to_keep: int = ranged(2, 1)
+    max_failures: int = ranged(1, -1)
+    seed: int = 0
+
+
+@dataclass
+class SweepConfig:
+    metric: str = "val_loss"
+    mode: str = "min"
+    samples: int = ranged(8, 1)
+    concurrency: int = ranged(2, 1)
+    scheduler: str = "asha"
+    grace_period: int = ranged(1, 1)
+    reduction_factor: int = ranged(2, 2)
+    cpus_per_trial: float = ranged(0.25, 0.0, lo_open=True)
+    space: dict[str, Any] = field(default_factory=dict)  # config path -> {distribution: args}
+
+
+# ------------------------------------------------------------------------ SLO / serve / monitor
+
+
+@dataclass
+class SloConfig:
+    latency_p99_ms: float = ranged(100.0, 0.0, lo_open=True)
+    throughput_rps: float = ranged(50.0, 0.0, lo_open=True)
+    max_error_rate: float = ranged(0.01, 0.0, 1.0)
+    quality_floor: dict[str, float] = field(default_factory=dict)  # metric -> minimum
+    max_drift_share: float = ranged(0.3, 0.0, 1.0)
+    max_invalid_fraction: float = ranged(0.05, 0.0, 1.0)
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = ranged(8000, 1, 65535)
+    models: list[str] = field(default_factory=list)  # experiment names to serve
+    max_rows_per_request: int = ranged(1000, 1)
+    max_body_bytes: int = ranged(1_000_000, 1)
+    cpus_per_replica: float = ranged(0.25, 0.0, lo_open=True)
+    auth_token_env: str | None = None
+
+
+@dataclass
+class MonitorConfig:
+    window: str = "1d"
+    reference_sample: int = ranged(50_000, 1)
+    drift_method: str | None = None  # Evidently's defaults unless set
+    drift_threshold: float | None = None
+    retrain_on: list[str] = field(default_factory=lambda: ["drift", "quality", "slo"])
+
+
+# ----------------------------------------------------------------------------- infrastructure
+
+
+class TrackingMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class TrackingConfig:
+    mode: TrackingMode = TrackingMode.offline
+    project: str = "keel"
+    entity: str | None = None
+
+
+@dataclass
+class PathsConfig:
+    root: str = "outputs"  # local directory or pyarrow filesystem URI (s3://bucket/keel)
+    data: str = "${paths.root}/data"
+    reports: str = "${paths.root}/reports"
+    registry: str = "${paths.root}/registry"
+    logs: str = "${paths.root}/logs"
+    checkpoints: str = "${paths.root}/checkpoints"
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # null: start an embedded local Ray; else e.g. ray://host:10001
+    num_cpus: int | None = ranged(None, 1)
+    num_gpus: int | None = ranged(None, 0)
+    include_dashboard: bool = False
+    namespace: str = "keel"
+    progress_bars: bool = True
+    env_vars: dict[str, str] = field(default_factory=dict)  # forwarded to every worker
+
+
+@dataclass
+class BenchConfig:
+    name: str = MISSING
+    rows: int = ranged(1_000_000, 1)
+    repeats: int = ranged(3, 1)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class KeelConfig:
+    dataset: DatasetConfig = MISSING
+    features: FeaturesConfig = MISSING
+    model: ModelConfig = MISSING
+    train: TrainConfig = MISSING
+    sweep: SweepConfig = MISSING
+    slo: SloConfig = MISSING
+    serve: ServeConfig = MISSING
+    monitor: MonitorConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    paths: PathsConfig = MISSING
+    ray: RayConfig = MISSING
+    bench: BenchConfig | None = None
+    seed: int = 0
+
+
+def register() -> None:
+    """Register the root schema; conf/config.yaml lists it first so YAML merges into it."""
+    ConfigStore.instance().store(name="keel_schema", node=KeelConfig)

@@ -1,0 +1,94 @@
+"""Batch plumbing shared by validation, features and serving.
+
+A batch is a pyarrow Table (what Ray Data hands map_batches with batch_format="pyarrow"), a
+dict of numpy arrays, a pandas DataFrame, or a list of row dicts (a JSON request). The column
+readers return numpy arrays with nulls as NaN (numbers), None (strings) or NaT (timestamps).
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Batch = pa.Table | dict | pd.DataFrame | list
+S = TypeVar("S")
+
+
+def to_table(batch: Batch) -> pa.Table:
+    if isinstance(batch, pa.Table):
+        return batch
+    if isinstance(batch, pd.DataFrame):
+        return pa.Table.from_pandas(batch, preserve_index=False)
+    if isinstance(batch, list):
+        return pa.Table.from_pylist(batch)
+    return pa.table(
+        {k: np.asarray(v) if not isinstance(v, pa.Array) else v for k, v in batch.items()}
+    )
+
+
+def numeric(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return pd.to_numeric(pd.Series(col.to_pylist(), dtype=object), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+    if pa.types.is_boolean(col.type) or pa.types.is_null(col.type):
+        col = pc.cast(col, pa.float64())
+    return col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def strings(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        if pa.types.is_floating(col.type):  # 1.0 -> "1": categories read from JSON come as floats
+            col = pc.cast(pc.cast(col, pa.int64(), safe=False), pa.string())
+        else:
+            col = pc.cast(col, pa.string())
+    return col.to_numpy(zero_copy_only=False)
+
+
+def timestamps(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name)
+    if pa.types.is_timestamp(col.type):
+        if col.type.tz is not None:
+            col = pc.cast(col, pa.timestamp(col.type.unit))
+        return col.to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    values = pd.to_datetime(pd.Series(col.to_pylist(), dtype=object), errors="coerce", utc=True)
+    return values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+
+
+def reduce_batches(
+    data: Any, partial: Callable[[pa.Table], S], merge: Callable[[S, S], S], batch_size: int
+) -> S:
+    """Fold `partial(batch)` over every batch with `merge`.
+
+    On a Ray Dataset the partials are computed in parallel tasks and only they (small
+    summaries, never rows) travel to the driver; a local table is folded in-process.
+    """
+    if isinstance(data, pa.Table | pd.DataFrame | dict | list):
+        table = to_table(data)
+        parts = [
+            partial(table.slice(i, batch_size)) for i in range(0, max(len(table), 1), batch_size)
+        ]
+    else:
+        summaries = data.map_batches(
+            _pickled(partial), batch_format="pyarrow", batch_size=batch_size, zero_copy_batch=True
+        ).take_all()
+        parts = [pickle.loads(row["partial"]) for row in summaries]
+        if not parts:
+            parts = [partial(pa.table({}))]
+    return functools.reduce(merge, parts)
+
+
+def _pickled(partial: Callable[[pa.Table], Any]) -> Callable[[pa.Table], dict]:
+    def run(batch: pa.Table) -> dict:
+        return {"partial": [pickle.dumps(partial(batch))]}
+
+    return run

@@ -1,0 +1,55 @@
+"""Owns ray.init: an embedded local Ray by default, or a connection to a cluster address.
+
+Jobs never call ray.init themselves; they call `ensure(cfg)`. Environment that workers need
+(wandb mode, where the project lives) travels in the runtime_env so every node sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from keel.config import KeelConfig, project_root
+
+log = logging.getLogger(__name__)
+
+# Forwarded from the driver's environment to every Ray worker when set.
+FORWARDED_ENV = ("WANDB_MODE", "WANDB_DIR", "WANDB_SILENT", "KEEL_PROJECT_ROOT")
+
+
+def worker_env(cfg: KeelConfig) -> dict[str, str]:
+    env = {"WANDB_MODE": cfg.tracking.mode.value, "KEEL_PROJECT_ROOT": str(project_root())}
+    env.update({k: os.environ[k] for k in FORWARDED_ENV if k in os.environ})
+    env.update(cfg.ray.env_vars)
+    return env
+
+
+def ensure(cfg: KeelConfig) -> None:
+    """Start or connect to Ray once per process; later calls are no-ops."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env = worker_env(cfg)
+    os.environ.update(env)
+    common = dict(
+        namespace=cfg.ray.namespace,
+        runtime_env={"env_vars": env},
+        logging_level=logging.WARNING,
+        configure_logging=True,
+    )
+    if cfg.ray.address:
+        log.info("connecting to Ray at %s", cfg.ray.address)
+        ray.init(address=cfg.ray.address, **common)
+    else:
+        log.info("starting an embedded local Ray")
+        ray.init(
+            num_cpus=cfg.ray.num_cpus,
+            num_gpus=cfg.ray.num_gpus,
+            include_dashboard=cfg.ray.include_dashboard,
+            **common,
+        )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = cfg.ray.progress_bars
+    ctx.print_on_execution_start = False

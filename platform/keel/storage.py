@@ -1,0 +1,52 @@
+"""Reading and writing run outputs on local paths or any pyarrow filesystem URI (s3://, gs://)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pyarrow.fs as pafs
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def stamp() -> str:
+    """A sortable, filesystem-safe run id (UTC to the millisecond)."""
+    now = time.time()
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write through a temporary name and move, so readers never see a partial file."""
+    fs, path = resolve(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    tmp = f"{path}.tmp-{time.time_ns()}"
+    with fs.open_output_stream(tmp) as out:
+        out.write(text.encode())
+    fs.move(tmp, path)
+
+
+def read_text(uri: str) -> str:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_json(uri: str, obj: Any) -> None:
+    write_text(uri, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_text(uri))
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
