@@ -143,6 +143,8 @@ def _feature(spec: FeatureSpec, root: KeelConfig) -> Iterator[Problem]:
             kinds = ", ".join(sorted(t.value for t in types))
             got = cols[name].type.value
             yield key, f"{spec.transform.value} needs a column of type {kinds}; '{name}' is {got}"
+    if spec.transform == Transform.date_parts and spec.impute.value != "none":
+        yield "impute", "date_parts cannot impute timestamps; missing dates give the fitted mean"
     if spec.impute.value == "constant" and spec.fill_value is None:
         yield "fill_value", "impute: constant needs a fill_value"
     if spec.transform == Transform.clip:

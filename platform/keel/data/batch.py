@@ -47,11 +47,16 @@ def numeric(table: pa.Table, name: str) -> np.ndarray:
 def strings(table: pa.Table, name: str) -> np.ndarray:
     col = table.column(name)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        if pa.types.is_floating(col.type):  # 1.0 -> "1": categories read from JSON come as floats
-            col = pc.cast(pc.cast(col, pa.int64(), safe=False), pa.string())
-        else:
-            col = pc.cast(col, pa.string())
+        if pa.types.is_floating(col.type):  # JSON readers give 1.0 for the category "1"
+            return np.array([_float_text(v) for v in col.to_pylist()], dtype=object)
+        col = pc.cast(col, pa.string())
     return col.to_numpy(zero_copy_only=False)
+
+
+def _float_text(v: float | None) -> str | None:
+    if v is None or v != v:
+        return None
+    return str(int(v)) if float(v).is_integer() else repr(v)
 
 
 def timestamps(table: pa.Table, name: str) -> np.ndarray:
@@ -60,7 +65,9 @@ def timestamps(table: pa.Table, name: str) -> np.ndarray:
         if col.type.tz is not None:
             col = pc.cast(col, pa.timestamp(col.type.unit))
         return col.to_numpy(zero_copy_only=False).astype("datetime64[us]")
-    values = pd.to_datetime(pd.Series(col.to_pylist(), dtype=object), errors="coerce", utc=True)
+    values = pd.to_datetime(
+        pd.Series(col.to_pylist(), dtype=object), errors="coerce", utc=True, format="ISO8601"
+    )
     return values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
 
 

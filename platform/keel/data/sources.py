@@ -7,6 +7,7 @@ is reported with the file that has it, and a file that fails to parse is named i
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 
@@ -56,7 +57,7 @@ def read(dataset: DatasetConfig):
         )
         ds = ray.data.read_csv(files, convert_options=convert, **opts)
     else:
-        ds = ray.data.read_json(files, lines=True, **opts)
+        ds = ray.data.read_json(files, **opts)  # newline-delimited JSON objects
     return ds.rename_columns({"path": PATH_COLUMN})
 
 
@@ -93,11 +94,11 @@ def header(path: str, fmt: SourceFormat) -> list[str]:
         with fs.open_input_stream(p) as f:
             first = f.read(1 << 16).decode("utf-8", errors="strict").splitlines()[0]
         if fmt == SourceFormat.csv:
-            return pacsv.read_csv(io.BytesIO(first.encode())).column_names
+            return next(csv.reader([first]))
         return list(json.loads(first))
     except DataError:
         raise
-    except (pa.ArrowInvalid, UnicodeDecodeError, json.JSONDecodeError, IndexError, OSError) as e:
+    except (pa.ArrowInvalid, UnicodeDecodeError, ValueError, IndexError, OSError, csv.Error) as e:
         raise DataError(f"{path}: cannot read as {fmt.value}: {_first_line(e)}") from None
 
 

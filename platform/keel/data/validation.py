@@ -84,6 +84,8 @@ def coerce(table: pa.Table, name: str, spec: ColumnSpec) -> tuple[pa.Array, np.n
     raw = table.column(name)
     present = ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     t = spec.type
+    if t == ColumnType.int and pa.types.is_integer(raw.type):
+        return pc.cast(raw, pa.int64()).combine_chunks(), np.zeros(len(raw), bool)
     if t in (ColumnType.int, ColumnType.float):
         values = numeric(table, name)
         bad = present & np.isnan(values)
@@ -163,7 +165,8 @@ def _files(batch: pa.Table) -> str:
 
 def mark_duplicates(batch: pa.Table, column: str, duplicated: list) -> pa.Table:
     """Add `column:unique` to rows whose value appears more than once in the dataset."""
-    hit = pc.is_in(batch.column(column), value_set=pa.array(duplicated, type=pa.string()))
+    values = batch.column(column)
+    hit = pc.is_in(values, value_set=pa.array(duplicated, type=values.type))
     hit = np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), bool)
     labels = batch.column(RULES_COLUMN).to_numpy(zero_copy_only=False).copy()
     label = f"{column}:unique"
@@ -244,8 +247,8 @@ def validate(raw, dataset: DatasetConfig, out_dir: str, planted: dict | None = N
                         fn_kwargs={"column": name, "duplicated": dup},
                         batch_format="pyarrow",
                     ).materialize()
-    except ray.exceptions.RayTaskError as e:
-        raise _unwrap(e, dataset) from None
+    except (ray.exceptions.RayError, DataError) as e:
+        raise _unwrap(e, dataset) from e
     k = dataset.validation.examples
     summary = reduce_batches(
         checked, lambda b: _summarize(b, k), lambda a, b: _merge(a, b, k), batch_size=65_536
@@ -280,9 +283,11 @@ def validate(raw, dataset: DatasetConfig, out_dir: str, planted: dict | None = N
 
 
 def _duplicated(ds, column: str) -> list:
+    from ray.data.expressions import col
+
     counts = ds.select_columns([column]).groupby(column).count()
-    dup = counts.filter(lambda r: r["count()"] > 1 and r[column] is not None)
-    return [r[column] for r in dup.take_all()]
+    dup = counts.filter(expr=col("count()") > 1)
+    return [r[column] for r in dup.take_all() if r[column] is not None]
 
 
 def _passes(report: ValidationReport, on_invalid: OnInvalid) -> bool:
@@ -304,8 +309,10 @@ def failure_message(report: ValidationReport) -> str:
 
 def _unwrap(e: Exception, dataset: DatasetConfig) -> Exception:
     """Ray wraps errors raised in tasks; surface keel's own, or name the file that broke."""
-    cause = getattr(e, "cause", None)
-    if isinstance(cause, DataError):
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, DataError):
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    if cause is not None:
         return cause
     if dataset.source.format.value != "synthetic":
         from .sources import diagnose

@@ -92,6 +92,11 @@ def _merge_counts(a: Counter, b: Counter) -> Counter:
     return a + b
 
 
+def _mode(counts: Counter) -> str | None:
+    """The most frequent value; ties go to the smallest, so batching never changes it."""
+    return min(counts.items(), key=lambda cn: (-cn[1], cn[0]))[0] if counts else None
+
+
 def _one_hot(index: np.ndarray, width: int) -> np.ndarray:
     """Rows of zeros with a 1 at `index`; index < 0 gives a row of zeros."""
     out = np.zeros((len(index), width))
@@ -132,7 +137,7 @@ class ImputeNumbers(Step):
             return {"fill": [float(s["mean"][0]) for s in stats]}
         if self.how == Impute.median:
             return {"fill": [_quantiles(s, [0.5])[0] for s in stats]}
-        return {"fill": [float(c.most_common(1)[0][0]) if c else 0.0 for c in stats]}
+        return {"fill": [float(_mode(c)) if c else 0.0 for c in stats]}
 
     def apply(self, x, batch, state):
         fills = state["fill"] if self.fitted else [float(self.constant)] * len(x)
@@ -150,7 +155,7 @@ class ImputeCategories(Step):
     merge = staticmethod(_merge_counts)
 
     def finalize(self, stats):
-        return {"fill": stats.most_common(1)[0][0] if stats else OTHER}
+        return {"fill": _mode(stats) if stats else OTHER}
 
     def apply(self, x, batch, state):
         fill = state["fill"] if self.fitted else self.constant

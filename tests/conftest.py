@@ -1,0 +1,35 @@
+"""Shared fixtures: one Ray session for the whole run (starting Ray costs ~15 s here)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Compose a config whose outputs go under this test's tmp_path."""
+    from keel.config import load
+
+    def make(*overrides: str):
+        return load([f"paths.root={tmp_path / 'out'}", "ray.progress_bars=false", *overrides])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    """Start the embedded local Ray once; yields its address for subprocesses to join."""
+    import ray
+
+    from keel import runtime
+    from keel.config import load
+
+    cfg = load(["ray.num_cpus=2", "ray.progress_bars=false"])
+    runtime.ensure(cfg)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
