@@ -9,10 +9,13 @@ quarantine parquet with the rules they broke; valid rows continue, cast to the d
 from __future__ import annotations
 
 import logging
+import operator
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -283,11 +286,47 @@ def validate(raw, dataset: DatasetConfig, out_dir: str, planted: dict | None = N
 
 
 def _duplicated(ds, column: str) -> list:
-    from ray.data.expressions import col
+    """Values of `column` that occur more than once, in two mergeable passes.
 
-    counts = ds.select_columns([column]).groupby(column).count()
-    dup = counts.filter(expr=col("count()") > 1)
-    return [r[column] for r in dup.take_all() if r[column] is not None]
+    Pass 1 counts 64-bit fingerprints of the values (8 bytes a distinct value reach the
+    driver, never rows); pass 2 counts the exact values behind repeated fingerprints, so a
+    hash collision can never flag a unique value. A Ray shuffle groupby did the same job in
+    ~10 s even on a few thousand rows on 2 CPUs.
+    """
+    fingerprints = reduce_batches(
+        ds, lambda b: _fingerprint_counts(b, column), _add_counts, batch_size=65_536
+    )
+    repeated = fingerprints[0][fingerprints[1] > 1]
+    if not len(repeated):
+        return []
+    exact = reduce_batches(
+        ds, lambda b: _values_with(b, column, repeated), operator.add, batch_size=65_536
+    )
+    return sorted(v for v, n in exact.items() if n > 1)
+
+
+def _present(batch: pa.Table, column: str) -> np.ndarray:
+    values = batch.column(column).drop_null().to_numpy(zero_copy_only=False)
+    return values.astype(object) if values.dtype.kind in "OUS" else values
+
+
+def _fingerprint_counts(batch: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    if not len(batch):
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    return np.unique(pd.util.hash_array(_present(batch, column)), return_counts=True)
+
+
+def _add_counts(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
+    keys, inverse = np.unique(np.concatenate([a[0], b[0]]), return_inverse=True)
+    return keys, np.bincount(inverse, weights=np.concatenate([a[1], b[1]])).astype(np.int64)
+
+
+def _values_with(batch: pa.Table, column: str, fingerprints: np.ndarray) -> Counter:
+    if not len(batch):
+        return Counter()
+    values = _present(batch, column)
+    hit = np.isin(pd.util.hash_array(values), fingerprints)
+    return Counter(values[hit].tolist())
 
 
 def _passes(report: ValidationReport, on_invalid: OnInvalid) -> bool:

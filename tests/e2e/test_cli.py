@@ -1,0 +1,71 @@
+"""The real `keel` command in a subprocess, joined to the test session's Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keel.data import synthetic
+from keel.features import FeaturePipeline
+
+KEEL = str(Path(sys.executable).parent / "keel")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def keel(ray_session, tmp_path):
+    def run(*args: str, exe: tuple[str, ...] = (KEEL,)) -> subprocess.CompletedProcess:
+        common = [f"ray.address={ray_session}", f"paths.root={tmp_path}", "ray.progress_bars=false"]
+        return subprocess.run(
+            [*exe, *args, *common], capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
+
+    return run
+
+
+def test_validate_reports_exactly_the_planted_rows(keel, tmp_path, make_cfg):
+    proc = keel("validate", "experiment=listings", "dataset.source.rows=4000")
+    assert proc.returncode == 0, proc.stderr
+    assert "validated dataset 'listings'" in proc.stdout
+    report = json.loads(
+        next(tmp_path.glob("reports/listings/validation/*/report.json")).read_text()
+    )
+    planted = synthetic.planted(make_cfg("experiment=listings", "dataset.source.rows=4000").dataset)
+    assert {f"{r['column']}:{r['rule']}": r["rows"] for r in report["rules"]} == planted
+    for label, count in planted.items():
+        assert f"{label}" in proc.stdout and f"(planted {count:,})" in proc.stdout
+
+
+def test_the_job_file_is_the_same_entry_point(keel, tmp_path):
+    proc = keel("dataset.source.rows=1000", exe=(sys.executable, "jobs/validate.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert "validated dataset 'churn'" in proc.stdout
+
+
+def test_policy_failure_exits_1_with_the_policy_key(keel):
+    proc = keel("validate", "dataset.source.rows=2000", "dataset.source.invalid_fraction=0.3")
+    assert proc.returncode == 1
+    assert "dataset.validation.max_invalid_fraction=0.05" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_bad_file_exits_1_naming_it(keel, tmp_path):
+    proc = keel("validate", "dataset.source.format=csv", f"dataset.source.path={tmp_path}/x.csv")
+    assert proc.returncode == 1
+    assert f"{tmp_path}/x.csv: no such file or directory" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_pipeline_writes_reports_and_feature_states_for_both_datasets(keel, tmp_path):
+    proc = keel("pipeline", "dataset.source.rows=3000")
+    assert proc.returncode == 0, proc.stderr
+    for name, width in (("churn", 32), ("listings", 29)):
+        assert next(tmp_path.glob(f"reports/{name}/validation/*/report.json"))
+        state = next(tmp_path.glob(f"features/{name}/*/features.json"))
+        assert f"[{name}] features" in proc.stdout
+        features = FeaturePipeline.load(str(state))
+        assert len(features.output_columns) == width
