@@ -40,7 +40,9 @@ test: lint
 	WANDB_MODE=disabled $(BIN)/python -m pytest
 
 lab: install
-	$(BIN)/python -m keel.lab
+	@mkdir -p notebooks
+	$(BIN)/python -m ipykernel install --sys-prefix --name keel --display-name "keel (.venv)"
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --no-browser --notebook-dir=notebooks
 
 bench: install-dev
 	$(BIN)/python jobs/benchmark.py bench=all

@@ -1,0 +1,6 @@
+"""Torch modules for tabular tasks, built from config by name or `_target_`."""
+
+from .head import Head
+from .tabular import MLP, build
+
+__all__ = ["MLP", "Head", "build"]

@@ -1,0 +1,1 @@
+"""Stage 5: models trained with Ray Train, evaluated, swept with Ray Tune."""
