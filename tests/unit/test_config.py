@@ -76,8 +76,10 @@ def test_experiment_listings_switches_dataset_and_features():
     assert "contract" not in cfg.features.columns
 
 
-def test_experiment_churn_equals_default(default):
-    assert load(["experiment=churn"]) == default
+def test_experiment_churn_is_the_default_dataset_with_its_slo_floor(default):
+    churn = load(["experiment=churn"])
+    assert churn.dataset == default.dataset and churn.features == default.features
+    assert churn.slo.quality_floor == {"roc_auc": 0.70} and default.slo.quality_floor == {}
 
 
 def test_overrides_apply():

@@ -1,6 +1,15 @@
 """keel's declarative surface: typed config groups composed with Hydra."""
 
-from .compose import absolute, compose_raw, conf_dir, load, project_root, to_yaml
+from .compose import absolute, compose_raw, conf_dir, load, project_root, to_dict, to_yaml
 from .schema import KeelConfig
 
-__all__ = ["KeelConfig", "absolute", "compose_raw", "conf_dir", "load", "project_root", "to_yaml"]
+__all__ = [
+    "KeelConfig",
+    "absolute",
+    "compose_raw",
+    "conf_dir",
+    "load",
+    "project_root",
+    "to_dict",
+    "to_yaml",
+]

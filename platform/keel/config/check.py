@@ -181,6 +181,8 @@ def _train(t: TrainConfig, _: KeelConfig) -> Iterator[Problem]:
         yield "use_gpu", f"must be auto, true or false, got '{t.use_gpu}'"
     if t.precision not in ("auto", "fp32", "bf16"):
         yield "precision", f"must be auto, fp32 or bf16, got '{t.precision}'"
+    if t.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+        yield "placement_strategy", f"must be PACK or SPREAD, got '{t.placement_strategy}'"
     if t.optimizer not in ("adam", "adamw", "sgd"):
         yield "optimizer", f"must be adam, adamw or sgd, got '{t.optimizer}'"
 

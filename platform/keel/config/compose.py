@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -67,6 +68,11 @@ def load(overrides: Sequence[str] = ()) -> KeelConfig:
 
 def to_yaml(cfg: KeelConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Any) -> dict:
+    """A plain, JSON-serializable dict of a config (or any config section) for Ray and wandb."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
 
 
 def _absolute_paths(cfg: KeelConfig) -> None:

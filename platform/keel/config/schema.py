@@ -222,6 +222,7 @@ class TrainConfig:
     num_workers: int = ranged(1, 0)
     use_gpu: str = "auto"  # auto | true | false
     cpus_per_worker: float = ranged(1.0, 0.0, lo_open=True)
+    placement_strategy: str = "PACK"  # PACK | SPREAD (one worker per node when possible)
     precision: str = "auto"  # auto (bf16 on GPU) | fp32 | bf16
     early_stopping_patience: int = ranged(3, 0)
     checkpoints_to_keep: int = ranged(2, 1)

@@ -1,0 +1,28 @@
+"""Versioned model store with lineage, stages and promotion (see DESIGN.md section 4).
+
+`keel.registry.lineage` stays the module (lineage() lives there): re-exporting a function of
+the same name here would shadow it.
+"""
+
+from .card import main_metric, model_card
+from .store import (
+    LOWER_IS_BETTER,
+    ModelVersion,
+    PromotionRefused,
+    Registry,
+    RegistryError,
+    check_floor,
+    register_candidate,
+)
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "ModelVersion",
+    "PromotionRefused",
+    "Registry",
+    "RegistryError",
+    "check_floor",
+    "main_metric",
+    "model_card",
+    "register_candidate",
+]

@@ -1,0 +1,529 @@
+"""The versioned model store: versions written atomically, verified on read, moved by stages.
+
+Layout under the registry root (a local path or a pyarrow filesystem URI):
+
+    <model>/stages.json     {"production": 3, "staging": null, "history": [...]}
+    <model>/0003/...        the version's files, then version.json (the manifest) LAST
+
+The manifest is the commit point: a directory without one is an unfinished (or crashed)
+registration and is invisible. The manifest holds each file's sha256 and every read checks
+it, so a corrupted or replaced file is an error naming the file, never a silently wrong model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from keel import storage
+from keel.errors import KeelError
+
+from .lineage import now
+
+Content = bytes | str | Callable[[int], bytes | str]  # a callable gets the version number
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "version.json"
+STAGES = "stages.json"
+STAGE_NAMES = ("production", "staging")  # always present in stages(); others may be added
+LOWER_IS_BETTER = frozenset(
+    {"rmse", "mae", "mape", "log_loss", "calibration_error", "loss", "val_loss"}
+)
+STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a dead writer
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_STAGE = re.compile(r"^[a-z][a-z0-9_-]*$")
+_REF = re.compile(r"^[vV]?(\d+)$")
+
+
+class RegistryError(KeelError):
+    """A missing model, version or stage, a damaged version, or a refused stage change."""
+
+
+class PromotionRefused(RegistryError):
+    """The candidate misses the SLO quality floor; `failures` holds one sentence per metric."""
+
+    def __init__(self, message: str, failures: list[str]):
+        super().__init__(message)
+        self.failures = failures
+
+
+@dataclass
+class ModelVersion:
+    model: str
+    version: int
+    path: str  # the version directory (local path or URI)
+    created_at: str
+    parent: int | None
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} v{self.version}"
+
+    def uri(self, name: str) -> str:
+        return storage.join(self.path, name)
+
+
+# ------------------------------------------------------------- storage helpers (private)
+# Candidates for keel.storage (write_bytes, read_bytes, list_dir, delete_dir); kept here
+# until storage grows them. Tests monkeypatch _write_bytes to simulate a crash.
+
+
+def _write_bytes(uri: str, data: bytes) -> None:
+    fs, path = storage.resolve(uri)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def _read_bytes(uri: str) -> bytes:
+    fs, path = storage.resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def _list_dir(uri: str, recursive: bool = False) -> list[pafs.FileInfo]:
+    fs, path = storage.resolve(uri)
+    return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
+
+
+def _delete_dir(uri: str) -> None:
+    fs, path = storage.resolve(uri)
+    fs.delete_dir(path)
+
+
+def _make_dir(uri: str) -> bool:
+    """Create a directory; False if it already exists (exclusive on local disks only)."""
+    fs, path = storage.resolve(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        try:
+            os.mkdir(path)  # atomic: two concurrent registers never share a number
+        except FileExistsError:
+            return False
+        return True
+    fs.create_dir(path, recursive=True)
+    return True
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RegistryError(
+            f"invalid {what} name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(no slashes, not starting with '.')"
+        )
+    return name
+
+
+def _check_stage(stage: str) -> str:
+    if not _STAGE.match(stage) or stage in ("latest", "history"):
+        raise RegistryError(
+            f"invalid stage {stage!r}: use a lowercase name such as production or staging"
+        )
+    return stage
+
+
+# ------------------------------------------------------------------------- the registry
+
+
+class Registry:
+    """Models, their versions and stages under one root directory or URI."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/") or root
+
+    def __repr__(self) -> str:
+        return f"Registry({self.root!r})"
+
+    def _model_dir(self, model: str) -> str:
+        return storage.join(self.root, _check_name(model, "model"))
+
+    def _version_dir(self, model: str, version: int) -> str:
+        return storage.join(self._model_dir(model), f"{version:04d}")
+
+    # ---------------------------------------------------------------------- reading
+
+    def models(self) -> list[str]:
+        """Models with at least one complete version."""
+        names = [
+            i.base_name
+            for i in _list_dir(self.root)
+            if i.type == pafs.FileType.Directory and _NAME.match(i.base_name)
+        ]
+        return sorted(n for n in names if any(self._is_complete(n, v) for v in self._numbers(n)))
+
+    def _numbers(self, model: str) -> list[int]:
+        """Every version directory, complete or not: new numbers go past all of them."""
+        return sorted(
+            int(i.base_name)
+            for i in _list_dir(self._model_dir(model))
+            if i.type == pafs.FileType.Directory and i.base_name.isdigit()
+        )
+
+    def _is_complete(self, model: str, version: int) -> bool:
+        return storage.exists(storage.join(self._version_dir(model, version), MANIFEST))
+
+    def _manifest(self, model: str, version: int) -> ModelVersion | None:
+        path = self._version_dir(model, version)
+        uri = storage.join(path, MANIFEST)
+        if not storage.exists(uri):
+            return None
+        try:
+            m = storage.read_json(uri)
+            return ModelVersion(
+                model=model,
+                version=version,
+                path=path,
+                created_at=str(m["created_at"]),
+                parent=m.get("parent"),
+                files={str(k): str(v) for k, v in m["files"].items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise RegistryError(f"{uri} is not a valid version manifest ({e!r})") from None
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        """Complete versions, oldest first."""
+        found = (self._manifest(model, n) for n in self._numbers(model))
+        return [mv for mv in found if mv is not None]
+
+    def get(self, model: str, version: int | str = "production") -> ModelVersion:
+        """A version by number ("3", "v3"), "latest", or the name of a stage."""
+        ref = _REF.match(version) if isinstance(version, str) else None
+        number = int(ref.group(1)) if ref else version if isinstance(version, int) else None
+        if number is not None:
+            mv = self._manifest(model, number)
+            if mv is None:
+                raise RegistryError(f"{model} has no version {number} {self._known(model)}")
+            return mv
+        if version == "latest":
+            for n in reversed(self._numbers(model)):
+                if mv := self._manifest(model, n):
+                    return mv
+            raise RegistryError(f"{model} has no versions {self._known(model)}")
+        stages = self.stages(model)
+        if version not in stages or version == "history":
+            held = ", ".join(s for s in stages if s != "history")
+            raise RegistryError(
+                f"unknown version or stage {version!r} for {model}: "
+                f"use a number, 'latest', or a stage ({held})"
+            )
+        if stages[version] is None:
+            raise RegistryError(
+                f"{model} has no {version} version {self._known(model)}; promote one with "
+                f"`keel registry promote {model} VERSION --stage {version}`"
+            )
+        return self.get(model, int(stages[version]))
+
+    def _known(self, model: str) -> str:
+        """What does exist, for error messages."""
+        numbers = [v.version for v in self.versions(model)]
+        if numbers:
+            return f"(versions: {', '.join(map(str, numbers))})"
+        return f"(registry {self.root} holds: {', '.join(self.models()) or 'no models'})"
+
+    def read_bytes(self, mv: ModelVersion, name: str) -> bytes:
+        """A file of a version, checked against the manifest's sha256."""
+        if name not in mv.files:
+            have = ", ".join(sorted(mv.files)) or "none"
+            raise RegistryError(f"{mv.label} has no file {name!r} (files: {have})")
+        uri = mv.uri(name)
+        try:
+            data = _read_bytes(uri)
+        except FileNotFoundError:
+            raise RegistryError(f"{uri} is missing: {mv.label} is damaged") from None
+        if _sha256(data) != mv.files[name]:
+            raise RegistryError(
+                f"{uri} is corrupted: its sha256 does not match {mv.label}'s manifest "
+                "(the file changed after registration); restore it or register a new version"
+            )
+        return data
+
+    def read_text(self, mv: ModelVersion, name: str) -> str:
+        return self.read_bytes(mv, name).decode()
+
+    def read_json(self, mv: ModelVersion, name: str) -> Any:
+        try:
+            return json.loads(self.read_bytes(mv, name))
+        except ValueError as e:
+            raise RegistryError(f"{mv.uri(name)} is not valid JSON ({e})") from None
+
+    def load_state_dict(self, mv: ModelVersion) -> dict:
+        """The weights, loaded with weights_only=True: a model file can never run code."""
+        import pickle
+
+        import torch
+
+        data = self.read_bytes(mv, "model.pt")
+        try:
+            state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RegistryError(
+                f"{mv.uri('model.pt')} is not a plain torch state dict; refusing to load it "
+                f"(weights_only=True: {first})"
+            ) from None
+        if not isinstance(state, dict):
+            raise RegistryError(
+                f"{mv.uri('model.pt')} holds a {type(state).__name__}, not a state dict"
+            )
+        return state
+
+    # ---------------------------------------------------------------------- writing
+
+    def register(
+        self, model: str, files: dict[str, Content], *, parent: int | None = None
+    ) -> ModelVersion:
+        """Write a new version: files first, the manifest last, so a crash leaves nothing.
+
+        A file given as a function of the version number (a model card that names its own
+        version) is rendered once the number is claimed.
+        """
+        _check_name(model, "model")
+        if not files:
+            raise RegistryError(f"nothing to register for {model}: no files given")
+        for name in files:
+            _check_name(name, "file")
+            if name == MANIFEST:
+                raise RegistryError(f"{MANIFEST} is the registry's manifest; rename that file")
+        if parent is not None:
+            self.get(model, int(parent))
+        version, path = self._claim(model)
+        rendered = {n: d(version) if callable(d) else d for n, d in files.items()}
+        blobs = {n: d.encode() if isinstance(d, str) else bytes(d) for n, d in rendered.items()}
+        self._remove_stale(model, below=version)
+        for name, data in blobs.items():
+            _write_bytes(storage.join(path, name), data)
+        mv = ModelVersion(
+            model=model,
+            version=version,
+            path=path,
+            created_at=now(),
+            parent=parent,
+            files={n: _sha256(d) for n, d in blobs.items()},
+        )
+        manifest = {
+            "model": model,
+            "version": version,
+            "created_at": mv.created_at,
+            "files": mv.files,
+            "parent": parent,
+            "status": "candidate",
+        }
+        storage.write_json(storage.join(path, MANIFEST), manifest)
+        log.info("registered %s at %s (%d files)", mv.label, path, len(blobs))
+        return mv
+
+    def _claim(self, model: str) -> tuple[int, str]:
+        """The next number past every version directory, including unfinished ones."""
+        fs, model_path = storage.resolve(self._model_dir(model))
+        fs.create_dir(model_path, recursive=True)
+        version = max(self._numbers(model), default=0) + 1
+        while not _make_dir(self._version_dir(model, version)):
+            version += 1
+        return version, self._version_dir(model, version)
+
+    def _remove_stale(self, model: str, *, below: int) -> None:
+        """Delete unfinished version directories left by writers dead for over an hour."""
+        for n in self._numbers(model):
+            if n >= below or self._is_complete(model, n):
+                continue
+            path = self._version_dir(model, n)
+            stamps = [i.mtime_ns for i in _list_dir(path, recursive=True) if i.mtime_ns]
+            if stamps and time.time() - max(stamps) / 1e9 > STALE_AFTER_S:
+                log.warning("removing unfinished version directory %s (stale)", path)
+                _delete_dir(path)
+
+    # ---------------------------------------------------------------------- stages
+
+    def stages_uri(self, model: str) -> str:
+        return storage.join(self._model_dir(model), STAGES)
+
+    def stages(self, model: str) -> dict:
+        uri = self.stages_uri(model)
+        stages: dict[str, Any] = {s: None for s in STAGE_NAMES}
+        stages["history"] = []
+        if storage.exists(uri):
+            try:
+                stored = storage.read_json(uri)
+            except ValueError as e:
+                raise RegistryError(f"{uri} is not valid JSON ({e})") from None
+            if not isinstance(stored, dict) or not isinstance(stored.get("history", []), list):
+                raise RegistryError(f"{uri} is not a stages file (expected an object)")
+            stages.update(stored)
+        return stages
+
+    def _write_stages(self, model: str, stages: dict) -> None:
+        storage.write_json(self.stages_uri(model), stages)
+
+    def floor_failures(self, mv: ModelVersion, floor: dict[str, float] | None) -> list[str]:
+        """Why this version misses the quality floor; empty when it passes (or no floor)."""
+        if not floor:
+            return []
+        if "metrics.json" not in mv.files:
+            return [f"{mv.label} has no metrics.json to check against slo.quality_floor"]
+        return check_floor(self.read_json(mv, "metrics.json"), floor)
+
+    def promote(
+        self,
+        model: str,
+        version: int,
+        stage: str = "production",
+        *,
+        floor: dict[str, float] | None = None,
+        force: bool = False,
+        reason: str = "",
+    ) -> dict:
+        """Move a stage to a version if it meets the floor (or force); returns the history entry.
+
+        Promoting the version that already holds the stage changes nothing and records nothing.
+        """
+        _check_stage(stage)
+        mv = self.get(model, int(version))
+        failures = self.floor_failures(mv, floor)
+        if failures and not force:
+            lines = "\n".join(f"  - {f}" for f in failures)
+            raise PromotionRefused(
+                f"refusing to promote {mv.label} to {stage}: it misses the SLO quality floor\n"
+                f"{lines}\nimprove the model, change slo.quality_floor, or pass --force "
+                "(with --reason) to promote it anyway",
+                failures,
+            )
+        stages = self.stages(model)
+        entry: dict[str, Any] = {
+            "stage": stage,
+            "version": mv.version,
+            "previous": stages.get(stage),
+            "at": now(),
+            "reason": reason,
+            "forced": bool(force),
+            "action": "promote",
+        }
+        if failures:
+            entry["bypassed"] = failures
+        if entry["previous"] == mv.version:
+            log.info("%s already holds %s; nothing to do", mv.label, stage)
+            return {**entry, "unchanged": True}
+        stages[stage] = mv.version
+        stages["history"].append(entry)
+        self._write_stages(model, stages)
+        log.info("promoted %s to %s (previous: %s)", mv.label, stage, entry["previous"])
+        return entry
+
+    def rollback(self, model: str, stage: str = "production", *, reason: str = "") -> int:
+        """Give the stage back to the version that held it before the current one.
+
+        History works as a stack: a second rollback goes one further back, not forward again.
+        """
+        _check_stage(stage)
+        stages = self.stages(model)
+        current = stages.get(stage)
+        if current is None:
+            raise RegistryError(f"{model} has no {stage} version to roll back")
+        held = _holders(stages["history"], stage)
+        if not held or held[-1] != current:
+            held.append(current)
+        if len(held) < 2:
+            raise RegistryError(
+                f"no earlier {stage} version of {model} to roll back to "
+                f"(v{current} is the first in its history)"
+            )
+        target = self.get(model, held[-2]).version
+        stages[stage] = target
+        stages["history"].append(
+            {
+                "stage": stage,
+                "version": target,
+                "previous": current,
+                "at": now(),
+                "reason": reason or f"rollback from v{current}",
+                "forced": False,
+                "action": "rollback",
+            }
+        )
+        self._write_stages(model, stages)
+        log.info("rolled back %s %s from v%s to v%s", model, stage, current, target)
+        return target
+
+
+def _holders(history: list[dict], stage: str) -> list[int]:
+    """The stack of versions that held a stage: promotions push, rollbacks pop."""
+    stack: list[int] = []
+    for e in history:
+        if e.get("stage") != stage:
+            continue
+        if e.get("action") == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != e.get("version"):
+                stack.append(e["version"])
+            continue
+        if not stack and e.get("previous") is not None:
+            stack.append(e["previous"])
+        stack.append(e["version"])
+    return stack
+
+
+# ------------------------------------------------------------------------- quality floor
+
+
+def check_floor(metrics: dict, floor: dict[str, float]) -> list[str]:
+    """One sentence per floor the test metrics miss: a minimum, or a maximum for error metrics."""
+    test = metrics.get("test") if isinstance(metrics, dict) else None
+    test = test if isinstance(test, dict) else {}
+    failures = []
+    for name, bound in floor.items():
+        key = f"slo.quality_floor.{name}"
+        value = test.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            have = ", ".join(sorted(test)) or "none"
+            failures.append(
+                f"{name} is missing from the test metrics (have: {have}); {key} needs it"
+            )
+        elif math.isnan(value):
+            failures.append(f"{name} is NaN, which cannot meet the SLO floor ({key})")
+        elif name in LOWER_IS_BETTER and value > bound:
+            failures.append(f"{name} {_fmt(value)} is above the SLO ceiling {_fmt(bound)} ({key})")
+        elif name not in LOWER_IS_BETTER and value < bound:
+            failures.append(f"{name} {_fmt(value)} is below the SLO floor {_fmt(bound)} ({key})")
+    return failures
+
+
+def _fmt(x: float) -> str:
+    """Two decimals when exact, more digits when rounding would hide a near miss."""
+    return f"{x:.2f}" if round(x, 2) == x else f"{x:.6g}"
+
+
+def register_candidate(
+    registry: Registry,
+    model: str,
+    files: dict[str, Content],
+    floor: dict[str, float] | None,
+    parent: int | None = None,
+) -> tuple[ModelVersion, bool]:
+    """Register a version; the first one to meet the floor becomes production by itself."""
+    mv = registry.register(model, files, parent=parent)
+    if registry.stages(model).get("production") is not None:
+        return mv, False
+    failures = registry.floor_failures(mv, floor)
+    if failures:
+        log.info("%s stays a candidate: %s", mv.label, "; ".join(failures))
+        return mv, False
+    registry.promote(
+        model, mv.version, "production", floor=floor, reason="first version passing the SLO floor"
+    )
+    return mv, True

@@ -1,0 +1,85 @@
+"""Data for training: validate -> split -> fit features on the training split -> encoded Ray
+Datasets ({"features", "target"}, plus raw target and slice columns for the test split).
+
+Kept apart from run.py so Ray workers that run `encode` import only what it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from keel.config import KeelConfig
+from keel.data.batch import fingerprint, to_table
+from keel.data.split import split
+from keel.data.validation import ValidationReport, validate_source
+from keel.features import FeaturePipeline
+from keel.models import Head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Everything training needs, computed once per dataset."""
+
+    validation: ValidationReport
+    features: FeaturePipeline
+    head: Head
+    datasets: dict[str, Any]  # encoded train/val/test Ray Datasets
+    y_train: np.ndarray
+    fingerprint: str
+    sample_rows: list[dict] = field(repr=False)  # raw test rows for the latency profile
+
+
+def encode(
+    batch: pa.Table, features: FeaturePipeline, head: Head, target: str, keep: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Raw rows -> {"features", "target"} (+ the raw target as "y" and `keep` columns)."""
+    table = to_table(batch)
+    out = features.transform_batch(table, keep)
+    y = table.column(target).to_numpy(zero_copy_only=False)
+    out["target"] = head.encode(y)
+    if keep:
+        out["y"] = y
+    return out
+
+
+def prepare(cfg: KeelConfig) -> Prepared:
+    ds = cfg.dataset
+    validated = validate_source(ds, cfg.paths.reports)
+    parts = {name: part.materialize() for name, part in split(validated.valid, ds).items()}
+    log.info("split %s: %s", ds.name, {k: v.count() for k, v in parts.items()})
+    features = FeaturePipeline.from_config(cfg.features).fit(
+        parts["train"], cfg.features.batch_size
+    )
+    y_train = _column(parts["train"], ds.target)
+    head = Head.fit(ds.task, y_train)
+    common = {"features": features, "head": head, "target": ds.target}
+    encoded = {
+        name: part.map_batches(
+            encode,
+            fn_kwargs={**common, "keep": tuple(ds.slices) if name == "test" else ()},
+            batch_format="pyarrow",
+            batch_size=cfg.features.batch_size,
+        ).materialize()
+        for name, part in parts.items()
+    }
+    return Prepared(
+        validation=validated.report,
+        features=features,
+        head=head,
+        datasets=encoded,
+        y_train=y_train,
+        fingerprint=fingerprint(validated.valid),
+        sample_rows=parts["test"].limit(256).take_all(),
+    )
+
+
+def _column(ds, name: str) -> np.ndarray:
+    batches = ds.select_columns([name]).iter_batches(batch_format="numpy", batch_size=None)
+    return np.concatenate([b[name] for b in batches])

@@ -1,0 +1,88 @@
+"""Evaluation of a trained model on the test split: metrics overall and per slice beside a
+trivial baseline, and the in-process latency profile that serving sizes autoscaling from."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from keel.config.schema import DatasetConfig, Task
+from keel.features import FeaturePipeline
+from keel.models import Head
+
+from . import metrics
+
+LATENCY_BATCHES = (1, 32, 256)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, head: Head, x: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """Predictions for a feature matrix (probabilities for classification)."""
+    model.eval()
+    parts = [
+        head.predict(model(torch.from_numpy(x[i : i + batch]))) for i in range(0, len(x), batch)
+    ]
+    if parts:
+        return np.concatenate(parts)
+    return np.zeros((0, head.outputs) if head.outputs > 1 else 0)
+
+
+def evaluate(
+    model: torch.nn.Module, head: Head, test, dataset: DatasetConfig, y_train: np.ndarray
+) -> dict[str, Any]:
+    """Metrics of `model` on the encoded test dataset (columns: features, y, slice columns)."""
+    y, pred, slices = [], [], {c: [] for c in dataset.slices}
+    for batch in test.iter_batches(batch_format="numpy", batch_size=65_536):
+        y.append(batch["y"])
+        pred.append(predict(model, head, batch["features"].astype(np.float32)))
+        for c in slices:
+            slices[c].append(batch[c])
+    y_all, pred_all = _targets(head, np.concatenate(y)), np.concatenate(pred)
+    task = Task(dataset.task)
+    base = metrics.baseline_prediction(
+        task, _targets(head, y_train), len(y_all), n_classes=len(head.labels) or None
+    )
+    return {
+        "rows": len(y_all),
+        "test": metrics.evaluate(task, y_all, pred_all),
+        "baseline": metrics.evaluate(task, y_all, base),
+        "slices": metrics.by_slice(
+            task, y_all, pred_all, {c: np.concatenate(v) for c, v in slices.items()}
+        ),
+        "primary_metric": metrics.PRIMARY[task],
+    }
+
+
+def _targets(head: Head, y: np.ndarray) -> np.ndarray:
+    """Targets in the form the metrics take: class index, or the raw regression value."""
+    if head.task == Task.regression:
+        return np.asarray(y, np.float64)
+    return head.encode(y).astype(np.int64)
+
+
+@torch.no_grad()
+def latency_profile(
+    model: torch.nn.Module,
+    head: Head,
+    features: FeaturePipeline,
+    rows: list[dict],
+    repeats: int = 20,
+) -> dict[str, dict[str, float]]:
+    """Median in-process time of features + model on raw JSON-like rows, per batch size:
+    {"device", "ms_per_batch": {"1": ..., "32": ..., "256": ...}, "ms_per_row": {...}}."""
+    model.eval()
+    profile = {"device": "cpu", "ms_per_batch": {}, "ms_per_row": {}}
+    for size in LATENCY_BATCHES:
+        batch = (rows * (size // max(len(rows), 1) + 1))[:size]
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            head.predict(model(torch.from_numpy(features.transform(batch))))
+            times.append(time.perf_counter() - started)
+        ms = float(np.median(times) * 1000)
+        profile["ms_per_batch"][str(size)] = ms
+        profile["ms_per_row"][str(size)] = ms / size
+    return profile

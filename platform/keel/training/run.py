@@ -1,0 +1,135 @@
+"""The training stage end to end: prepared data -> Ray Train -> evaluate on the test split ->
+register a version. A sweep prepares the data once (dataset.py) and trains many times."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from keel.config import KeelConfig, to_dict, to_yaml
+from keel.models import build
+from keel.registry import ModelVersion, Registry, model_card, register_candidate
+from keel.registry.lineage import lineage
+from keel.storage import stamp
+
+from .dataset import Prepared, prepare
+from .evaluate import evaluate, latency_profile
+from .trainer import trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trained:
+    version: ModelVersion
+    promoted: bool
+    metrics: dict
+    history: list[dict]
+    latency: dict
+    checkpoint_path: str
+
+
+def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = None):
+    """Run Ray Train; returns (best weights, per-epoch history, checkpoint path)."""
+    train_ds = {"train": data.datasets["train"], "val": data.datasets["val"]}
+    in_features = len(data.features.output_columns)
+    result = trainer(cfg, train_ds, in_features, data.head, name, callbacks).fit()
+    with result.checkpoint.as_directory() as d:
+        best = torch.load(f"{d}/best.pt", weights_only=True)
+        with open(f"{d}/progress.json") as f:
+            history = json.load(f)["history"]
+    return best, history, result.checkpoint.path
+
+
+def train(cfg: KeelConfig, data: Prepared | None = None) -> Trained:
+    """Train, evaluate and register one model version for cfg.dataset."""
+    data = data or prepare(cfg)
+    model_name = cfg.dataset.name
+    best, history, checkpoint_path = fit(cfg, data, f"{model_name}-{stamp()}")
+    model = build(to_dict(cfg.model), len(data.features.output_columns), data.head.outputs)
+    model.load_state_dict(best)
+    metrics = evaluate(model, data.head, data.datasets["test"], cfg.dataset, data.y_train)
+    metrics["history"] = history
+    latency = latency_profile(model, data.head, data.features, data.sample_rows)
+    registry = Registry(cfg.paths.registry)
+    parent = _production(registry, model_name)
+    config = to_dict(cfg)
+    lin = lineage(
+        config,
+        data_fingerprint=data.fingerprint,
+        seed=cfg.train.seed,
+        parent=parent,
+        rows=len(data.y_train),
+    )
+    files = {
+        "model.pt": _tensor_bytes(best),
+        "model.json": json.dumps(
+            {
+                "model": to_dict(cfg.model),
+                "in_features": len(data.features.output_columns),
+                "head": data.head.to_state(),
+                "input_columns": data.features.input_columns,
+            },
+            indent=2,
+        ),
+        "features.json": json.dumps(data.features.to_state()),
+        "config.yaml": to_yaml(cfg),
+        "metrics.json": json.dumps(metrics, indent=2, default=_number),
+        "lineage.json": json.dumps(lin, indent=2),
+        "latency.json": json.dumps(latency, indent=2),
+    }
+    files["MODEL_CARD.md"] = lambda v: model_card(model_name, v, config, metrics, lin, latency)
+    mv, promoted = register_candidate(
+        registry, model_name, files, dict(cfg.slo.quality_floor), parent
+    )
+    return Trained(mv, promoted, metrics, history, latency, checkpoint_path)
+
+
+def _production(registry: Registry, model: str) -> int | None:
+    return registry.stages(model).get("production") if model in registry.models() else None
+
+
+def _tensor_bytes(state: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _number(value: Any) -> Any:
+    """JSON fallback for numpy scalars in metrics and history."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {value!r}")
+
+
+def describe(out: Trained) -> list[tuple[str, str]]:
+    """Readable lines for a job summary: stage, epochs, metrics vs baseline, slices, paths."""
+    m, primary, v = out.metrics, out.metrics["primary_metric"], out.version
+    stage = (
+        "production (first version passing the SLO floor)"
+        if out.promoted
+        else f"candidate (promote with: keel registry promote {v.model} {v.version})"
+    )
+    best = min(h["val_loss"] for h in out.history)
+    rows = [("stage", stage), ("epochs", f"{len(out.history)} (best val_loss {best:.4f})")]
+    for name, value in m["test"].items():
+        mark = "  <- primary" if name == primary else ""
+        rows.append((f"test {name}", f"{value:.4f}   (baseline {m['baseline'][name]:.4f}){mark}"))
+    gaps = [
+        (g["gap"], f"{col}={val}")
+        for col, vals in m["slices"].items()
+        for val, g in vals.items()
+        if "gap" in g
+    ]
+    if gaps:
+        gap, where = min(gaps)
+        rows.append(("worst slice", f"{where}: {primary} {gap:+.4f} vs overall"))
+    latency = ", ".join(f"{n} rows {ms:.2f} ms" for n, ms in out.latency["ms_per_batch"].items())
+    rows += [("latency", latency), ("registry", v.path), ("checkpoints", out.checkpoint_path)]
+    return rows

@@ -1,0 +1,135 @@
+"""Hyperparameter sweeps with Ray Tune over the sweep config's search space.
+
+Train V2 cannot be handed to a Tuner directly: each trial is a small driver function that
+runs a TorchTrainer and forwards its per-epoch metrics with TuneReportCallback, so ASHA can
+stop poor trials early. The data is prepared once and shared by every trial; the best
+trial's configuration is then trained and registered like any `keel train`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
+
+from keel.config import KeelConfig
+from keel.storage import join, stamp, write_text
+
+from .dataset import Prepared, prepare
+from .run import Trained, train
+from .trainer import trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    table: Any  # pandas DataFrame: one row per trial, best first
+    best_params: dict[str, Any]
+    trained: Trained
+    results_path: str
+
+
+def search_space(space: dict[str, dict]) -> dict[str, Any]:
+    """`{"train.lr": {"loguniform": [1e-4, 1e-1]}}` -> Tune domains keyed by config path."""
+    from ray import tune
+
+    make = {
+        "loguniform": lambda a: tune.loguniform(*a),
+        "uniform": lambda a: tune.uniform(*a),
+        "randint": lambda a: tune.randint(*a),
+        "choice": tune.choice,
+        "grid": tune.grid_search,
+    }
+    return {path: make[name](args) for path, dist in space.items() for name, args in dist.items()}
+
+
+def with_params(cfg: KeelConfig, params: dict[str, Any]) -> KeelConfig:
+    """A copy of cfg with each dotted config path set to its sampled value."""
+    out = copy.deepcopy(cfg)
+    for path, value in params.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for part in parents:
+            node = getattr(node, part) if is_dataclass(node) else node[part]
+        if is_dataclass(node) and leaf in {f.name for f in fields(node)}:
+            setattr(node, leaf, value)
+        else:
+            node[leaf] = value
+    return out
+
+
+def _trial(params: dict[str, Any], cfg: KeelConfig, data: Prepared) -> None:
+    """One Tune trial: a whole Ray Train run with these parameters."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_cfg = with_params(cfg, params)
+    datasets = {"train": data.datasets["train"], "val": data.datasets["val"]}
+    in_features = len(data.features.output_columns)
+    name = f"{cfg.dataset.name}-trial-{tune.get_context().get_trial_id()}"
+    trainer(trial_cfg, datasets, in_features, data.head, name, [TuneReportCallback()]).fit()
+
+
+def sweep(cfg: KeelConfig) -> SweepResult:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    s = cfg.sweep
+    data = prepare(cfg)
+    scheduler = (
+        ASHAScheduler(
+            time_attr="epoch",
+            max_t=cfg.train.epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+        if s.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    callbacks = []
+    if cfg.tracking.mode.value != "disabled":
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        callbacks.append(WandbLoggerCallback(project=cfg.tracking.project, group=cfg.dataset.name))
+    name = f"{cfg.dataset.name}-sweep-{stamp()}"
+    tuner = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(_trial, cfg=cfg, data=data), {"CPU": s.cpus_per_trial}
+        ),
+        param_space=search_space(s.space),
+        tune_config=tune.TuneConfig(
+            metric=s.metric,
+            mode=s.mode,
+            num_samples=s.samples,
+            max_concurrent_trials=s.concurrency,
+            scheduler=scheduler,
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=cfg.paths.checkpoints, callbacks=callbacks
+        ),
+    )
+    log.info("sweep %s: %d trials, %d at a time, %s", name, s.samples, s.concurrency, s.scheduler)
+    grid = tuner.fit()
+    if grid.num_errors:
+        log.warning(
+            "%d of %d trials failed; see %s", grid.num_errors, len(grid), grid.experiment_path
+        )
+    best = grid.get_best_result()
+    table = _table(grid, s.space, s.metric, s.mode)
+    results_path = join(cfg.paths.reports, cfg.dataset.name, "sweeps", name, "results.csv")
+    write_text(results_path, table.to_csv(index=False))
+    best_params = {k: best.config[k] for k in s.space}
+    log.info("best trial: %s = %s with %s", s.metric, best.metrics.get(s.metric), best_params)
+    trained = train(with_params(cfg, best_params), data)
+    return SweepResult(table, best_params, trained, results_path)
+
+
+def _table(grid, space: dict, metric: str, mode: str):
+    frame = grid.get_dataframe(filter_metric=metric, filter_mode=mode)
+    keep = ["trial_id", *[f"config/{k}" for k in space], metric, "epoch", "best_val_loss"]
+    frame = frame[[c for c in keep if c in frame.columns]].rename(
+        columns={f"config/{k}": k for k in space} | {"epoch": "last_epoch"}
+    )
+    return frame.sort_values(metric, ascending=mode == "min").reset_index(drop=True)

@@ -1,0 +1,78 @@
+"""A Ray Train (V2) TorchTrainer from the train config: scaling, failures, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from keel.config import KeelConfig, to_dict
+from keel.models import Head
+from keel.runtime import worker_env
+
+from .loop import train_loop
+
+log = logging.getLogger(__name__)
+
+
+def use_gpu(setting: str) -> bool:
+    """`auto` uses GPUs when the cluster has any; `true` insists (Ray waits for one)."""
+    import ray
+
+    setting = str(setting).lower()
+    if setting == "auto":
+        return ray.cluster_resources().get("GPU", 0) > 0
+    return setting == "true"
+
+
+def loop_config(cfg: KeelConfig, in_features: int, head: Head) -> dict[str, Any]:
+    """The plain dict each worker receives."""
+    return {
+        "model": to_dict(cfg.model),
+        "train": to_dict(cfg.train),
+        "in_features": in_features,
+        "head": head.to_state(),
+    }
+
+
+def trainer(
+    cfg: KeelConfig,
+    datasets: dict,
+    in_features: int,
+    head: Head,
+    name: str,
+    extra_callbacks: list | None = None,
+):
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    gpu = use_gpu(cfg.train.use_gpu)
+    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if gpu else {})}
+    scaling = ray.train.ScalingConfig(
+        num_workers=cfg.train.num_workers,
+        use_gpu=gpu,
+        resources_per_worker=resources,
+        placement_strategy=cfg.train.placement_strategy,
+    )
+    run = ray.train.RunConfig(
+        name=name,
+        storage_path=cfg.paths.checkpoints,
+        failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep),
+        worker_runtime_env={"env_vars": worker_env(cfg)},
+        callbacks=extra_callbacks or None,
+    )
+    log.info(
+        "training %s: %d worker(s), gpu=%s, %s CPU each",
+        name,
+        cfg.train.num_workers,
+        gpu,
+        cfg.train.cpus_per_worker,
+    )
+    return TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config(cfg, in_features, head),
+        scaling_config=scaling,
+        run_config=run,
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
