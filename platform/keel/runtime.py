@@ -50,6 +50,9 @@ def ensure(cfg: KeelConfig) -> None:
             include_dashboard=cfg.ray.include_dashboard,
             **common,
         )
+    # Tools started from this process (Ray's state API, Train's cleanup actors) must find this
+    # cluster, not another Ray on the same machine.
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray.progress_bars
     ctx.print_on_execution_start = False

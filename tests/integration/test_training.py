@@ -1,0 +1,82 @@
+"""Training on the shared Ray session: reproducibility, recovery from a killed worker, sweeps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import ray
+
+from keel.registry import Registry
+from keel.training.dataset import prepare
+from keel.training.run import train
+from keel.training.sweep import sweep
+
+SMALL = ("dataset.source.rows=4000", "train.epochs=3", "train.cpus_per_worker=0.5")
+
+
+def test_same_seed_and_data_give_the_same_metrics(make_cfg):
+    cfg = make_cfg(*SMALL)
+    data = prepare(cfg)
+    first, second = train(cfg, data), train(cfg, data)
+    assert first.metrics["test"] == second.metrics["test"]
+    assert [h["val_loss"] for h in first.history] == [h["val_loss"] for h in second.history]
+    assert (first.version.version, second.version.version) == (1, 2)
+    assert first.metrics["test"]["roc_auc"] > first.metrics["baseline"]["roc_auc"] + 0.15
+
+
+def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(make_cfg):
+    cfg = make_cfg(
+        "dataset.source.rows=60000",
+        "train.epochs=6",
+        "train.batch_size=64",
+        "train.early_stopping_patience=0",
+        "train.max_failures=2",
+    )
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=train(cfg)), daemon=True)
+    runner.start()
+    checkpoints = Path(cfg.paths.checkpoints)
+    deadline = time.time() + 300
+    # Two checkpoint directories mean the first one was fully reported before the kill.
+    while len(list(checkpoints.glob("*/checkpoint_*"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(list(checkpoints.glob("*/checkpoint_*"))) >= 2, "no checkpoint was written"
+    workers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])
+    ]
+    assert workers, "no live Train worker to kill"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    runner.join(timeout=600)
+    history = outcome["result"].history
+    assert [h["epoch"] for h in history] == list(range(6))  # every epoch, none twice
+    resumed = [h["resumed_from"] for h in history if h["resumed_from"] >= 0]
+    assert resumed, "training restarted from scratch instead of the checkpoint"
+    assert history[-1]["resumed_from"] == resumed[0] >= 0
+    assert Registry(cfg.paths.registry).get("churn", "latest").version == 1
+
+
+def test_asha_sweep_of_four_trials_completes_on_two_cpus(make_cfg):
+    cfg = make_cfg(
+        *SMALL,
+        "sweep.samples=4",
+        "sweep.concurrency=2",
+        "experiment=listings",
+        "tracking.mode=disabled",
+    )
+    result = sweep(cfg)
+    assert len(result.table) == 4
+    assert set(result.best_params) == {"train.lr", "model.dropout"}
+    best = result.table.iloc[0]
+    assert best["val_loss"] == result.table["val_loss"].min()
+    assert Path(result.results_path).exists()
+    registered = Registry(cfg.paths.registry).get("listings", "latest")
+    config = Registry(cfg.paths.registry).read_text(registered, "config.yaml")
+    assert f"lr: {result.best_params['train.lr']}" in config
+    assert ray.cluster_resources()["CPU"] == 2
