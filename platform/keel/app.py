@@ -32,7 +32,8 @@ class Summary:
         return self
 
     def show(self) -> None:
-        table = Table(title=self.title, title_justify="left", show_header=False, box=None)
+        console.print(f"[bold]{self.title}[/]")
+        table = Table(show_header=False, box=None)
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for what, value in self.rows:

@@ -23,20 +23,39 @@ def stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
 
 
-def write_text(uri: str, text: str) -> None:
+def write_bytes(uri: str, data: bytes) -> None:
     """Write through a temporary name and move, so readers never see a partial file."""
     fs, path = resolve(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     tmp = f"{path}.tmp-{time.time_ns()}"
     with fs.open_output_stream(tmp) as out:
-        out.write(text.encode())
+        out.write(data)
     fs.move(tmp, path)
 
 
-def read_text(uri: str) -> str:
+def read_bytes(uri: str) -> bytes:
     fs, path = resolve(uri)
     with fs.open_input_stream(path) as f:
-        return f.read().decode()
+        return f.read()
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode())
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode()
+
+
+def list_dir(uri: str, recursive: bool = False) -> list[pafs.FileInfo]:
+    """Entries under a directory; empty when it does not exist."""
+    fs, path = resolve(uri)
+    return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.delete_dir(path)
 
 
 def write_json(uri: str, obj: Any) -> None:

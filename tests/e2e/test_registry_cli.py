@@ -25,6 +25,7 @@ def version_files(roc_auc: float, seed: int) -> dict[str, bytes | str]:
     weights = io.BytesIO()
     torch.save(torch.nn.Linear(4, 1).state_dict(), weights)
     metrics = {
+        "primary_metric": "roc_auc",
         "test": {"roc_auc": roc_auc, "log_loss": 0.45},
         "baseline": {"roc_auc": 0.5, "log_loss": 0.69},
         "slices": {"plan": {"basic": {"roc_auc": roc_auc - 0.1, "rows": 50}}},

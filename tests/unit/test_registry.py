@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from keel import storage
 from keel.errors import KeelError
 from keel.registry import (
     PromotionRefused,
@@ -21,7 +22,6 @@ from keel.registry import (
     main_metric,
     model_card,
     register_candidate,
-    store,
 )
 from keel.registry.lineage import config_hash, lineage
 
@@ -95,8 +95,8 @@ def test_register_rejects_bad_names_and_unknown_parents(reg):
 
 
 def crash_on_write(monkeypatch, at: int) -> None:
-    """Make the registry's file writer fail on its `at`-th call, like a process dying there."""
-    real, calls = store._write_bytes, []
+    """Make the file writer fail on its `at`-th call, like a process dying there."""
+    real, calls = storage.write_bytes, []
 
     def write(uri: str, data: bytes) -> None:
         calls.append(uri)
@@ -104,7 +104,7 @@ def crash_on_write(monkeypatch, at: int) -> None:
             raise OSError(f"disk full writing {uri}")
         real(uri, data)
 
-    monkeypatch.setattr(store, "_write_bytes", write)
+    monkeypatch.setattr(storage, "write_bytes", write)
 
 
 def test_a_crash_mid_register_leaves_nothing_visible(reg, tmp_path, monkeypatch):

@@ -77,31 +77,7 @@ class ModelVersion:
         return storage.join(self.path, name)
 
 
-# ------------------------------------------------------------- storage helpers (private)
-# Candidates for keel.storage (write_bytes, read_bytes, list_dir, delete_dir); kept here
-# until storage grows them. Tests monkeypatch _write_bytes to simulate a crash.
-
-
-def _write_bytes(uri: str, data: bytes) -> None:
-    fs, path = storage.resolve(uri)
-    with fs.open_output_stream(path) as out:
-        out.write(data)
-
-
-def _read_bytes(uri: str) -> bytes:
-    fs, path = storage.resolve(uri)
-    with fs.open_input_stream(path) as f:
-        return f.read()
-
-
-def _list_dir(uri: str, recursive: bool = False) -> list[pafs.FileInfo]:
-    fs, path = storage.resolve(uri)
-    return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
-
-
-def _delete_dir(uri: str) -> None:
-    fs, path = storage.resolve(uri)
-    fs.delete_dir(path)
+# ------------------------------------------------------------- storage helpers
 
 
 def _make_dir(uri: str) -> bool:
@@ -162,7 +138,7 @@ class Registry:
         """Models with at least one complete version."""
         names = [
             i.base_name
-            for i in _list_dir(self.root)
+            for i in storage.list_dir(self.root)
             if i.type == pafs.FileType.Directory and _NAME.match(i.base_name)
         ]
         return sorted(n for n in names if any(self._is_complete(n, v) for v in self._numbers(n)))
@@ -171,7 +147,7 @@ class Registry:
         """Every version directory, complete or not: new numbers go past all of them."""
         return sorted(
             int(i.base_name)
-            for i in _list_dir(self._model_dir(model))
+            for i in storage.list_dir(self._model_dir(model))
             if i.type == pafs.FileType.Directory and i.base_name.isdigit()
         )
 
@@ -243,7 +219,7 @@ class Registry:
             raise RegistryError(f"{mv.label} has no file {name!r} (files: {have})")
         uri = mv.uri(name)
         try:
-            data = _read_bytes(uri)
+            data = storage.read_bytes(uri)
         except FileNotFoundError:
             raise RegistryError(f"{uri} is missing: {mv.label} is damaged") from None
         if _sha256(data) != mv.files[name]:
@@ -307,7 +283,7 @@ class Registry:
         blobs = {n: d.encode() if isinstance(d, str) else bytes(d) for n, d in rendered.items()}
         self._remove_stale(model, below=version)
         for name, data in blobs.items():
-            _write_bytes(storage.join(path, name), data)
+            storage.write_bytes(storage.join(path, name), data)
         mv = ModelVersion(
             model=model,
             version=version,
@@ -343,10 +319,10 @@ class Registry:
             if n >= below or self._is_complete(model, n):
                 continue
             path = self._version_dir(model, n)
-            stamps = [i.mtime_ns for i in _list_dir(path, recursive=True) if i.mtime_ns]
+            stamps = [i.mtime_ns for i in storage.list_dir(path, recursive=True) if i.mtime_ns]
             if stamps and time.time() - max(stamps) / 1e9 > STALE_AFTER_S:
                 log.warning("removing unfinished version directory %s (stale)", path)
-                _delete_dir(path)
+                storage.delete_dir(path)
 
     # ---------------------------------------------------------------------- stages
 
