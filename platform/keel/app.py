@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from keel.config import KeelConfig, load
 from keel.errors import KeelError
@@ -36,8 +37,8 @@ class Summary:
         table = Table(show_header=False, box=None)
         table.add_column(style="bold")
         table.add_column(overflow="fold")
-        for what, value in self.rows:
-            table.add_row(what, value)
+        for what, value in self.rows:  # Text: "[churn] rows" is a label, not rich markup
+            table.add_row(Text(what), Text(value))
         console.print(table)
 
 

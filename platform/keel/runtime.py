@@ -10,6 +10,7 @@ import logging
 import os
 
 from keel.config import KeelConfig, project_root
+from keel.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,17 @@ def ensure(cfg: KeelConfig) -> None:
     # Tools started from this process (Ray's state API, Train's cleanup actors) must find this
     # cluster, not another Ray on the same machine.
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    configure_data(cfg)
+
+
+def configure_data(cfg: KeelConfig) -> None:
+    """Apply ray.data_context (declared per environment in conf/ray/) to Ray Data."""
+    import ray
+
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray.progress_bars
     ctx.print_on_execution_start = False
+    for key, value in cfg.ray.data_context.items():
+        if not hasattr(ctx, key):
+            raise ConfigError(f"ray.data_context.{key}: Ray Data has no setting '{key}'")
+        setattr(ctx, key, value)

@@ -311,6 +311,7 @@ class RayConfig:
     namespace: str = "keel"
     progress_bars: bool = True
     env_vars: dict[str, str] = field(default_factory=dict)  # forwarded to every worker
+    data_context: dict[str, Any] = field(default_factory=dict)  # ray.data.DataContext settings
 
 
 @dataclass

@@ -54,6 +54,16 @@ def strings(table: pa.Table, name: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
+def text(table: pa.Table, name: str) -> pa.Array:
+    """A column as an Arrow string array (nulls stay null): categories without Python objects."""
+    col = table.column(name)
+    if pa.types.is_floating(col.type):
+        return pa.array(strings(table, name), pa.string())
+    if not pa.types.is_string(col.type):
+        col = pc.cast(col, pa.string())
+    return col.combine_chunks()
+
+
 def _float_text(v: float | None) -> str | None:
     if v is None or v != v:
         return None

@@ -21,7 +21,7 @@ from keel.storage import read_json, write_json
 
 from .steps import Step, build, inputs, read
 
-FORMAT = "keel.features/1"
+FORMAT = "keel.features/2"
 
 
 class FeaturePipeline:
@@ -45,6 +45,8 @@ class FeaturePipeline:
 
     def fit(self, data: Any, batch_size: int = 65_536) -> FeaturePipeline:
         """Learn every fitted step's state from `data` (a Ray Dataset or a local table)."""
+        if hasattr(data, "select_columns") and not isinstance(data, pa.Table):
+            data = data.select_columns(self.input_columns)  # the reader skips other columns
         while pending := self._pending():
             stats = reduce_batches(
                 data,
@@ -94,8 +96,13 @@ class FeaturePipeline:
             raise FeatureError(f"missing input column(s) {missing}; the features need them")
         if not len(table):
             return np.zeros((0, len(self.output_columns)), np.float32)
-        parts = [self._run(name, table, len(steps)) for name, steps in self.steps.items()]
-        return np.hstack(parts).astype(np.float32)
+        out = np.empty((len(table), len(self.output_columns)), np.float32)
+        j = 0
+        for name, steps in self.steps.items():
+            part = self._run(name, table, len(steps))
+            out[:, j : j + part.shape[1]] = part
+            j += part.shape[1]
+        return out
 
     def transform_batch(self, batch: Batch, keep: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """For Ray Data map_batches: {"features": matrix} plus the `keep` columns unchanged."""

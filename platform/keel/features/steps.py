@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from keel.config.schema import FeatureSpec, Impute, Scale, Transform
-from keel.data.batch import numeric, strings, timestamps
+from keel.data.batch import numeric, strings, text, timestamps
 
 SAMPLE = 4096  # values kept per batch for quantiles (median, quantile clip, quantile bins)
 OTHER = "__other__"
@@ -83,9 +84,14 @@ def _quantiles(s: dict, qs: list[float]) -> list[float]:
     return [float(v[min(np.searchsorted(cw, q * cw[-1]), len(v) - 1)]) for q in qs]
 
 
-def _counts(v: np.ndarray) -> Counter:
-    values, n = np.unique(v[pd.notna(v)].astype(str), return_counts=True)
-    return Counter(dict(zip(values.tolist(), n.tolist(), strict=True)))
+def _counts(v: pa.Array | np.ndarray) -> Counter:
+    if isinstance(v, np.ndarray):  # numbers, counted as text (ties break by text)
+        values, n = np.unique(v[pd.notna(v)].astype(str), return_counts=True)
+        return Counter(dict(zip(values.tolist(), n.tolist(), strict=True)))
+    vc = pc.value_counts(v.drop_null())
+    return Counter(
+        dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+    )
 
 
 def _merge_counts(a: Counter, b: Counter) -> Counter:
@@ -105,9 +111,10 @@ def _one_hot(index: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _lookup(values: np.ndarray, vocabulary: list[str]) -> np.ndarray:
+def _lookup(values: pa.Array, vocabulary: list[str]) -> np.ndarray:
     """Position of each value in the vocabulary, -1 when unseen or missing."""
-    return pd.Index(vocabulary, dtype=object).get_indexer(pd.Series(values, dtype=object))
+    index = pc.index_in(values, value_set=pa.array(vocabulary, pa.string()))
+    return index.fill_null(-1).to_numpy().astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- imputation
@@ -159,9 +166,7 @@ class ImputeCategories(Step):
 
     def apply(self, x, batch, state):
         fill = state["fill"] if self.fitted else self.constant
-        v = x[0].copy()
-        v[pd.isna(v)] = fill
-        return [v]
+        return [x[0].fill_null(fill) if fill is not None else x[0]]
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -283,10 +288,11 @@ class Hashed(Step):
         self.buckets = spec.buckets
 
     def apply(self, x, batch, state):
-        v = x[0]
-        present = pd.notna(v)
-        h = pd.util.hash_array(np.where(present, v, "").astype(str).astype(object))
-        return _one_hot(np.where(present, (h % self.buckets).astype(np.int64), -1), self.buckets)
+        enc = pc.dictionary_encode(x[0])
+        words = np.asarray(enc.dictionary.to_pylist(), dtype=object)
+        bucket = np.append((pd.util.hash_array(words) % self.buckets).astype(np.int64), -1)
+        index = enc.indices.fill_null(-1).to_numpy().astype(np.int64)
+        return _one_hot(bucket[index], self.buckets)  # index -1 (missing) -> -1: no bucket
 
     def names(self, feature, state):
         return [f"{feature}#{i}" for i in range(self.buckets)]
@@ -296,19 +302,21 @@ class DateParts(Step):
     def __init__(self, spec: FeatureSpec):
         self.parts = [p.value for p in spec.parts]
 
+    PARTS = {
+        "year": pc.year,
+        "month": pc.month,
+        "day": pc.day,
+        "dayofweek": pc.day_of_week,
+        "dayofyear": pc.day_of_year,
+        "hour": pc.hour,
+        "is_weekend": lambda t: pc.greater_equal(pc.day_of_week(t), 5),
+    }
+
     def apply(self, x, batch, state):
-        t = pd.DatetimeIndex(x[0])
-        cols = {
-            "year": t.year,
-            "month": t.month,
-            "day": t.day,
-            "dayofweek": t.dayofweek,
-            "dayofyear": t.dayofyear,
-            "hour": t.hour,
-            "is_weekend": t.dayofweek >= 5,
-        }
-        out = np.column_stack([np.asarray(cols[p], dtype=np.float64) for p in self.parts])
-        out[np.isnat(x[0])] = np.nan
+        t = x[0]
+        out = np.empty((len(t), len(self.parts)))
+        for j, p in enumerate(self.parts):
+            out[:, j] = pc.cast(self.PARTS[p](t), pa.float64()).to_numpy(zero_copy_only=False)
         return out
 
     def names(self, feature, state):
@@ -368,7 +376,7 @@ class GroupStatistic(Step):
     def apply(self, x, batch, state):
         keys = list(state["groups"])
         table = np.append(np.asarray(list(state["groups"].values()), float), state["default"])
-        index = _lookup(strings(batch, self.by), keys)
+        index = _lookup(text(batch, self.by), keys)
         return table[np.where(index < 0, len(keys), index)][:, None]
 
     def names(self, feature, state):
@@ -378,55 +386,52 @@ class GroupStatistic(Step):
 # ----------------------------------------------------------------------------- after transforms
 
 
-class FillNonFinite(Step):
-    """Missing or non-finite transform outputs (0/0, an unseen ordinal) become the fitted mean."""
+class FillScale(Step):
+    """Non-finite outputs become the fitted mean, then an optional scaler: one fitting pass.
 
-    fitted = True
+    Filling with the mean keeps the mean and M2 of the finite values and the finite min/max,
+    so the scaler's statistics follow from the same partials (no second pass).
+    """
 
-    def partial(self, x, batch):
-        return _moments(x)
-
-    merge = staticmethod(_merge_moments)
-
-    def finalize(self, stats):
-        return {"fill": stats["mean"].tolist()}
-
-    def apply(self, x, batch, state):
-        return np.where(np.isfinite(x), x, np.asarray(state["fill"]))
-
-
-class Scaler(Step):
     fitted = True
 
     def __init__(self, how: Scale):
         self.how = how
 
     def partial(self, x, batch):
-        if self.how == Scale.standardize:
-            return _moments(x)
+        ok = np.isfinite(x)
         return {
-            "lo": np.nanmin(x, axis=0, initial=np.inf),
-            "hi": np.nanmax(x, axis=0, initial=-np.inf),
+            **_moments(x),
+            "rows": float(len(x)),
+            "lo": np.where(ok, x, np.inf).min(axis=0, initial=np.inf),
+            "hi": np.where(ok, x, -np.inf).max(axis=0, initial=-np.inf),
         }
 
     def merge(self, a, b):
-        if self.how == Scale.standardize:
-            return _merge_moments(a, b)
-        return {"lo": np.minimum(a["lo"], b["lo"]), "hi": np.maximum(a["hi"], b["hi"])}
+        return {
+            **_merge_moments(a, b),
+            "rows": a["rows"] + b["rows"],
+            "lo": np.minimum(a["lo"], b["lo"]),
+            "hi": np.maximum(a["hi"], b["hi"]),
+        }
 
     def finalize(self, stats):
+        fill = stats["mean"]
+        out = {"fill": fill.tolist()}
         if self.how == Scale.standardize:
-            std = np.sqrt(
-                np.divide(
-                    stats["m2"], stats["n"], out=np.zeros_like(stats["n"]), where=stats["n"] > 0
-                )
-            )
-            return {"center": stats["mean"].tolist(), "scale": np.where(std > 0, std, 1.0).tolist()}
-        lo = np.where(np.isfinite(stats["lo"]), stats["lo"], 0.0)
-        span = np.where(np.isfinite(stats["hi"]), stats["hi"], 1.0) - lo
-        return {"center": lo.tolist(), "scale": np.where(span > 0, span, 1.0).tolist()}
+            rows = stats["rows"]
+            std = np.sqrt(stats["m2"] / rows) if rows else np.zeros_like(fill)
+            out.update(center=fill.tolist(), scale=np.where(std > 0, std, 1.0).tolist())
+        elif self.how == Scale.minmax:
+            lo = np.where(np.isfinite(stats["lo"]), stats["lo"], fill)
+            hi = np.where(np.isfinite(stats["hi"]), stats["hi"], fill)
+            out.update(center=lo.tolist(), scale=np.where(hi - lo > 0, hi - lo, 1.0).tolist())
+        return out
 
     def apply(self, x, batch, state):
+        x = np.where(np.isfinite(x), x, np.asarray(state["fill"]))
+        if self.how == Scale.none:
+            return x
         return (x - np.asarray(state["center"])) / np.asarray(state["scale"])
 
 
@@ -458,12 +463,10 @@ def build(spec: FeatureSpec) -> list[Step]:
     else:
         steps.append(Elementwise(spec))
     if t not in ENCODED:
-        steps.append(FillNonFinite())
         scale = {Transform.standardize: Scale.standardize, Transform.minmax: Scale.minmax}.get(
             t, spec.scale
         )
-        if scale != Scale.none:
-            steps.append(Scaler(scale))
+        steps.append(FillScale(scale))
     return steps
 
 
@@ -474,9 +477,16 @@ def inputs(spec: FeatureSpec) -> list[str]:
 def read(spec: FeatureSpec, batch: pa.Table) -> list[np.ndarray]:
     """The feature's raw input columns as arrays of the kind its transform works on."""
     if spec.transform in CATEGORICAL:
-        reader = strings
+        reader = text
     elif spec.transform == Transform.date_parts:
-        reader = timestamps
+        reader = _arrow_timestamps
     else:
         reader = numeric
     return [reader(batch, name) for name in inputs(spec)]
+
+
+def _arrow_timestamps(batch: pa.Table, name: str) -> pa.Array:
+    col = batch.column(name)
+    if pa.types.is_timestamp(col.type) and col.type.tz is None:
+        return col.combine_chunks()
+    return pa.array(timestamps(batch, name))
