@@ -3,13 +3,10 @@ in tests. One run per training: config, per-epoch metrics, test metrics, slices,
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from keel.config import KeelConfig
-
-log = logging.getLogger(__name__)
 
 
 def wandb_dir(cfg: KeelConfig) -> str | None:

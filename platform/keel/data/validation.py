@@ -29,14 +29,6 @@ from .sources import PATH_COLUMN
 log = logging.getLogger(__name__)
 
 RULES_COLUMN = "_rules"  # "col:rule; col:rule" for invalid rows, "" for valid ones
-ARROW_TYPES = {
-    ColumnType.int: pa.int64(),
-    ColumnType.float: pa.float64(),
-    ColumnType.string: pa.string(),
-    ColumnType.category: pa.string(),
-    ColumnType.bool: pa.bool_(),
-    ColumnType.timestamp: pa.timestamp("us"),
-}
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 
@@ -273,6 +265,13 @@ def validate(raw, dataset: DatasetConfig, out_dir: str, planted: dict | None = N
         planted=planted,
     )
     report.passed = _passes(report, policy.on_invalid)
+    log.info(
+        "%s: %d rows, %d invalid (%.2f%%)",
+        dataset.name,
+        report.rows,
+        report.invalid_rows,
+        100 * report.invalid_fraction,
+    )
     if report.invalid_rows:
         report.quarantine_path = join(out_dir, "quarantine")
         checked.map_batches(only, fn_kwargs={"valid": False}, batch_format="pyarrow").write_parquet(

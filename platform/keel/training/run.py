@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +20,6 @@ from keel.storage import stamp
 from .dataset import Prepared, prepare
 from .evaluate import evaluate, latency_profile
 from .trainer import trainer
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
