@@ -1,18 +1,20 @@
 """The whole loop on the demo datasets (what `make demo` runs).
 
-Stages built so far: validate each dataset, split it, and fit its feature pipeline on the
-training split. Later stages (train, serve, monitor, retrain) join as they are built.
+Stages built so far, for each demo dataset: validate, split, fit features on the training
+split, train with Ray Train, evaluate against the baseline and register a version (the first
+one passing the SLO floor serves as production). Serving, monitoring and retraining join as
+they are built.
 """
 
 import sys
 
-from keel import runtime
+from keel import runtime, tracking
 from keel.app import Summary, main
-from keel.config import KeelConfig, load
-from keel.data.split import split
-from keel.data.validation import describe, validate_source
-from keel.features import FeaturePipeline
-from keel.storage import join, stamp
+from keel.config import KeelConfig, load, to_dict
+from keel.data.validation import describe as describe_validation
+from keel.training.dataset import prepare
+from keel.training.run import describe as describe_training
+from keel.training.run import train
 
 DEMO = ("churn", "listings")
 
@@ -22,17 +24,28 @@ def pipeline(cfg: KeelConfig, overrides: list[str]) -> Summary:
     summary = Summary("keel pipeline")
     for name in DEMO:
         exp = load([*overrides, f"experiment={name}"])
-        validated = validate_source(exp.dataset, exp.paths.reports)
-        train = split(validated.valid, exp.dataset)["train"].materialize()
-        features = FeaturePipeline.from_config(exp.features).fit(train, exp.features.batch_size)
-        state = join(exp.paths.root, "features", name, stamp(), "features.json")
-        features.save(state)
-        summary.rows += [(f"[{name}] {what}", value) for what, value in describe(validated.report)]
-        summary.add(
-            f"[{name}] features",
-            f"{len(features.output_columns)} columns from "
-            f"{train.count():,} training rows -> {state}",
+        data = prepare(exp)
+        trained = train(exp, data)
+        run_dir = tracking.log_training(
+            exp,
+            to_dict(exp),
+            trained.history,
+            trained.metrics,
+            trained.version.version,
+            trained.promoted,
         )
+        rows = [
+            *describe_validation(data.validation),
+            (
+                "features",
+                f"{len(data.features.output_columns)} columns from "
+                f"{len(data.y_train):,} training rows",
+            ),
+            *describe_training(trained),
+        ]
+        if run_dir:
+            rows.append(("wandb run", run_dir))
+        summary.rows += [(f"[{name}] {what}", value) for what, value in rows]
     return summary
 
 
