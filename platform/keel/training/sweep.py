@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
+from ray.util import placement_group_table
+
 from keel.config import KeelConfig
 from keel.storage import join, stamp, write_text
 
@@ -111,7 +113,11 @@ def sweep(cfg: KeelConfig) -> SweepResult:
         ),
     )
     log.info("sweep %s: %d trials, %d at a time, %s", name, s.samples, s.concurrency, s.scheduler)
-    grid = tuner.fit()
+    before = set(placement_group_table())
+    try:
+        grid = tuner.fit()
+    finally:
+        _free_leaked_placement_groups(before)
     if grid.num_errors:
         log.warning(
             "%d of %d trials failed; see %s", grid.num_errors, len(grid), grid.experiment_path
@@ -124,6 +130,23 @@ def sweep(cfg: KeelConfig) -> SweepResult:
     log.info("best trial: %s = %s with %s", s.metric, best.metrics.get(s.metric), best_params)
     trained = train(with_params(cfg, best_params), data)
     return SweepResult(table, best_params, trained, results_path)
+
+
+def _free_leaked_placement_groups(before: set[str]) -> None:
+    """Release what stopped trials left reserved (ray-project/ray#54305).
+
+    Under Tune, a Train V2 run whose trial ASHA stops keeps its placement group for the rest
+    of the driver's life; in a notebook or a long session that starves later Ray Data work.
+    Once the sweep is over, every placement group it created is finished with.
+    """
+    from ray._raylet import PlacementGroupID
+    from ray.util import remove_placement_group
+    from ray.util.placement_group import PlacementGroup
+
+    for pg_id, info in placement_group_table().items():
+        if pg_id not in before and info["state"] in ("CREATED", "PENDING", "RESCHEDULING"):
+            log.info("releasing placement group %s left by a stopped trial", pg_id)
+            remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
 
 
 def _table(grid, space: dict, metric: str, mode: str):
