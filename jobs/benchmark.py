@@ -1,4 +1,4 @@
-"""Benchmark keel against pandas + scikit-learn on the same data: bench=features or bench=all.
+"""Benchmark keel against hand-written baselines on the same data: bench=features|train|all.
 
 `bench=all` runs every conf/bench/*.yaml but all.yaml in turn, in this one process, so Ray
 starts once; other overrides (bench.rows=..., features.batch_size=...) apply to each. Ray's
