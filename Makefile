@@ -42,7 +42,7 @@ test: lint
 lab: install
 	@mkdir -p notebooks
 	$(BIN)/python -m ipykernel install --sys-prefix --name keel --display-name "keel (.venv)"
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --no-browser --notebook-dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --no-browser --allow-root --notebook-dir=notebooks
 
 bench: install-dev
 	$(BIN)/python jobs/benchmark.py bench=all
