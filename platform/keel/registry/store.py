@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 
 from keel import storage
 from keel.errors import KeelError
+from keel.training.metrics import LOWER_IS_BETTER  # which way each test metric improves
 
 from .lineage import now
 
@@ -38,9 +39,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "version.json"
 STAGES = "stages.json"
 STAGE_NAMES = ("production", "staging")  # always present in stages(); others may be added
-LOWER_IS_BETTER = frozenset(
-    {"rmse", "mae", "mape", "log_loss", "calibration_error", "loss", "val_loss"}
-)
 STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a dead writer
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
