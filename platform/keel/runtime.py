@@ -45,6 +45,7 @@ def ensure(cfg: KeelConfig) -> None:
         ray.init(address=cfg.ray.address, **common)
     else:
         log.info("starting an embedded local Ray")
+        os.environ.pop("RAY_ADDRESS", None)  # set below by an earlier start in this process
         ray.init(
             num_cpus=cfg.ray.num_cpus,
             num_gpus=cfg.ray.num_gpus,
