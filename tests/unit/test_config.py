@@ -273,3 +273,9 @@ def test_cli_unknown_job_exits_2(cli):
     assert code == 2
     assert "unknown job 'nope'" in stdout + stderr
     assert "Traceback" not in stdout + stderr
+
+
+def test_categorical_features_refuse_numeric_imputation():
+    with pytest.raises(ConfigError, match=r"features.columns.contract.impute: one_hot inputs"):
+        load(["features.columns.contract.impute=median"])
+    assert load(["features.columns.contract.impute=most_frequent"])

@@ -143,6 +143,12 @@ def _feature(spec: FeatureSpec, root: KeelConfig) -> Iterator[Problem]:
             kinds = ", ".join(sorted(t.value for t in types))
             got = cols[name].type.value
             yield key, f"{spec.transform.value} needs a column of type {kinds}; '{name}' is {got}"
+    categorical = spec.transform in (Transform.one_hot, Transform.ordinal, Transform.hashed)
+    if categorical and spec.impute.value in ("mean", "median"):
+        yield (
+            "impute",
+            f"{spec.transform.value} inputs are categories: use most_frequent or constant",
+        )
     if spec.transform == Transform.date_parts and spec.impute.value != "none":
         yield "impute", "date_parts cannot impute timestamps; missing dates give the fitted mean"
     if spec.impute.value == "constant" and spec.fill_value is None:
