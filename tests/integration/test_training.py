@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -38,18 +39,21 @@ def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(make_
         "train.max_failures=2",
     )
     outcome: dict = {}
+    started = time.time()
     runner = threading.Thread(target=lambda: outcome.update(result=train(cfg)), daemon=True)
     runner.start()
-    checkpoints = Path(cfg.paths.checkpoints)
+    snapshots = Path(cfg.paths.checkpoints).glob
     deadline = time.time() + 300
-    # Two checkpoint directories mean the first one was fully reported before the kill.
-    while len(list(checkpoints.glob("*/checkpoint_*"))) < 2 and time.time() < deadline:
+    # Resuming uses the checkpoints the controller has registered in its snapshot, not every
+    # directory on disk: wait until it has registered one.
+    while not _registered(snapshots("*/checkpoint_manager_snapshot.json")):
+        assert time.time() < deadline, "no checkpoint was registered"
         time.sleep(0.2)
-    assert len(list(checkpoints.glob("*/checkpoint_*"))) >= 2, "no checkpoint was written"
-    workers = [
+    workers = [  # this run's worker, not a process left by an earlier test
         p
-        for p in psutil.process_iter(["cmdline"])
+        for p in psutil.process_iter(["cmdline", "create_time"])
         if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])
+        and p.info["create_time"] >= started
     ]
     assert workers, "no live Train worker to kill"
     os.kill(workers[0].pid, signal.SIGKILL)
@@ -60,6 +64,16 @@ def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(make_
     assert resumed, "training restarted from scratch instead of the checkpoint"
     assert history[-1]["resumed_from"] == resumed[0] >= 0
     assert Registry(cfg.paths.registry).get("churn", "latest").version == 1
+
+
+def _registered(snapshots) -> bool:
+    for path in snapshots:
+        try:
+            if json.loads(path.read_text()).get("checkpoint_results"):
+                return True
+        except (json.JSONDecodeError, OSError):  # being written right now
+            pass
+    return False
 
 
 def test_asha_sweep_of_four_trials_completes_on_two_cpus(make_cfg):
