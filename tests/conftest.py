@@ -33,3 +33,23 @@ def ray_session(tmp_path_factory):
     runtime.ensure(cfg)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+# Small but real: both demo models trained with Ray Train into one registry, shared by the
+# serving, batch-inference and monitoring tests. Churn gets a second version for promotion.
+TINY = ("dataset.source.rows=3000", "train.epochs=2", "train.cpus_per_worker=0.5")
+
+
+@pytest.fixture(scope="session")
+def trained_root(ray_session, tmp_path_factory):
+    """paths.root of a registry holding churn v1 (production), churn v2 (candidate) and
+    listings v1 (production)."""
+    from keel.config import load
+    from keel.training.run import train
+
+    root = tmp_path_factory.mktemp("trained") / "out"
+    common = (f"paths.root={root}", "ray.progress_bars=false", *TINY)
+    for overrides in (["experiment=churn"], ["experiment=churn", "train.seed=1"]):
+        train(load([*common, *overrides, "slo.quality_floor={}"]))
+    train(load([*common, "experiment=listings", "slo.quality_floor={}"]))
+    return str(root)

@@ -18,6 +18,9 @@ from .schema import (
     FeatureSpec,
     KeelConfig,
     ModelConfig,
+    RuleAction,
+    RuleSpec,
+    ServedModel,
     SweepConfig,
     TrainConfig,
     Transform,
@@ -220,10 +223,34 @@ def _has_path(obj: Any, dotted: str) -> bool:
     return True
 
 
+def _served(m: ServedModel, _: KeelConfig) -> Iterator[Problem]:
+    if m.canary.percent > 0 and not m.canary.version:
+        yield "canary.version", "a canary with percent > 0 needs the version it sends traffic to"
+    for key in ("version", "canary.version", "shadow"):
+        ref = m.version if key == "version" else (m.shadow if key == "shadow" else m.canary.version)
+        if ref is not None and not re.fullmatch(r"[vV]?\d+|[a-z][a-z0-9_-]*", str(ref)):
+            yield key, f"{ref!r} is neither a version number nor a stage name"
+    p = m.postprocess
+    if p.clip_min is not None and p.clip_max is not None and p.clip_min > p.clip_max:
+        yield "postprocess.clip_min", f"{p.clip_min} is above clip_max {p.clip_max}"
+
+
+def _rule(r: RuleSpec, _: KeelConfig) -> Iterator[Problem]:
+    given = [k for k in ("between", "below", "above") if getattr(r, k) is not None]
+    if len(given) != 1:
+        yield "", f"rule {r.name!r} needs exactly one of between, below, above (got {given})"
+    if r.between is not None and (len(r.between) != 2 or r.between[0] > r.between[1]):
+        yield "between", f"needs [low, high] with low <= high, got {r.between}"
+    if r.action == RuleAction.set and r.value is None:
+        yield "value", f"rule {r.name!r} has action=set: give the value it sets"
+
+
 _RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
     DatasetConfig: _dataset,
     FeatureSpec: _feature,
     ModelConfig: _model,
     TrainConfig: _train,
     SweepConfig: _sweep,
+    ServedModel: _served,
+    RuleSpec: _rule,
 }

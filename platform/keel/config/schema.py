@@ -256,15 +256,79 @@ class SloConfig:
     max_invalid_fraction: float = ranged(0.05, 0.0, 1.0)
 
 
+class RuleAction(str, Enum):
+    flag = "flag"  # name the rule in the output's `rules` (e.g. route to human review)
+    set = "set"  # replace the output value with `value` (e.g. a price floor)
+
+
+@dataclass
+class RuleSpec:
+    """A declared business rule on the raw prediction; exactly one condition is given."""
+
+    name: str = MISSING
+    between: list[float] | None = None  # fires when low <= prediction <= high
+    below: float | None = None  # fires when prediction < below
+    above: float | None = None  # fires when prediction > above
+    action: RuleAction = RuleAction.flag
+    value: float | None = None  # for action=set
+
+
+@dataclass
+class PostprocessConfig:
+    threshold: float | None = ranged(None, 0.0, 1.0)  # binary: positive when P >= threshold
+    labels: list[str] | None = None  # names of the classes, in the training labels' order
+    top_k: int | None = ranged(None, 1)  # multiclass: the k most likely classes
+    clip_min: float | None = None  # regression: bounds of the returned value
+    clip_max: float | None = None
+    round: int | None = ranged(None, 0, 12)  # decimals of the returned value
+    rules: list[RuleSpec] = field(default_factory=list)
+
+
+@dataclass
+class CanaryConfig:
+    version: str | None = None  # a version number (or stage) that gets `percent` of requests
+    percent: float = ranged(0.0, 0.0, 100.0)
+
+
+@dataclass
+class ServedModel:
+    version: str = "production"  # a stage (followed as it moves) or a pinned version number
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+    shadow: str | None = None  # a version that sees a copy of every request, logged only
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+@dataclass
+class BatchingConfig:
+    max_batch_size: int = ranged(32, 1)  # requests per model call (@serve.batch)
+    wait_ms: float = ranged(2.0, 0.0)  # how long a batch waits to fill
+
+
+@dataclass
+class PredictionLogConfig:
+    flush_rows: int = ranged(2000, 1)  # write a parquet file once this many rows are buffered
+    flush_seconds: float = ranged(5.0, 0.0, lo_open=True)  # ... or when the oldest is this old
+
+
 @dataclass
 class ServeConfig:
+    app_name: str = "keel"
     host: str = "127.0.0.1"
     port: int = ranged(8000, 1, 65535)
-    models: list[str] = field(default_factory=list)  # experiment names to serve
+    models: dict[str, ServedModel] = field(default_factory=dict)  # registry model -> how
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    # Serve autoscaling_config keys; the ones left out are derived from the SLO and the
+    # served version's latency profile (keel.serving.autoscale).
+    autoscaling: dict[str, Any] = field(default_factory=dict)
+    max_replicas: int = ranged(4, 1)  # upper bound for derived autoscaling
+    replica_cpus: float = ranged(0.25, 0.0, lo_open=True)
+    replica_gpus: float = ranged(0.0, 0.0)
+    ingress_replicas: int = ranged(1, 1)
     max_rows_per_request: int = ranged(1000, 1)
     max_body_bytes: int = ranged(1_000_000, 1)
-    cpus_per_replica: float = ranged(0.25, 0.0, lo_open=True)
-    auth_token_env: str | None = None
+    auth_token_env: str | None = None  # name of the env var holding the bearer token
+    reload_seconds: float = ranged(2.0, 0.0, lo_open=True)  # how often replicas check stages
+    log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
 
 
 @dataclass

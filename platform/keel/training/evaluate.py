@@ -11,23 +11,11 @@ import torch
 
 from keel.config.schema import DatasetConfig, Task
 from keel.features import FeaturePipeline
-from keel.models import Head
+from keel.models import Head, predict
 
 from . import metrics
 
 LATENCY_BATCHES = (1, 32, 256)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, head: Head, x: np.ndarray, batch: int = 8192) -> np.ndarray:
-    """Predictions for a feature matrix (probabilities for classification)."""
-    model.eval()
-    parts = [
-        head.predict(model(torch.from_numpy(x[i : i + batch]))) for i in range(0, len(x), batch)
-    ]
-    if parts:
-        return np.concatenate(parts)
-    return np.zeros((0, head.outputs) if head.outputs > 1 else 0)
 
 
 def evaluate(
@@ -80,7 +68,7 @@ def latency_profile(
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            head.predict(model(torch.from_numpy(features.transform(batch))))
+            predict(model, head, features.transform(batch))
             times.append(time.perf_counter() - started)
         ms = float(np.median(times) * 1000)
         profile["ms_per_batch"][str(size)] = ms
