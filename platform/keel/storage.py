@@ -24,10 +24,12 @@ def stamp() -> str:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write through a temporary name and move, so readers never see a partial file."""
+    """Write through a hidden temporary name and move, so readers never see a partial file
+    (dataset readers skip names starting with '.')."""
     fs, path = resolve(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    tmp = f"{path}.tmp-{time.time_ns()}"
+    parent, _, name = path.rpartition("/")
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{name}.tmp-{time.time_ns()}"
     with fs.open_output_stream(tmp) as out:
         out.write(data)
     fs.move(tmp, path)

@@ -1,6 +1,15 @@
 """keel's declarative surface: typed config groups composed with Hydra."""
 
-from .compose import absolute, compose_raw, conf_dir, load, project_root, to_dict, to_yaml
+from .compose import (
+    absolute,
+    compose_raw,
+    conf_dir,
+    from_dict,
+    load,
+    project_root,
+    to_dict,
+    to_yaml,
+)
 from .schema import KeelConfig
 
 __all__ = [
@@ -8,6 +17,7 @@ __all__ = [
     "absolute",
     "compose_raw",
     "conf_dir",
+    "from_dict",
     "load",
     "project_root",
     "to_dict",

@@ -58,12 +58,16 @@ def load(overrides: Sequence[str] = ()) -> KeelConfig:
         cfg: KeelConfig = OmegaConf.to_object(raw)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e)) from None
+    _check(cfg)
+    _absolute_paths(cfg)
+    return cfg
+
+
+def _check(cfg: KeelConfig) -> None:
     found = problems(cfg)
     if found:
         lines = "\n".join(f"  {path}: {msg}" for path, msg in found)
         raise ConfigError(f"invalid config ({len(found)} problem(s)):\n{lines}")
-    _absolute_paths(cfg)
-    return cfg
 
 
 def to_yaml(cfg: KeelConfig) -> str:
@@ -110,3 +114,16 @@ def _explain(e: Exception) -> str:
     if hint:
         parts.append(hint)
     return "\n".join(parts)
+
+
+def from_dict(config: dict) -> KeelConfig:
+    """A typed config from a resolved plain dict (what `to_dict` gives, e.g. in a Serve config
+    file's application args), checked like a composed one."""
+    try:
+        cfg: KeelConfig = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(KeelConfig), config)
+        )
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e)) from None
+    _check(cfg)
+    return cfg

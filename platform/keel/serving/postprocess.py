@@ -45,7 +45,9 @@ class Postprocessor:
             if getattr(s, key) is not None and key not in allowed:
                 raise ConfigError(f"{where}.{key} does not apply to a {task.value} model")
         if s.top_k is not None and s.top_k > len(self.names):
-            raise ConfigError(f"{where}.top_k={s.top_k} but the model has {len(self.names)} classes")
+            raise ConfigError(
+                f"{where}.top_k={s.top_k} but the model has {len(self.names)} classes"
+            )
         for i, rule in enumerate(s.rules):
             if rule.action == RuleAction.set and task != Task.regression:
                 raise ConfigError(

@@ -1,0 +1,28 @@
+"""Serve the models of serve.models over HTTP with Ray Serve until interrupted (Ctrl-C)."""
+
+import signal
+import threading
+
+from keel.app import Summary, main
+from keel.config import KeelConfig
+from keel.serving import prediction_log, service
+
+
+def serve_job(cfg: KeelConfig) -> Summary:
+    base = service.start(cfg)
+    started = Summary(f"serving {cfg.serve.app_name} at {base} (Ctrl-C to stop)")
+    for model, served in cfg.serve.models.items():
+        started.add(model, f"POST {base}/v1/models/{model}:predict  ({served.version})")
+    started.add("API docs", f"{base}/docs")
+    started.add("prediction log", prediction_log.predictions_dir(cfg.paths.logs, "<model>"))
+    started.show()
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    service.stop(cfg)
+    return Summary("stopped: logs flushed").add("logs", cfg.paths.logs)
+
+
+if __name__ == "__main__":
+    main(serve_job)

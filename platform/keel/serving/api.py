@@ -1,0 +1,85 @@
+"""The FastAPI routes of the ingress, built on the replica once it knows the served models.
+
+Every model gets its own predict route (so the OpenAPI document carries its request schema); a
+templated route catches unknown model names with a 404 that lists the served ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from .ingress import Ingress
+
+log = logging.getLogger(__name__)
+
+
+def build_api(ingress: Ingress) -> FastAPI:
+    from .ingress import Rejected
+
+    app = FastAPI(
+        title="keel",
+        version="1",
+        description="Predictions, feedback and model listings for the models keel serves.",
+    )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        try:
+            ingress._authorize(request)
+        except Rejected as e:
+            return ingress.reject(None, e)
+        return await call_next(request)
+
+    @app.exception_handler(Rejected)
+    async def rejected(request: Request, e: Rejected):
+        model = request.path_params.get("model") or request.url.path.split("/")[-1].split(":")[0]
+        return ingress.reject(model, e)
+
+    def predict_route(model: str):
+        async def predict(request: Request):
+            return await ingress.predict(model, request)
+
+        predict.__name__ = f"predict_{model}"
+        return predict
+
+    for model in ingress.servers:
+        app.post(
+            f"/v1/models/{model}:predict",
+            summary=f"Predict with {model}",
+            tags=["predict"],
+            responses={400: {}, 401: {}, 413: {}, 422: {}},
+        )(predict_route(model))
+
+    @app.post("/v1/models/{model}:predict", include_in_schema=False)
+    async def predict_unknown(model: str, request: Request):
+        return await ingress.predict(model, request)
+
+    @app.post("/v1/feedback", tags=["feedback"], summary="Ground-truth labels for request ids")
+    async def feedback(request: Request):
+        return await ingress.record_feedback(request)
+
+    @app.get("/v1/models", tags=["models"], summary="What is served, by version")
+    async def models():
+        return await ingress.list_models()
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz():
+        return await ingress.ready()
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, e: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"error": "internal", "detail": [str(e)]}, status_code=500)
+
+    schema: dict = {}
+    app.openapi = lambda: schema or schema.update(ingress.openapi(app)) or schema
+    return app

@@ -1,0 +1,88 @@
+"""The Serve application built from config: one ModelServer deployment per served model behind
+one Ingress. `build_app` is the import path a Serve config file names (`keel deploy`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ray.serve import Application
+
+from keel.config import KeelConfig, from_dict, to_dict
+from keel.registry import Registry
+
+from . import autoscale
+from .ingress import Ingress
+from .model_server import ModelServer
+
+# A log line per request costs throughput and drowns the job's output; keel logs predictions.
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+def model_options(cfg: KeelConfig, registry: Registry) -> dict[str, dict[str, Any]]:
+    """Per model: replica resources and autoscaling derived from the SLO and latency profile.
+
+    Resolving every version here makes a missing model or version fail before anything starts.
+    """
+    out = {}
+    for model, served in cfg.serve.models.items():
+        mv = registry.get(model, served.version)
+        profile = registry.read_json(mv, "latency.json") if "latency.json" in mv.files else {}
+        actor = {"num_cpus": cfg.serve.replica_cpus}
+        if cfg.serve.replica_gpus:
+            actor["num_gpus"] = cfg.serve.replica_gpus
+        out[model] = {
+            "name": f"model-{model}",
+            "ray_actor_options": actor,
+            "logging_config": QUIET,
+            **autoscale.derive(cfg.serve, cfg.slo, profile),
+        }
+    return out
+
+
+def ingress_options(cfg: KeelConfig) -> dict[str, Any]:
+    actor: dict[str, Any] = {"num_cpus": cfg.serve.replica_cpus}
+    env = cfg.serve.auth_token_env
+    if env and os.environ.get(env):  # the token travels to the replica, never into a file
+        actor["runtime_env"] = {"env_vars": {env: os.environ[env]}}
+    return {
+        "num_replicas": cfg.serve.ingress_replicas,
+        "logging_config": QUIET,
+        "max_ongoing_requests": 256,
+        "ray_actor_options": actor,
+    }
+
+
+def settings(cfg: KeelConfig) -> dict[str, Any]:
+    s = cfg.serve
+    return {
+        "logs": cfg.paths.logs,
+        "max_rows_per_request": s.max_rows_per_request,
+        "max_body_bytes": s.max_body_bytes,
+        "auth_token_env": s.auth_token_env,
+        "log": to_dict(s.log),
+    }
+
+
+def application(cfg: KeelConfig) -> Application:
+    if not cfg.serve.models:
+        from keel.errors import ConfigError
+
+        raise ConfigError("serve.models is empty: name at least one registry model to serve")
+    registry = Registry(cfg.paths.registry)
+    servers = {
+        model: ModelServer.options(**options).bind(
+            model,
+            to_dict(cfg.serve.models[model]),
+            cfg.paths.registry,
+            to_dict(cfg.serve.batching),
+            cfg.serve.reload_seconds,
+        )
+        for model, options in model_options(cfg, registry).items()
+    }
+    return Ingress.options(**ingress_options(cfg)).bind(servers, settings(cfg))
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Serve's app builder: `args` holds {"config": <the resolved keel config as a dict>}."""
+    return application(from_dict(args["config"]))

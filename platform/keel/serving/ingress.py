@@ -1,0 +1,231 @@
+"""The HTTP front of the Serve application: the versioned API of DESIGN section 4.
+
+Hops on the request path: the Serve proxy (HTTP termination and routing, unavoidable), this
+ingress (auth, limits, validation, request ids, the prediction log: one place for every model
+so the log and the API contract do not depend on which model runs), and one handle call to the
+model's deployment (so each model batches and autoscales on its own). Nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from keel.config.schema import ColumnSpec
+
+from . import prediction_log as plog
+from .metrics import ServeMetrics
+from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str, message: str | list[str]):
+        self.status, self.reason = status, reason
+        self.message = message if isinstance(message, list) else [message]
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress()
+class Ingress:
+    async def __init__(self, servers: dict[str, DeploymentHandle], settings: dict) -> None:
+        self.servers, self.settings = servers, settings
+        self.info = {m: await h.info.remote() for m, h in servers.items()}
+        self.requests = {}
+        for model, info in self.info.items():
+            columns = {c: ColumnSpec(**s) for c, s in info["columns"].items()}
+            instance = instance_model(model, columns, set(info["required"]))
+            self.requests[model] = request_model(model, instance, settings["max_rows_per_request"])
+        flush = settings["log"]
+        self.logs = {
+            m: plog.ParquetLog(
+                plog.predictions_dir(settings["logs"], m),
+                plog.prediction_schema({c: ColumnSpec(**s) for c, s in i["columns"].items()}),
+                flush["flush_rows"],
+                flush["flush_seconds"],
+            )
+            for m, i in self.info.items()
+        }
+        self.feedback = plog.ParquetLog(
+            plog.feedback_dir(settings["logs"]),
+            plog.FEEDBACK_SCHEMA,
+            flush["flush_rows"],
+            flush["flush_seconds"],
+        )
+        self.token = _token(settings.get("auth_token_env"))
+        self.metrics = ServeMetrics()
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_when_due())
+
+    # ------------------------------------------------------------------ the log
+
+    def _all_logs(self) -> list[plog.ParquetLog]:
+        return [*self.logs.values(), self.feedback]
+
+    async def _flush_when_due(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            for buffer in self._all_logs():
+                if buffer.due():
+                    try:
+                        await asyncio.to_thread(buffer.flush)
+                    except Exception:  # rows stay buffered for the next try
+                        log.exception("flushing %s failed; will retry", buffer.directory)
+
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown: write whatever is still buffered."""
+        self._flusher.cancel()
+        for buffer in self._all_logs():
+            buffer.flush()
+
+    # ------------------------------------------------------------------ requests
+
+    async def _body(self, request: Request) -> Any:
+        limit = self.settings["max_body_bytes"]
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise Rejected(413, "too_large", f"request body over {limit} bytes")
+        body = await request.body()
+        if len(body) > limit:
+            raise Rejected(413, "too_large", f"request body over {limit} bytes")
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise Rejected(400, "malformed", f"body is not valid JSON: {e}") from None
+
+    def _authorize(self, request: Request) -> None:
+        if self.token is None or request.url.path in OPEN_PATHS:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.token):
+            raise Rejected(401, "unauthorized", "missing or wrong bearer token")
+
+    async def predict(self, model: str, request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
+        if model not in self.servers:
+            served = ", ".join(sorted(self.servers))
+            raise Rejected(404, "unknown_model", f"no model {model!r} is served (served: {served})")
+        body = await self._body(request)
+        try:
+            rows = [i.model_dump() for i in self.requests[model].model_validate(body).instances]
+        except ValidationError as e:
+            raise Rejected(422, "invalid", explain(e)) from None
+        result = await self.servers[model].predict.remote(rows)
+        latency_ms = (time.perf_counter() - started) * 1000
+        ids = [uuid.uuid4().hex for _ in rows]
+        self._log(model, rows, ids, result, latency_ms)
+        if result.get("shadow"):
+            self._log(model, rows, ids, result["shadow"], latency_ms)
+        self.metrics.served(model, result["version"], result["variant"], len(rows), latency_ms)
+        return {
+            "model": model,
+            "version": result["version"],
+            "predictions": [
+                {"request_id": i, "prediction": raw, "output": out}
+                for i, raw, out in zip(ids, result["raw"], result["outputs"], strict=True)
+            ],
+        }
+
+    def _log(self, model: str, rows, ids, result: dict, latency_ms: float) -> None:
+        ts = plog.now()
+        fixed = {
+            "ts": ts,
+            "model": model,
+            "version": result["version"],
+            "variant": result["variant"],
+            "latency_ms": latency_ms,
+        }
+        self.logs[model].append(
+            [
+                plog.prediction_row(
+                    {**fixed, "request_id": i, "prediction": s, "output": json.dumps(o)}, row
+                )
+                for i, row, s, o in zip(ids, rows, result["score"], result["outputs"], strict=True)
+            ]
+        )
+
+    async def record_feedback(self, request: Request) -> dict[str, Any]:
+        body = await self._body(request)
+        try:
+            if isinstance(body, dict) and "feedback" in body:
+                items = FeedbackRequest.model_validate(body).feedback
+            else:
+                items = [Feedback.model_validate(body)]
+        except ValidationError as e:
+            raise Rejected(422, "invalid", explain(e)) from None
+        ts = plog.now()
+        self.feedback.append(
+            [{"request_id": f.request_id, "ts": ts, "label": json.dumps(f.label)} for f in items]
+        )
+        return {"accepted": len(items)}
+
+    async def list_models(self) -> dict[str, Any]:
+        infos = await asyncio.gather(*(h.info.remote() for h in self.servers.values()))
+        return {"models": [{k: v for k, v in i.items() if k != "columns"} for i in infos]}
+
+    async def ready(self) -> JSONResponse:
+        try:
+            states = await asyncio.wait_for(
+                asyncio.gather(*(h.ready.remote() for h in self.servers.values())), 10
+            )
+        except Exception as e:
+            return JSONResponse({"ready": False, "error": str(e)}, status_code=503)
+        ok = all(states)
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    # ------------------------------------------------------------------ the app
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        from .api import build_api
+
+        return build_api(self)
+
+    def reject(self, model: str | None, error: Rejected) -> JSONResponse:
+        self.metrics.rejected(model or "-", error.reason)
+        return JSONResponse(
+            {"error": error.reason, "detail": error.message}, status_code=error.status
+        )
+
+    def openapi(self, app: FastAPI) -> dict:
+        """FastAPI's document plus the request schema generated for each model."""
+        doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        for model, req in self.requests.items():
+            schema = req.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[req.__name__] = schema
+            op = doc["paths"][f"/v1/models/{model}:predict"]["post"]
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{req.__name__}"}}
+                },
+            }
+        return doc
+
+
+def _token(env: str | None) -> bytes | None:
+    if not env:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise RuntimeError(
+            f"serve.auth_token_env is {env!r} but that environment variable is empty on the "
+            "ingress replica: set it (keel serve forwards it from your shell)"
+        )
+    return value.encode()

@@ -1,0 +1,136 @@
+"""One served model as a Serve deployment: its primary version, an optional canary and shadow,
+dynamic batching, and a watch on the registry so a stage change switches versions in place.
+
+Switching loads the new version beside the old one and swaps a reference, so requests in flight
+finish on the version they started with and none fails. A version that cannot be loaded (a
+corrupted file) is logged and reported by `info()`; the replica keeps serving the last good one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+from ray import serve
+
+from keel.config import to_dict
+from keel.config.schema import ServedModel
+from keel.registry import Registry
+
+from .predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("primary", "canary", "shadow")
+
+
+def _is_stage(ref: str | None) -> bool:
+    return ref is not None and not str(ref).lstrip("vV").isdigit()
+
+
+@serve.deployment(name="ModelServer")
+class ModelServer:
+    async def __init__(
+        self, model: str, served: dict, registry: str, batching: dict, reload_seconds: float
+    ) -> None:
+        self.model = model
+        self.served: ServedModel = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(ServedModel), served)
+        )
+        self.registry = Registry(registry)
+        self.refs = {
+            "primary": self.served.version,
+            "canary": self.served.canary.version if self.served.canary.percent > 0 else None,
+            "shadow": self.served.shadow,
+        }
+        self.loaded: dict[str, Predictor | None] = {
+            v: self._load(ref) if ref is not None else None for v, ref in self.refs.items()
+        }
+        self.errors: dict[str, str] = {}
+        self._batched.set_max_batch_size(batching["max_batch_size"])
+        self._batched.set_batch_wait_timeout_s(batching["wait_ms"] / 1000)
+        self._watch = asyncio.get_running_loop().create_task(self._follow(reload_seconds))
+
+    def _load(self, ref: str) -> Predictor:
+        return Predictor.load(self.registry, self.model, ref, self.served.postprocess)
+
+    async def _follow(self, every: float) -> None:
+        """Re-resolve stage references; load a moved stage's version, then swap."""
+        while True:
+            await asyncio.sleep(every)
+            for variant, ref in self.refs.items():
+                if not _is_stage(ref):
+                    continue
+                current = self.loaded[variant]
+                try:
+                    number = await asyncio.to_thread(self.registry.get, self.model, ref)
+                    if current is not None and number.version == current.version.version:
+                        continue
+                    self.loaded[variant] = await asyncio.to_thread(self._load, ref)
+                    self.errors.pop(variant, None)
+                    log.info("%s %s now serves %s", self.model, variant, number.label)
+                except Exception as e:  # keep serving the last good version, and say why
+                    if self.errors.get(variant) != str(e):
+                        log.error("%s %s: cannot load %s: %s", self.model, variant, ref, e)
+                    self.errors[variant] = str(e)
+
+    def info(self) -> dict[str, Any]:
+        primary = self.loaded["primary"]
+        ds = primary.dataset
+        return {
+            "model": self.model,
+            "task": ds.task.value,
+            "versions": {v: p.version.version if p else None for v, p in self.loaded.items()},
+            "refs": self.refs,
+            "canary_percent": self.served.canary.percent if self.refs["canary"] else 0.0,
+            "columns": {c: to_dict(s) for c, s in primary.request_columns.items()},
+            "required": primary.features.input_columns,
+            "id_column": ds.id_column,
+            "errors": dict(self.errors),
+        }
+
+    async def predict(self, rows: list[dict]) -> dict[str, Any]:
+        """Predict one request's rows on the primary version (or the canary, by chance)."""
+        canary = self.loaded["canary"] is not None and (
+            random.random() * 100 < self.served.canary.percent
+        )
+        return await self._batched(rows, "canary" if canary else "primary")
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _batched(self, requests: list[list[dict]], variants: list[str]) -> list[dict]:
+        """Requests of a batch grouped by variant, each group one features + network call."""
+        results: list[dict] = [{} for _ in requests]
+        for variant in set(variants):
+            picked = [i for i, v in enumerate(variants) if v == variant]
+            self._run(self.loaded[variant], variant, [requests[i] for i in picked], results, picked)
+        shadow = self.loaded["shadow"]
+        if shadow is not None:
+            shadowed: list[dict] = [{} for _ in requests]
+            self._run(shadow, "shadow", requests, shadowed, range(len(requests)))
+            for result, copy in zip(results, shadowed, strict=True):
+                result["shadow"] = copy
+        return results
+
+    @staticmethod
+    def _run(predictor: Predictor, variant: str, requests, results, slots) -> None:
+        rows = [row for request in requests for row in request]
+        raw, outputs = predictor.predict_rows(rows)
+        start = 0
+        for slot, request in zip(slots, requests, strict=True):
+            end = start + len(request)
+            part = raw[start:end]
+            results[slot] = {
+                "version": predictor.version.version,
+                "variant": variant,
+                "raw": part.tolist(),
+                "score": (part.max(axis=1) if part.ndim == 2 else part).astype(np.float64).tolist(),
+                "outputs": outputs[start:end],
+            }
+            start = end
+
+    def ready(self) -> bool:
+        return self.loaded["primary"] is not None

@@ -1,0 +1,152 @@
+"""The prediction and feedback logs: buffered rows written as parquet files, partitioned
+`<logs>/predictions/model=<m>/date=<d>/` and `<logs>/feedback/date=<d>/` (DESIGN section 4).
+
+A row is appended before its request is acknowledged. Buffers flush by size, by age and on
+shutdown; a failed write keeps its rows for the next flush, so nothing acknowledged is lost.
+Monitoring reads these files; it never talks to the serving code.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from keel import storage
+from keel.config.schema import ColumnSpec, ColumnType
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS, FEEDBACK = "predictions", "feedback"
+
+_ARROW = {
+    ColumnType.int: pa.int64(),
+    ColumnType.float: pa.float64(),
+    ColumnType.bool: pa.bool_(),
+}
+
+PREDICTION_FIELDS = [
+    ("request_id", pa.string()),
+    ("ts", pa.timestamp("us", tz="UTC")),
+    ("model", pa.string()),
+    ("version", pa.int64()),
+    ("variant", pa.string()),  # primary | canary | shadow
+    ("latency_ms", pa.float64()),
+    ("prediction", pa.float64()),  # P(positive), the value, or the top class probability
+    ("output", pa.string()),  # the post-processed output as JSON
+]
+FEEDBACK_SCHEMA = pa.schema(
+    [("request_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("label", pa.string())]
+)
+
+
+_FIXED = {name for name, _ in PREDICTION_FIELDS}
+
+
+def prediction_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
+    """Fixed fields, then the raw inputs as typed columns (names clashing with them get `input_`)."""
+    inputs = [
+        (f"input_{c}" if c in _FIXED else c, _ARROW.get(ColumnType(s.type), pa.string()))
+        for c, s in columns.items()
+    ]
+    return pa.schema([*PREDICTION_FIELDS, *inputs])
+
+
+def prediction_row(fixed: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """One log row: the fixed fields and the raw inputs, named as prediction_schema names them."""
+    row = dict(fixed)
+    for c, v in inputs.items():
+        row[f"input_{c}" if c in _FIXED else c] = v
+    return row
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ParquetLog:
+    """Append rows; flush them to `<directory>/date=<d>/part-....parquet`."""
+
+    def __init__(
+        self, directory: str, schema: pa.Schema, flush_rows: int, flush_seconds: float
+    ) -> None:
+        self.directory, self.schema = directory, schema
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique across replicas
+        self._rows: list[dict[str, Any]] = []
+        self._oldest = 0.0
+        self._seq = 0
+        self._lock = threading.Lock()  # flushes may run in a worker thread
+        self.written_rows = 0
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if not self._rows:
+                self._oldest = time.monotonic()
+            self._rows.extend(rows)
+            full = len(self._rows) >= self.flush_rows
+        if full:
+            self.flush()
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def due(self) -> bool:
+        return bool(self._rows) and time.monotonic() - self._oldest >= self.flush_seconds
+
+    def flush(self) -> list[str]:
+        """Write the buffered rows; on failure they go back to the buffer and the error rises."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            if not rows:
+                return []
+            try:
+                paths = self._write(rows)
+            except Exception:
+                self._rows = rows + self._rows
+                raise
+            self.written_rows += len(rows)
+            return paths
+
+    def _write(self, rows: list[dict[str, Any]]) -> list[str]:
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        days = [ts.strftime("%Y-%m-%d") for ts in table.column("ts").to_pylist()]
+        paths = []
+        for day in sorted(set(days)):
+            part = table.filter(pa.array([d == day for d in days]))
+            buf = io.BytesIO()
+            pq.write_table(part, buf)
+            self._seq += 1
+            name = f"part-{storage.stamp()}-{self.writer}-{self._seq:06d}.parquet"
+            path = storage.join(self.directory, f"date={day}", name)
+            storage.write_bytes(path, buf.getvalue())
+            paths.append(path)
+        log.debug("wrote %d rows to %s", len(rows), paths)
+        return paths
+
+
+def predictions_dir(logs: str, model: str) -> str:
+    return storage.join(logs, PREDICTIONS, f"model={model}")
+
+
+def feedback_dir(logs: str) -> str:
+    return storage.join(logs, FEEDBACK)
+
+
+def read(directory: str) -> pa.Table:
+    """Every row logged under a directory (empty table when nothing was logged yet)."""
+    fs, path = storage.resolve(directory)
+    if not storage.exists(directory):
+        return pa.table({})
+    data = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+    return data.to_table()

@@ -1,0 +1,108 @@
+"""Request models generated from a dataset's column schema, and readable validation errors.
+
+A request is `{"instances": [{column: value, ...}, ...]}`. Each column gets its declared type
+(strict: "30" is not an int), range, allowed values, regex and nullability; NaN and infinity are
+refused; unknown fields are refused; the feature inputs are required. The same models produce
+the OpenAPI document, so the published contract is the one that is enforced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    create_model,
+)
+
+from keel.config.schema import ColumnSpec, ColumnType
+
+
+def _iso_timestamp(value: str) -> str:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("not an ISO 8601 timestamp (e.g. 2024-05-01T12:00:00Z)") from None
+    return value
+
+
+def _column_type(spec: ColumnSpec) -> Any:
+    bounds = {"ge": spec.min, "le": spec.max}
+    kind = ColumnType(spec.type)
+    if kind == ColumnType.int:
+        return Annotated[StrictInt, Field(**bounds)]
+    if kind == ColumnType.float:
+        return Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False, **bounds)]
+    if kind == ColumnType.bool:
+        return StrictBool
+    if kind == ColumnType.timestamp:
+        return Annotated[StrictStr, AfterValidator(_iso_timestamp)]
+    if spec.allowed:
+        return Literal[tuple(spec.allowed)]
+    return Annotated[StrictStr, Field(pattern=spec.regex)] if spec.regex else StrictStr
+
+
+def instance_model(name: str, columns: dict[str, ColumnSpec], required: set[str]) -> type:
+    """One instance: required columns must be present; nullable ones may be null or absent."""
+    fields: dict[str, Any] = {}
+    for col, spec in columns.items():
+        kind = _column_type(spec)
+        if spec.nullable:
+            kind = kind | None
+        default = ... if col in required and not spec.nullable else None
+        fields[col] = (kind, Field(default, description=spec.description or None))
+    return create_model(
+        f"{_camel(name)}Instance",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
+    )
+
+
+def request_model(name: str, instance: type, max_rows: int) -> type:
+    return create_model(
+        f"{_camel(name)}PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        instances=(list[instance], Field(..., min_length=1, max_length=max_rows)),
+    )
+
+
+class Feedback(BaseModel):
+    """A ground-truth label for one served instance, joined to the prediction log later."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
+    label: StrictFloat | StrictInt | StrictBool | StrictStr = Field(allow_inf_nan=False)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    feedback: list[Feedback] = Field(..., min_length=1, max_length=10_000)
+
+
+def explain(error: ValidationError | list[dict]) -> list[str]:
+    """Pydantic errors as 'instances[3].age: Input should be ... (got -5)' lines."""
+    errors = error.errors(include_url=False) if isinstance(error, ValidationError) else error
+    lines = []
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        msg = e.get("msg", "invalid")
+        if e.get("type") not in ("missing", "extra_forbidden") and "input" in e:
+            msg += f" (got {e['input']!r})"[:160]
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown field: remove it or check its spelling"
+        lines.append(f"{path or 'body'}: {msg}")
+    return lines
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
