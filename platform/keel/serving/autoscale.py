@@ -9,6 +9,7 @@ is b / S(b); enough replicas for the SLO's throughput at 70% load is the floor. 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -25,7 +26,7 @@ def batch_ms(profile: dict, size: int) -> float:
         return 5.0  # no profile (an old version): assume a small model
     if size <= points[0][0]:
         return points[0][1]
-    for (n0, t0), (n1, t1) in zip(points, points[1:], strict=False):
+    for (n0, t0), (n1, t1) in itertools.pairwise(points):
         if size <= n1:
             return t0 + (t1 - t0) * (size - n0) / (n1 - n0)
     n, t = points[-1]

@@ -53,7 +53,7 @@ _FIXED = {name for name, _ in PREDICTION_FIELDS}
 
 
 def prediction_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
-    """Fixed fields, then the raw inputs as typed columns (names clashing with them get `input_`)."""
+    """Fixed fields, then the raw inputs as typed columns (a clashing name gets `input_`)."""
     inputs = [
         (f"input_{c}" if c in _FIXED else c, _ARROW.get(ColumnType(s.type), pa.string()))
         for c, s in columns.items()
