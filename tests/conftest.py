@@ -49,7 +49,7 @@ def trained_root(ray_session, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("trained") / "out"
     common = (f"paths.root={root}", "ray.progress_bars=false", *TINY)
-    for overrides in (["experiment=churn"], ["experiment=churn", "train.seed=1"]):
-        train(load([*common, *overrides, "slo.quality_floor={}"]))
-    train(load([*common, "experiment=listings", "slo.quality_floor={}"]))
+    floors = {"churn": "slo.quality_floor.roc_auc=0", "listings": "slo.quality_floor.r2=-1e9"}
+    for name, seed in (("churn", 0), ("churn", 1), ("listings", 0)):
+        train(load([*common, f"experiment={name}", floors[name], f"train.seed={seed}"]))
     return str(root)

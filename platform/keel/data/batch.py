@@ -132,3 +132,17 @@ def fingerprint(data: Any) -> str:
     total, rows, schema = reduce_batches(data, part, merge, batch_size=65_536)
     digest = hashlib.sha256(f"{schema}|{rows}|{total}".encode()).hexdigest()[:16]
     return f"rows={rows}:{digest}"
+
+
+def json_rows(table: pa.Table, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Rows as a JSON client sends them: timestamps as ISO 8601 strings, NaN as null."""
+    table = table.drop_columns([c for c in drop if c in table.column_names])
+    cols = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%SZ")
+        elif pa.types.is_floating(col.type):
+            col = pc.if_else(pc.is_nan(col), None, col)
+        cols[name] = col
+    return pa.table(cols).to_pylist()

@@ -1,0 +1,291 @@
+"""The Serve application over real HTTP: the API contract, bad input, canary, shadow, promotion
+under load, auth, and a prediction log that holds exactly what was acknowledged.
+
+One application serves the whole module (deploying costs ~15 s here); the tests run in file
+order: the auth test switches it to a secured config, the last test shuts it down."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from keel.config import load
+from keel.data import synthetic
+from keel.data.batch import json_rows
+from keel.registry import Registry
+from keel.serving import prediction_log, service
+from keel.serving.predictor import Predictor
+
+PORT = 8020  # not Serve's default, so a developer's own `keel serve` does not collide
+
+
+class Client:
+    """Posts to the app and remembers every acknowledged instance (for the log check)."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.session = requests.Session()
+        self.acknowledged: set[str] = set()
+        self.lock = threading.Lock()
+
+    def predict(self, model: str, instances, **kw) -> requests.Response:
+        body = {"instances": instances} if "data" not in kw and "json" not in kw else None
+        r = self.session.post(
+            f"{self.base}/v1/models/{model}:predict", json=kw.pop("json", body), timeout=60, **kw
+        )
+        if r.status_code == 200:
+            with self.lock:
+                self.acknowledged.update(p["request_id"] for p in r.json()["predictions"])
+        return r
+
+
+def _config(root: str, *extra: str):
+    return load(
+        [
+            f"paths.root={root}",
+            "ray.progress_bars=false",
+            f"serve.port={PORT}",
+            "serve.reload_seconds=0.5",
+            "serve.log.flush_seconds=1",
+            "serve.models.churn.canary.version='2'",
+            "serve.models.churn.canary.percent=10",
+            "serve.models.churn.shadow='2'",
+            *extra,
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def app(trained_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving") / "out"
+    shutil.copytree(Path(trained_root) / "registry", root / "registry")
+    cfg = _config(str(root))
+    base = service.start(cfg)
+    yield cfg, Client(base)
+    service.stop(cfg)
+
+
+def _rows(dataset: str, n: int, seed: int) -> list[dict]:
+    cfg = load(
+        [
+            f"experiment={dataset}",
+            f"dataset.source.rows={n}",
+            f"dataset.source.seed={seed}",
+            "dataset.source.invalid_fraction=0",
+        ]
+    )
+    return json_rows(synthetic.generate(cfg.dataset), drop=(cfg.dataset.target,))
+
+
+def test_online_predictions_equal_in_process_predictions_with_post_processing(app):
+    cfg, client = app
+    rows = _rows("listings", 50, seed=3)
+    r = client.predict("listings", rows)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "listings" and body["version"] == 1
+    local = Predictor.load(
+        Registry(cfg.paths.registry), "listings", 1, cfg.serve.models["listings"].postprocess
+    )
+    raw, outputs = local.predict_rows(rows)
+    np.testing.assert_allclose([p["prediction"] for p in body["predictions"]], raw, rtol=1e-5)
+    assert [p["output"] for p in body["predictions"]] == outputs
+    floor = [p for p in body["predictions"] if p["prediction"] < 100]
+    assert all(p["output"]["value"] == 100 and "price_floor" in p["output"]["rules"] for p in floor)
+    assert len({p["request_id"] for p in body["predictions"]}) == 50
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "names"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        ({"instances": [{"age": 40}]}, 422, "tenure_months: Field required"),
+        ({"instances": [{"age": "forty"}]}, 422, "instances[0].age"),
+        ('{"instances": [{"age": NaN}]}', 422, "instances[0].age"),
+        ({"instances": [{"age": 17}]}, 422, "greater than or equal to 18"),
+        ({"instances": [{"contract": "weekly"}]}, 422, "instances[0].contract"),
+        ({"instances": [{"agee": 40}]}, 422, "instances[0].agee: unknown field"),
+        ({"instances": []}, 422, "instances: List should have at least 1 item"),
+        ({"rows": []}, 422, "rows: unknown field"),
+        ([1, 2], 422, "body"),
+    ],
+)
+def test_bad_requests_get_a_4xx_that_names_the_problem(app, payload, status, names):
+    _, client = app
+    if isinstance(payload, str):
+        r = client.predict(
+            "churn", None, data=payload, headers={"content-type": "application/json"}
+        )
+    else:
+        r = client.predict("churn", None, json=payload)
+    assert r.status_code == status, r.text
+    assert any(names in line for line in r.json()["detail"]), r.json()
+
+
+def test_limits_unknown_models_and_the_app_keeps_serving(app):
+    cfg, client = app
+    too_many = _rows("churn", 1, seed=1) * (cfg.serve.max_rows_per_request + 1)
+    r = client.predict("churn", too_many)
+    assert r.status_code == 422 and "at most 1000 items" in r.text
+    r = client.predict("churn", None, data=b"x" * (cfg.serve.max_body_bytes + 1))
+    assert r.status_code == 413
+    r = client.predict("fraud", _rows("churn", 1, seed=1))
+    assert r.status_code == 404 and "served: churn, listings" in r.text
+    assert client.predict("churn", _rows("churn", 3, seed=2)).status_code == 200
+    assert requests.get(f"{client.base}/healthz", timeout=10).status_code == 200
+    assert requests.get(f"{client.base}/readyz", timeout=10).status_code == 200
+
+
+def test_models_and_openapi_describe_what_is_served(app):
+    _, client = app
+    listed = {m["model"]: m for m in requests.get(f"{client.base}/v1/models").json()["models"]}
+    assert listed["churn"]["versions"] == {"primary": 1, "canary": 2, "shadow": 2}
+    assert listed["listings"]["task"] == "regression"
+    doc = requests.get(f"{client.base}/openapi.json").json()
+    body = doc["paths"]["/v1/models/churn:predict"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    instance = doc["components"]["schemas"]["ChurnInstance"]
+    assert ref == "ChurnPredictRequest"
+    assert instance["properties"]["age"]["minimum"] == 18
+    assert "churned" not in instance["properties"]
+
+
+def test_a_ten_percent_canary_gets_ten_percent_of_requests(app):
+    _, client = app
+    row = _rows("churn", 1, seed=5)
+    with ThreadPoolExecutor(8) as pool:
+        versions = list(
+            pool.map(lambda _: client.predict("churn", row).json()["version"], range(2000))
+        )
+    share = Counter(versions)[2] / len(versions)
+    assert 0.07 <= share <= 0.13, Counter(versions)
+
+
+def test_shadow_predictions_are_logged_and_never_returned(app):
+    cfg, client = app
+    rows = _rows("churn", 20, seed=6)
+    body = client.predict("churn", rows).json()
+    assert set(body) == {"model", "version", "predictions"}
+    assert all(set(p) == {"request_id", "prediction", "output"} for p in body["predictions"])
+    ids = {p["request_id"] for p in body["predictions"]}
+    log = _wait_for_log(cfg, "churn", lambda t: ids <= set(_ids(t, "shadow")))
+    shadow = {
+        r["request_id"]: r for r in log if r["variant"] == "shadow" and r["request_id"] in ids
+    }
+    served = {
+        r["request_id"]: r for r in log if r["variant"] != "shadow" and r["request_id"] in ids
+    }
+    assert set(shadow) == set(served) == ids
+    assert all(shadow[i]["version"] == 2 for i in ids)
+
+
+def test_promotion_during_a_steady_stream_fails_no_request(app):
+    cfg, client = app
+    rows = _rows("listings", 2, seed=7)
+    outcomes: list[tuple[int, int | None]] = []
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            r = client.predict("listings", rows)
+            outcomes.append((r.status_code, r.json().get("version")))
+
+    registry = Registry(cfg.paths.registry)
+    v1 = registry.get("listings", 1)
+    registry.register("listings", {name: registry.read_bytes(v1, name) for name in v1.files})
+    threads = [threading.Thread(target=stream) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        _wait(lambda: len(outcomes) > 50)
+        registry.promote("listings", 2, reason="test: switch under load")
+        _wait(lambda: any(v == 2 for _, v in outcomes[-20:]), timeout=60)
+        n = len(outcomes)
+        _wait(lambda: len(outcomes) > n + 50)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert {code for code, _ in outcomes} == {200}
+    versions = [v for _, v in outcomes]
+    assert versions[0] == 1 and versions[-1] == 2
+    switched = versions.index(2)
+    assert set(versions[switched + 20 :]) == {2}  # replicas do not flap back
+
+
+def test_feedback_is_accepted_and_logged(app):
+    cfg, client = app
+    ids = [
+        p["request_id"] for p in client.predict("churn", _rows("churn", 3, 8)).json()["predictions"]
+    ]
+    one = requests.post(f"{client.base}/v1/feedback", json={"request_id": ids[0], "label": 1})
+    many = requests.post(
+        f"{client.base}/v1/feedback",
+        json={"feedback": [{"request_id": i, "label": 0} for i in ids[1:]]},
+    )
+    assert (one.json(), many.json()) == ({"accepted": 1}, {"accepted": 2})
+    bad = requests.post(f"{client.base}/v1/feedback", json={"request_id": "../x", "label": 1})
+    assert bad.status_code == 422 and "request_id" in bad.text
+    feedback = prediction_log.feedback_dir(cfg.paths.logs)
+    _wait(lambda: set(ids) <= {r["request_id"] for r in _read(feedback)})
+    labels = {r["request_id"]: r["label"] for r in _read(feedback)}
+    assert [labels[i] for i in ids] == ["1", "0", "0"]
+
+
+def test_auth_requires_the_bearer_token(app, monkeypatch):
+    cfg, client = app
+    monkeypatch.setenv("KEEL_TEST_TOKEN", "s3cret")
+    secured = _config(str(Path(cfg.paths.root)), "serve.auth_token_env=KEEL_TEST_TOKEN")
+    service.start(secured)  # an in-place update: the rest of the module runs secured
+    row = _rows("churn", 1, seed=9)
+    assert client.predict("churn", row).status_code == 401
+    assert client.predict("churn", row, headers={"Authorization": "Bearer nope"}).status_code == 401
+    ok = client.predict("churn", row, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert requests.get(f"{client.base}/v1/models", timeout=10).status_code == 401
+    assert requests.post(f"{client.base}/v1/feedback", json={}, timeout=10).status_code == 401
+    assert requests.get(f"{client.base}/healthz", timeout=10).status_code == 200
+    assert requests.get(f"{client.base}/readyz", timeout=10).status_code == 200
+
+
+def test_the_log_holds_exactly_one_row_per_acknowledged_instance_after_shutdown(app):
+    cfg, client = app
+    service.stop(cfg)
+    rows = []
+    for model in ("churn", "listings"):
+        rows += _read(prediction_log.predictions_dir(cfg.paths.logs, model))
+    served = Counter(r["request_id"] for r in rows if r["variant"] != "shadow")
+    assert set(served) == client.acknowledged
+    assert set(served.values()) == {1}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _read(directory: str) -> list[dict]:
+    return prediction_log.read(directory).to_pylist()
+
+
+def _ids(rows: list[dict], variant: str) -> list[str]:
+    return [r["request_id"] for r in rows if r["variant"] == variant]
+
+
+def _wait_for_log(cfg, model: str, ready, timeout: float = 30) -> list[dict]:
+    directory = prediction_log.predictions_dir(cfg.paths.logs, model)
+    _wait(lambda: ready(_read(directory)), timeout)
+    return _read(directory)
+
+
+def _wait(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
