@@ -1,13 +1,11 @@
 """Batch inference over a dataset with Ray Data, written to parquet."""
 
-from keel import runtime
 from keel.app import Summary, main
 from keel.config import KeelConfig
 from keel.serving.batch import describe, predict_dataset
 
 
 def predict(cfg: KeelConfig) -> Summary:
-    runtime.ensure(cfg)
     out = predict_dataset(cfg)
     return Summary(f"predicted {out.rows:,} rows with {out.version}", describe(out))
 

@@ -9,7 +9,11 @@ from keel.serving import prediction_log, service
 
 
 def serve_job(cfg: KeelConfig) -> Summary:
-    base = service.start(cfg)
+    try:
+        base = service.start(cfg)
+    except KeyboardInterrupt:  # interrupted while deploying: leave nothing half-deployed
+        service.stop(cfg)
+        raise
     started = Summary(f"serving {cfg.serve.app_name} at {base} (Ctrl-C to stop)")
     for model, served in cfg.serve.models.items():
         started.add(model, f"POST {base}/v1/models/{model}:predict  ({served.version})")

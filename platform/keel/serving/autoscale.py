@@ -51,6 +51,8 @@ def derive(serve: ServeConfig, slo: SloConfig, profile: dict) -> dict[str, Any]:
         "look_back_period_s": 15.0,  # must exceed the 10 s metrics push interval
     }
     cfg.update(serve.autoscaling)
+    if "min_replicas" not in serve.autoscaling:  # a derived floor never exceeds a given ceiling
+        cfg["min_replicas"] = min(cfg["min_replicas"], cfg["max_replicas"])
     cfg["initial_replicas"] = cfg.get("initial_replicas", cfg["min_replicas"])
     max_ongoing = max(
         cfg["target_ongoing_requests"] + 1, math.ceil(1.3 * cfg["target_ongoing_requests"])

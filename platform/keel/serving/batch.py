@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from omegaconf import OmegaConf
 
+from keel import runtime
 from keel.config import KeelConfig, to_dict
 from keel.config.schema import DatasetConfig, PostprocessConfig, SourceFormat
 from keel.data import sources
@@ -127,6 +128,7 @@ def predict_dataset(cfg: KeelConfig) -> BatchResult:
             f"{pinned.label} needs column(s) {missing} that dataset '{dataset.name}' does not "
             f"declare (dataset.columns: {list(dataset.columns)})"
         )
+    runtime.ensure(cfg)  # after the checks above: a wrong version fails without starting Ray
     validated = validate_source(dataset, cfg.paths.reports)
     path = join(cfg.paths.root, "predictions", model, f"v{pinned.version}-{stamp()}")
     cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -67,12 +67,12 @@ class ModelServer:
                     continue
                 current = self.loaded[variant]
                 try:
-                    number = await asyncio.to_thread(self.registry.get, self.model, ref)
-                    if current is not None and number.version == current.version.version:
+                    mv = await asyncio.to_thread(self.registry.get, self.model, ref)
+                    if current is not None and mv.version == current.version.version:
                         continue
-                    self.loaded[variant] = await asyncio.to_thread(self._load, ref)
+                    self.loaded[variant] = await asyncio.to_thread(self._load, str(mv.version))
                     self.errors.pop(variant, None)
-                    log.info("%s %s now serves %s", self.model, variant, number.label)
+                    log.info("%s %s now serves %s", self.model, variant, mv.label)
                 except Exception as e:  # keep serving the last good version, and say why
                     if self.errors.get(variant) != str(e):
                         log.error("%s %s: cannot load %s: %s", self.model, variant, ref, e)
@@ -131,6 +131,9 @@ class ModelServer:
                 "outputs": outputs[start:end],
             }
             start = end
+
+    def __del__(self) -> None:
+        self._watch.cancel()  # a shutting-down replica loads nothing more
 
     def ready(self) -> bool:
         return self.loaded["primary"] is not None

@@ -49,7 +49,7 @@ FEEDBACK_SCHEMA = pa.schema(
 )
 
 
-_FIXED = {name for name, _ in PREDICTION_FIELDS}
+_FIXED = {name for name, _ in PREDICTION_FIELDS} | {"date"}  # date: the partition key
 
 
 def prediction_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
@@ -95,7 +95,12 @@ class ParquetLog:
             self._rows.extend(rows)
             full = len(self._rows) >= self.flush_rows
         if full:
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the rows stay buffered; the next flush retries them
+                log.exception(
+                    "writing the %s log failed; %d rows kept", self.directory, self.pending
+                )
 
     @property
     def pending(self) -> int:
@@ -105,34 +110,33 @@ class ParquetLog:
         return bool(self._rows) and time.monotonic() - self._oldest >= self.flush_seconds
 
     def flush(self) -> list[str]:
-        """Write the buffered rows; on failure they go back to the buffer and the error rises."""
+        """Write the buffered rows, a file per day. Rows of a day whose write fails go back to
+        the buffer (written days do not) and the error rises: nothing lost, nothing twice."""
         with self._lock:
             rows, self._rows = self._rows, []
-            if not rows:
-                return []
-            try:
-                paths = self._write(rows)
-            except Exception:
-                self._rows = rows + self._rows
-                raise
-            self.written_rows += len(rows)
+            by_day: dict[str, list[dict[str, Any]]] = {}
+            for row in rows:
+                day = row["ts"].astimezone(timezone.utc).strftime("%Y-%m-%d")
+                by_day.setdefault(day, []).append(row)
+            paths = []
+            for day, part in sorted(by_day.items()):
+                try:
+                    paths.append(self._write(day, part))
+                except Exception:
+                    self._rows = [r for d, p in sorted(by_day.items()) if d >= day for r in p]
+                    raise
+                self.written_rows += len(part)
             return paths
 
-    def _write(self, rows: list[dict[str, Any]]) -> list[str]:
-        table = pa.Table.from_pylist(rows, schema=self.schema)
-        days = [ts.strftime("%Y-%m-%d") for ts in table.column("ts").to_pylist()]
-        paths = []
-        for day in sorted(set(days)):
-            part = table.filter(pa.array([d == day for d in days]))
-            buf = io.BytesIO()
-            pq.write_table(part, buf)
-            self._seq += 1
-            name = f"part-{storage.stamp()}-{self.writer}-{self._seq:06d}.parquet"
-            path = storage.join(self.directory, f"date={day}", name)
-            storage.write_bytes(path, buf.getvalue())
-            paths.append(path)
-        log.debug("wrote %d rows to %s", len(rows), paths)
-        return paths
+    def _write(self, day: str, rows: list[dict[str, Any]]) -> str:
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), buf)
+        self._seq += 1
+        name = f"part-{storage.stamp()}-{self.writer}-{self._seq:06d}.parquet"
+        path = storage.join(self.directory, f"date={day}", name)
+        storage.write_bytes(path, buf.getvalue())
+        log.debug("wrote %d rows to %s", len(rows), path)
+        return path
 
 
 def predictions_dir(logs: str, model: str) -> str:

@@ -8,6 +8,7 @@ the OpenAPI document, so the published contract is the one that is enforced.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,15 +17,26 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
+    Strict,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
+    WithJsonSchema,
     create_model,
 )
 
 from keel.config.schema import ColumnSpec, ColumnType
+
+
+def _label(value: Any) -> bool | int | float | str:
+    """A ground-truth label: a finite number, a boolean or a short string."""
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    if isinstance(value, str) and 0 < len(value) <= 256:
+        return value
+    raise ValueError("a label is a finite number, a boolean or a string of 1-256 characters")
 
 
 def _iso_timestamp(value: str) -> str:
@@ -41,7 +53,7 @@ def _column_type(spec: ColumnSpec) -> Any:
     if kind == ColumnType.int:
         return Annotated[StrictInt, Field(**bounds)]
     if kind == ColumnType.float:
-        return Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False, **bounds)]
+        return Annotated[float, Strict(), Field(allow_inf_nan=False, **bounds)]  # ints welcome
     if kind == ColumnType.bool:
         return StrictBool
     if kind == ColumnType.timestamp:
@@ -80,7 +92,11 @@ class Feedback(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     request_id: Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
-    label: StrictFloat | StrictInt | StrictBool | StrictStr = Field(allow_inf_nan=False)
+    label: Annotated[
+        bool | int | float | str,
+        PlainValidator(_label),
+        WithJsonSchema({"type": ["number", "boolean", "string"], "maxLength": 256}),
+    ]
 
 
 class FeedbackRequest(BaseModel):

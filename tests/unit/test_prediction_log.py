@@ -1,0 +1,334 @@
+"""The buffered parquet prediction log: flush by size and age, partitions, typed columns,
+failed writes retried without loss or duplicates."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from keel import storage
+from keel.config.schema import ColumnSpec, ColumnType
+from keel.serving import prediction_log as plog
+
+COLUMNS = {
+    "age": ColumnSpec(type=ColumnType.int),
+    "charges": ColumnSpec(type=ColumnType.float, nullable=True),
+    "region": ColumnSpec(type=ColumnType.category),
+    "name": ColumnSpec(type=ColumnType.string),
+    "active": ColumnSpec(type=ColumnType.bool),
+    "signup_ts": ColumnSpec(type=ColumnType.timestamp),
+    "model": ColumnSpec(type=ColumnType.category),  # clashes with the fixed `model` field
+}
+DAY1 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+DAY2 = datetime(2024, 5, 2, 0, 0, 1, tzinfo=timezone.utc)
+
+
+def row(i: int, ts: datetime = DAY1) -> dict:
+    fixed = {
+        "request_id": f"req-{i:04d}",
+        "ts": ts,
+        "model": "churn",
+        "version": 3,
+        "variant": "primary",
+        "latency_ms": 1.5 + i,
+        "prediction": i / 100,
+        "output": json.dumps({"label": "churns", "rules": []}),
+    }
+    inputs = {
+        "age": 20 + i,
+        "charges": None if i % 2 else 10.0 * i,
+        "region": "north",
+        "name": f"n{i}",
+        "active": i % 3 == 0,
+        "signup_ts": "2024-01-01T00:00:00Z",
+        "model": "premium",
+    }
+    return plog.prediction_row(fixed, inputs)
+
+
+def make_log(tmp_path, flush_rows=10, flush_seconds=60.0) -> plog.ParquetLog:
+    directory = plog.predictions_dir(str(tmp_path / "logs"), "churn")
+    return plog.ParquetLog(directory, plog.prediction_schema(COLUMNS), flush_rows, flush_seconds)
+
+
+def parquet_files(directory: str) -> list[str]:
+    return sorted(
+        f.path
+        for f in storage.list_dir(directory, recursive=True)
+        if f.type.name == "File" and f.path.endswith(".parquet")
+    )
+
+
+def all_files(directory: str) -> list[str]:
+    return sorted(
+        f.path for f in storage.list_dir(directory, recursive=True) if f.type.name == "File"
+    )
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+def test_prediction_schema_types_and_input_prefix():
+    schema = plog.prediction_schema(COLUMNS)
+    assert schema.names[: len(plog.PREDICTION_FIELDS)] == [n for n, _ in plog.PREDICTION_FIELDS]
+    assert schema.names[len(plog.PREDICTION_FIELDS) :] == [
+        "age",
+        "charges",
+        "region",
+        "name",
+        "active",
+        "signup_ts",
+        "input_model",
+    ]
+    types = dict(zip(schema.names, schema.types, strict=True))
+    assert types["age"] == pa.int64()
+    assert types["charges"] == pa.float64()
+    assert types["region"] == types["name"] == types["signup_ts"] == pa.string()
+    assert types["active"] == pa.bool_()
+    assert types["model"] == pa.string() and types["input_model"] == pa.string()
+    assert types["version"] == pa.int64()
+    assert types["ts"] == pa.timestamp("us", tz="UTC")
+
+
+def test_prediction_row_prefixes_clashing_inputs_only():
+    r = plog.prediction_row({"model": "churn", "version": 1}, {"model": "premium", "age": 30})
+    assert r == {"model": "churn", "version": 1, "input_model": "premium", "age": 30}
+
+
+def test_paths():
+    assert plog.predictions_dir("/l", "churn") == "/l/predictions/model=churn"
+    assert plog.feedback_dir("/l/") == "/l/feedback"
+
+
+# ----------------------------------------------------------------------------- flushing
+
+
+def test_append_below_flush_rows_writes_nothing(tmp_path):
+    log = make_log(tmp_path, flush_rows=5)
+    log.append([row(i) for i in range(4)])
+    assert log.pending == 4
+    assert log.written_rows == 0
+    assert not os.path.exists(log.directory)
+
+
+def test_reaching_flush_rows_writes_one_file_under_the_date(tmp_path):
+    log = make_log(tmp_path, flush_rows=5)
+    log.append([row(i) for i in range(3)])
+    log.append([row(i) for i in range(3, 5)])
+    assert log.pending == 0
+    assert log.written_rows == 5
+    files = parquet_files(log.directory)
+    assert len(files) == 1
+    assert os.path.dirname(files[0]) == f"{log.directory}/date=2024-05-01"
+    assert os.path.basename(files[0]).startswith("part-")
+    assert pq.read_table(files[0]).num_rows == 5
+
+
+def test_one_append_over_flush_rows_writes_everything(tmp_path):
+    log = make_log(tmp_path, flush_rows=3)
+    log.append([row(i) for i in range(7)])
+    assert log.pending == 0
+    assert plog.read(log.directory).num_rows == 7
+
+
+def test_due_after_flush_seconds(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(plog.time, "monotonic", lambda: clock[0])
+    log = make_log(tmp_path, flush_seconds=5.0)
+    assert not log.due()  # nothing buffered: never due
+    log.append([row(0)])
+    clock[0] += 4.9
+    assert not log.due()
+    log.append([row(1)])  # a later row does not reset the age of the oldest
+    clock[0] += 0.1
+    assert log.due()
+    assert len(log.flush()) == 1
+    assert not log.due()
+    clock[0] += 100.0
+    assert not log.due()  # empty again
+    log.append([row(2)])  # the age restarts with the next row
+    clock[0] += 4.0
+    assert not log.due()
+
+
+def test_due_with_a_real_clock(tmp_path):
+    import time
+
+    log = make_log(tmp_path, flush_seconds=0.01)
+    log.append([row(0)])
+    time.sleep(0.02)
+    assert log.due()
+
+
+def test_flush_of_an_empty_buffer_returns_no_paths(tmp_path):
+    log = make_log(tmp_path)
+    assert log.flush() == []
+    assert not os.path.exists(log.directory)
+
+
+def test_flush_returns_paths_and_read_returns_the_rows_typed(tmp_path):
+    log = make_log(tmp_path)
+    rows = [row(i) for i in range(4)]
+    log.append(rows)
+    paths = log.flush()
+    assert len(paths) == 1 and os.path.isfile(paths[0])
+    assert paths == parquet_files(log.directory)
+    assert log.pending == 0 and log.written_rows == 4
+
+    table = plog.read(log.directory)
+    assert table.num_rows == 4
+    schema = plog.prediction_schema(COLUMNS)
+    for field in schema:
+        assert table.schema.field(field.name).type == field.type, field.name
+    assert table.column("age").type == pa.int64()
+    assert table.column("charges").type == pa.float64()
+    assert table.column("region").type == pa.string()
+    assert table.column("input_model").to_pylist() == ["premium"] * 4
+    assert table.column("model").to_pylist() == ["churn"] * 4
+    got = sorted(table.to_pylist(), key=lambda r: r["request_id"])
+    for g, want in zip(got, rows, strict=True):
+        assert g.pop("date") == "2024-05-01"  # the hive partition
+        assert g == want
+
+
+def test_rows_of_two_days_go_to_two_partitions(tmp_path):
+    log = make_log(tmp_path)
+    log.append([row(0, DAY1), row(1, DAY2), row(2, DAY1)])
+    paths = log.flush()
+    assert [os.path.basename(os.path.dirname(p)) for p in paths] == [
+        "date=2024-05-01",
+        "date=2024-05-02",
+    ]
+    assert pq.read_table(paths[0]).column("request_id").to_pylist() == ["req-0000", "req-0002"]
+    assert pq.read_table(paths[1]).column("request_id").to_pylist() == ["req-0001"]
+    table = plog.read(log.directory)
+    by_id = {r["request_id"]: r["date"] for r in table.to_pylist()}
+    assert by_id == {"req-0000": "2024-05-01", "req-0001": "2024-05-02", "req-0002": "2024-05-01"}
+
+
+def test_partition_date_is_the_utc_day(tmp_path):
+    log = make_log(tmp_path)
+    late_evening = datetime(2024, 5, 1, 22, 30, tzinfo=timezone(timedelta(hours=-5)))
+    log.append([row(0, late_evening)])
+    (path,) = log.flush()
+    assert os.path.basename(os.path.dirname(path)) == "date=2024-05-02"
+
+
+def test_successive_flushes_write_distinct_files(tmp_path):
+    log = make_log(tmp_path)
+    log.append([row(0)])
+    first = log.flush()
+    log.append([row(1)])
+    second = log.flush()
+    assert first != second
+    assert len(parquet_files(log.directory)) == 2
+    assert sorted(plog.read(log.directory).column("request_id").to_pylist()) == [
+        "req-0000",
+        "req-0001",
+    ]
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def _fail_once(monkeypatch, call: int = 1):
+    """Make the `call`-th storage.write_bytes raise; the others write."""
+    real = storage.write_bytes
+    calls = {"n": 0}
+
+    def flaky(uri, data):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise OSError("disk on fire")
+        real(uri, data)
+
+    monkeypatch.setattr(storage, "write_bytes", flaky)
+    return calls
+
+
+def test_a_failed_write_keeps_the_rows_and_a_later_flush_writes_them_once(tmp_path, monkeypatch):
+    _fail_once(monkeypatch)
+    log = make_log(tmp_path)
+    log.append([row(i) for i in range(3)])
+    with pytest.raises(OSError, match="disk on fire"):
+        log.flush()
+    assert log.pending == 3
+    assert log.written_rows == 0
+    assert parquet_files(log.directory) == []
+    log.append([row(3)])  # rows appended after the failure are kept too, in order
+    assert len(log.flush()) == 1
+    assert log.pending == 0 and log.written_rows == 4
+    ids = plog.read(log.directory).column("request_id").to_pylist()
+    assert ids == ["req-0000", "req-0001", "req-0002", "req-0003"]
+
+
+def test_a_failed_size_flush_keeps_the_rows(tmp_path, monkeypatch):
+    _fail_once(monkeypatch)
+    log = make_log(tmp_path, flush_rows=2)
+    with contextlib.suppress(OSError):  # append may report the failure or not ...
+        log.append([row(0), row(1)])
+    # ... but the rows must stay buffered
+    assert log.pending == 2
+    log.append([row(2)])  # over flush_rows again: this flush succeeds
+    assert log.pending == 0
+    ids = sorted(plog.read(log.directory).column("request_id").to_pylist())
+    assert ids == ["req-0000", "req-0001", "req-0002"]
+
+
+def test_a_write_failing_on_the_second_day_does_not_duplicate_the_first(tmp_path, monkeypatch):
+    _fail_once(monkeypatch, call=2)
+    log = make_log(tmp_path)
+    log.append([row(0, DAY1), row(1, DAY2)])
+    with pytest.raises(OSError):
+        log.flush()
+    log.flush()
+    ids = sorted(plog.read(log.directory).column("request_id").to_pylist())
+    assert ids == ["req-0000", "req-0001"]
+
+
+# ----------------------------------------------------------------------------- read
+
+
+def test_read_of_a_missing_directory_is_an_empty_table(tmp_path):
+    table = plog.read(str(tmp_path / "nothing" / "here"))
+    assert isinstance(table, pa.Table)
+    assert table.num_rows == 0
+
+
+def test_writes_leave_no_temporary_files_and_read_skips_hidden_ones(tmp_path):
+    log = make_log(tmp_path)
+    log.append([row(0)])
+    (path,) = log.flush()
+    assert all_files(log.directory) == [path]  # the temporary name was moved away
+    # a writer that crashed mid-write leaves a hidden temporary file: readers never see it
+    partition = os.path.dirname(path)
+    with open(os.path.join(partition, f".{os.path.basename(path)}.tmp-123"), "wb") as f:
+        f.write(b"PAR1 half a file")
+    table = plog.read(log.directory)
+    assert table.column("request_id").to_pylist() == ["req-0000"]
+
+
+def test_feedback_log_round_trip(tmp_path):
+    log = plog.ParquetLog(plog.feedback_dir(str(tmp_path)), plog.FEEDBACK_SCHEMA, 2, 60.0)
+    log.append([{"request_id": "a", "ts": DAY1, "label": json.dumps(1)}])
+    assert log.pending == 1
+    log.append([{"request_id": "b", "ts": DAY2, "label": json.dumps("churns")}])
+    assert log.pending == 0
+    table = plog.read(plog.feedback_dir(str(tmp_path)))
+    got = sorted((r["request_id"], r["label"], r["date"]) for r in table.to_pylist())
+    assert got == [("a", "1", "2024-05-01"), ("b", '"churns"', "2024-05-02")]
+
+
+def test_an_input_column_named_date_survives_read(tmp_path):
+    columns = {"date": ColumnSpec(type=ColumnType.string)}
+    log = plog.ParquetLog(str(tmp_path / "p"), plog.prediction_schema(columns), 10, 60.0)
+    log.append([plog.prediction_row({"request_id": "a", "ts": DAY1}, {"date": "last week"})])
+    log.flush()
+    rows = plog.read(str(tmp_path / "p")).to_pylist()
+    assert "last week" in {v for r in rows for v in r.values()}
