@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import requests
 
@@ -22,6 +23,7 @@ from keel.data import synthetic
 from keel.data.batch import json_rows
 from keel.registry import Registry
 from keel.serving import prediction_log, service
+from keel.serving.batch import predict_dataset
 from keel.serving.predictor import Predictor
 
 PORT = 8020  # not Serve's default, so a developer's own `keel serve` does not collide
@@ -101,6 +103,31 @@ def test_online_predictions_equal_in_process_predictions_with_post_processing(ap
     floor = [p for p in body["predictions"] if p["prediction"] < 100]
     assert all(p["output"]["value"] == 100 and "price_floor" in p["output"]["rules"] for p in floor)
     assert len({p["request_id"] for p in body["predictions"]}) == 50
+
+
+def test_online_predictions_equal_keel_predict_batch_predictions(app, tmp_path):
+    cfg, client = app
+    source = load(["experiment=churn", "dataset.source.rows=200", "dataset.source.seed=12"])
+    table = synthetic.generate(source.dataset)
+    pq.write_table(table, tmp_path / "rows.parquet")
+    batch_cfg = load(
+        [
+            f"paths.root={cfg.paths.root}",
+            "ray.progress_bars=false",
+            "experiment=churn",
+            "dataset.source.format=parquet",
+            f"dataset.source.path={tmp_path / 'rows.parquet'}",
+        ]
+    )
+    result = predict_dataset(batch_cfg)
+    batch = {r["customer_id"]: r for r in pq.read_table(result.path).to_pylist()}
+    assert 0 < result.rows == len(batch) < 200  # the planted invalid rows were quarantined
+    rows = [r for r in json_rows(table, drop=("churned",)) if r["customer_id"] in batch]
+    online = client.predict("churn", rows).json()["predictions"]
+    for row, p in zip(rows, online, strict=True):
+        expected = batch[row["customer_id"]]
+        assert p["prediction"] == pytest.approx(expected["prediction"], rel=1e-6)
+        assert p["output"] == {"label": expected["label"], "rules": expected["rules"]}
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from .predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-WORKER_CPUS = 0.5  # fractional: predicting actors leave room for the read and validation tasks
+WORKER_CPUS = 0.25  # fractional: predicting actors leave room for the read and validation tasks
 
 
 @dataclass
@@ -131,7 +131,10 @@ def predict_dataset(cfg: KeelConfig) -> BatchResult:
     runtime.ensure(cfg)  # after the checks above: a wrong version fails without starting Ray
     validated = validate_source(dataset, cfg.paths.reports)
     path = join(cfg.paths.root, "predictions", model, f"v{pinned.version}-{stamp()}")
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    # Ray Data's read, validate and write tasks take a whole CPU each: the actors may use what
+    # is free beyond that one, or a small machine that also runs Serve replicas deadlocks.
+    spare = ray.available_resources().get("CPU", 1.0) - 1.0
+    actors = max(1, int(spare / WORKER_CPUS))
     validated.valid.map_batches(
         Scorer,
         fn_constructor_kwargs={
@@ -144,7 +147,7 @@ def predict_dataset(cfg: KeelConfig) -> BatchResult:
         batch_format="pyarrow",
         batch_size=cfg.features.batch_size,
         num_cpus=WORKER_CPUS,
-        concurrency=(1, max(1, cpus)),  # up to half the CPUs at 0.5 each
+        concurrency=(1, actors),
     ).write_parquet(path)
     rows = _rows(path)
     log.info("%s: predicted %d rows into %s", pinned.label, rows, path)
