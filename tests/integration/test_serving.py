@@ -6,6 +6,7 @@ order: the auth test switches it to a secured config, the last test shuts it dow
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import ray
 import requests
 
 from keel.config import load
@@ -265,6 +267,24 @@ def test_feedback_is_accepted_and_logged(app):
     _wait(lambda: set(ids) <= {r["request_id"] for r in _read(feedback)})
     labels = {r["request_id"]: r["label"] for r in _read(feedback)}
     assert [labels[i] for i in ids] == ["1", "0", "0"]
+
+
+def test_keel_metrics_reach_rays_prometheus_endpoint(app):
+    _, client = app
+    client.predict("listings", None, json={"instances": []})  # one rejection at least
+    port = ray.nodes()[0]["MetricsExportPort"]
+    wanted = [
+        r'ray_keel_predictions(_total)?\{[^}]*model="churn"[^}]*variant="canary"',
+        r'ray_keel_rejected_requests(_total)?\{[^}]*model="listings"[^}]*reason="invalid"',
+        r"ray_keel_request_latency_ms_bucket\{",
+        r"ray_serve_",
+    ]
+
+    def exported() -> bool:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        return all(re.search(w, text) for w in wanted)
+
+    _wait(exported, timeout=60)  # the metrics agent exports every few seconds
 
 
 def test_auth_requires_the_bearer_token(app, monkeypatch):
