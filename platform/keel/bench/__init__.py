@@ -14,7 +14,11 @@ from keel.errors import ConfigError, KeelError
 
 from .common import Phases
 
-BENCHMARKS = {"features": "keel.bench.features", "train": "keel.bench.train"}  # name -> module
+BENCHMARKS = {  # name -> module
+    "features": "keel.bench.features",
+    "serve": "keel.bench.serve",
+    "train": "keel.bench.train",
+}
 
 
 def names() -> list[str]:

@@ -1,0 +1,288 @@
+"""The serving benchmark: keel's Serve application vs a bare FastAPI + uvicorn process.
+
+Two models live in a private registry (serve_models: trained on first use, not timed): the
+configured demo MLP and a heavy one (`heavy_hidden_sizes`, over a million parameters), with the
+same features and data. For each in turn, keel serves the pinned version (proxy -> ingress ->
+batched model deployment, fixed `replicas`) and keel.bench.bare_server serves the same version
+in one uvicorn process on another port. Before anything is timed both must answer the same
+predictions for the same request.
+
+Timed: closed-loop load (keel.bench.loadgen) at each `concurrency` for 1-row and 32-row
+requests, `requests` per point per side after a warm-up, keel and bare alternating (the order
+flips every repeat; medians over `repeats`). Reported per point: requests/s, p50, p99 and
+keel / bare. Headline per model: keel's best rows/s over bare's best rows/s, with both p99s at
+keel's best point; then the SLO check: keel paced (open loop) at half its best request rate,
+its p99 against slo.latency_p99_ms. The load generator runs in this process on the same cores
+as both servers, so absolute numbers are lower bounds on a bigger machine; ratios are the point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import socket
+import statistics
+from typing import Any
+
+import numpy as np
+import requests
+
+from keel.app import Summary
+from keel.config import KeelConfig, to_dict
+from keel.config.schema import PathsConfig, ServedModel
+from keel.errors import ConfigError, KeelError
+from keel.serving import service
+from keel.storage import join
+
+from . import bare_server, common, loadgen
+from .serve_models import Model, make_payloads, trained_models
+
+log = logging.getLogger(__name__)
+
+SIDES = ("keel", "bare")
+PARAMS = (  # bench.params keys, all set in conf/bench/serve.yaml
+    "concurrency",
+    "rows_per_request",
+    "requests",
+    "warmup",
+    "payloads",
+    "epochs",
+    "heavy_hidden_sizes",
+    "replicas",
+    "targets",
+)
+
+
+def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
+    from ray import serve
+
+    p = cfg.bench.params
+    if missing := [k for k in PARAMS if k not in p]:
+        raise ConfigError(f"bench.params: missing {missing} (see conf/bench/serve.yaml)")
+    work = dataclasses.replace(
+        cfg,
+        dataset=common.bench_dataset(cfg),
+        paths=_paths(join(cfg.paths.root, "bench", "serve")),
+        train=dataclasses.replace(cfg.train, epochs=p["epochs"]),
+    )
+    models = trained_models(work, p["heavy_hidden_sizes"])
+    payloads = make_payloads(work, p["rows_per_request"], p["payloads"])
+    ports = {side: _free_port() for side in SIDES}
+    results = {}
+    try:
+        for m in models:
+            results[m.role] = bench_model(work, m, payloads, ports, p)
+    finally:
+        serve.shutdown()  # frees the cores for whatever runs next in this process
+    report = common.write_report(
+        cfg, {"params": p, "train_rows": cfg.bench.rows, **ray_times, "models": results}
+    )
+    s = summarize(cfg, p, models, results)
+    s.add("ray start-up", f"{ray_times['ray_startup_s']:.1f} s (not in the figures above)")
+    return s.add("report", report)
+
+
+def _paths(root: str) -> PathsConfig:
+    names = [f.name for f in dataclasses.fields(PathsConfig) if f.name != "root"]
+    return PathsConfig(root=root, **{n: join(root, n) for n in names})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def bench_model(
+    cfg: KeelConfig, m: Model, payloads: dict[int, list[bytes]], ports: dict, p: dict
+) -> dict[str, Any]:
+    """Serve `m` both ways, check they agree, warm up, sweep, then the SLO check on keel."""
+    template = cfg.serve.models.get(cfg.dataset.name, ServedModel())
+    served = ServedModel(version=str(m.version), postprocess=template.postprocess)
+    pinned = {"min_replicas": p["replicas"], "max_replicas": p["replicas"]}
+    serve_cfg = dataclasses.replace(
+        cfg.serve, models={m.name: served}, port=ports["keel"], autoscaling=pinned
+    )
+    kcfg = dataclasses.replace(cfg, serve=serve_cfg)
+    bare_args = {
+        "registry": cfg.paths.registry,
+        "model": m.name,
+        "version": m.version,
+        "postprocess": json.dumps(to_dict(served.postprocess)),
+        "max_rows": cfg.serve.max_rows_per_request,
+        "torch_threads": replica_threads(cfg),
+    }
+    route = f"/v1/models/{m.name}:predict"
+    most = max(p["concurrency"])
+    with bare_server.running(bare_args, ports["bare"]) as bare:
+        keel = service.start(kcfg)
+        try:
+            urls = {"keel": keel + route, "bare": bare + route}
+            check(urls, payloads)
+            for bodies in payloads.values():
+                for side in SIDES:
+                    loadgen.run(urls[side], bodies, most, p["warmup"])
+            points = sweep(urls, payloads, p, cfg.bench.repeats)
+            best = max(points, key=lambda pt: pt["keel"]["rows_per_s"])
+            rate, size = best["keel"]["rps"] / 2, best["rows_per_request"]
+            log.info("%s: SLO check, keel paced at %.0f req/s ...", m.name, rate)
+            paced = loadgen.run(urls["keel"], payloads[size], most, p["requests"], rate_rps=rate)
+        finally:
+            service.stop(kcfg)
+    slo = {"rows_per_request": size, "rate_rps": rate, **paced.summary()}
+    slo["slo_p99_ms"] = cfg.slo.latency_p99_ms
+    slo["pass"] = paced.failed == 0 and paced.p99_ms <= cfg.slo.latency_p99_ms
+    return {
+        "model": dataclasses.asdict(m),
+        "torch_threads": bare_args["torch_threads"],
+        "points": points,
+        "headline": headline(points, p["targets"][m.role]),
+        "slo": slo,
+    }
+
+
+def replica_threads(cfg: KeelConfig) -> int:
+    """torch threads of a keel replica: Ray sets OMP_NUM_THREADS to its whole CPUs, at least 1."""
+    return max(math.floor(cfg.serve.replica_cpus), 1)
+
+
+def check(urls: dict[str, str], payloads: dict[int, list[bytes]]) -> None:
+    """Both sides answer the same predictions for the same request, or nothing is timed."""
+    body = payloads[max(payloads)][0]
+    answers = {}
+    for side, url in urls.items():
+        r = requests.post(url, data=body, headers=loadgen.JSON, timeout=30)
+        if r.status_code != 200:
+            raise KeelError(f"{side} answered {r.status_code}: {r.text[:300]}")
+        answers[side] = r.json()
+    keel, bare = (answers[s]["predictions"] for s in SIDES)
+    same_raw = np.allclose([k["prediction"] for k in keel], [b["prediction"] for b in bare])
+    if not same_raw or [k["output"] for k in keel] != [b["output"] for b in bare]:
+        raise KeelError(f"keel and the bare server disagree: {keel[:2]} vs {bare[:2]}")
+
+
+def sweep(urls: dict[str, str], payloads: dict, p: dict, repeats: int) -> list[dict]:
+    """Every (request size, concurrency) point, the two sides alternating within it."""
+    points = []
+    for size, bodies in payloads.items():
+        for c in p["concurrency"]:
+            runs: dict[str, list[loadgen.LoadResult]] = {s: [] for s in SIDES}
+            for r in range(repeats):
+                for side in SIDES if r % 2 == 0 else SIDES[::-1]:
+                    runs[side].append(loadgen.run(urls[side], bodies, c, p["requests"]))
+            point = {"rows_per_request": size, "concurrency": c}
+            point.update({side: _median(results, size) for side, results in runs.items()})
+            point["ratio"] = point["keel"]["rps"] / point["bare"]["rps"]
+            log.info("%2d rows x %2d in flight: %s", size, c, _point_line(point))
+            points.append(point)
+    return points
+
+
+def _median(results: list[loadgen.LoadResult], size: int) -> dict[str, Any]:
+    rps = statistics.median(r.throughput_rps for r in results)
+    return {
+        "rps": rps,
+        "rows_per_s": rps * size,
+        "p50_ms": statistics.median(r.p50_ms for r in results),
+        "p99_ms": statistics.median(r.p99_ms for r in results),
+        "failed": sum(r.failed for r in results),
+        "runs": [r.summary() for r in results],
+    }
+
+
+def headline(points: list[dict], target: dict[str, Any]) -> dict[str, Any]:
+    """Best rows/s of each side (each at its own best point); p99s at keel's best point."""
+    kb = max(points, key=lambda pt: pt["keel"]["rows_per_s"])
+    bb = max(points, key=lambda pt: pt["bare"]["rows_per_s"])
+    ratio = kb["keel"]["rows_per_s"] / bb["bare"]["rows_per_s"]
+    p99_ok = kb["keel"]["p99_ms"] <= kb["bare"]["p99_ms"]
+    return {
+        "keel_best": {k: kb[k] for k in ("rows_per_request", "concurrency")},
+        "bare_best": {k: bb[k] for k in ("rows_per_request", "concurrency")},
+        "keel_rows_per_s": kb["keel"]["rows_per_s"],
+        "bare_rows_per_s": bb["bare"]["rows_per_s"],
+        "ratio": ratio,
+        "target": target,
+        "keel_p99_ms": kb["keel"]["p99_ms"],
+        "bare_p99_ms_same_point": kb["bare"]["p99_ms"],
+        "p99_no_worse": p99_ok,
+        "pass": ratio >= target["ratio"] and (p99_ok or not target["p99_no_worse"]),
+    }
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+HEADER = f"{'keel req/s':>10} {'p50':>6} {'p99 ms':>7} | {'bare req/s':>10} {'p50':>6} " + (
+    f"{'p99 ms':>7} | keel/bare"
+)
+
+
+def _point_line(pt: dict) -> str:
+    k, b = pt["keel"], pt["bare"]
+    return (
+        f"{k['rps']:10.0f} {k['p50_ms']:6.1f} {k['p99_ms']:7.1f} | "
+        f"{b['rps']:10.0f} {b['p50_ms']:6.1f} {b['p99_ms']:7.1f} | {pt['ratio']:8.2f}x"
+    )
+
+
+def _at(point: dict) -> str:
+    return f"{point['rows_per_request']} rows x {point['concurrency']}"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def summarize(cfg: KeelConfig, p: dict, models: list[Model], results: dict) -> Summary:
+    s = Summary(
+        f"bench serve: keel's Serve app vs a bare FastAPI + uvicorn process, {p['requests']} "
+        f"requests per point and side, median of {cfg.bench.repeats} alternating runs"
+    )
+    for m in models:
+        r, role = results[m.role], m.role
+        h, slo, target = r["headline"], r["slo"], r["headline"]["target"]
+        s.add(
+            f"{role} model", f"{m.name} v{m.version}: MLP {m.hidden_sizes}, {m.parameters:,} params"
+        )
+        s.add("  rows x in flight", HEADER)
+        for pt in r["points"]:
+            s.add(f"  {pt['rows_per_request']:>2} x {pt['concurrency']:>2}", _point_line(pt))
+        s.add(
+            f"{role}: best rows/s",
+            f"keel {h['keel_rows_per_s']:,.0f} ({_at(h['keel_best'])}) vs bare "
+            f"{h['bare_rows_per_s']:,.0f} ({_at(h['bare_best'])}): {h['ratio']:.2f}x, "
+            f"target >= {target['ratio']}x: {_verdict(h['ratio'] >= target['ratio'])}",
+        )
+        s.add(
+            f"{role}: p99 at keel's best",
+            f"keel {h['keel_p99_ms']:.1f} ms vs bare {h['bare_p99_ms_same_point']:.1f} ms"
+            + (
+                f" (target: no worse): {_verdict(h['p99_no_worse'])}"
+                if target["p99_no_worse"]
+                else ""
+            ),
+        )
+        s.add(
+            f"{role}: SLO at half max",
+            f"{slo['rate_rps']:.0f} req/s of {slo['rows_per_request']} rows, open loop: p99 "
+            f"{slo['p99_ms']:.1f} ms (p50 {slo['p50_ms']:.1f}) vs {slo['slo_p99_ms']:.0f} ms, "
+            f"{slo['failed']} failed: {_verdict(slo['pass'])}",
+        )
+        failed = {side: sum(pt[side]["failed"] for pt in r["points"]) for side in SIDES}
+        if any(failed.values()):
+            s.add(f"{role}: failed requests", ", ".join(f"{k} {v}" for k, v in failed.items()))
+    b = cfg.serve.batching
+    s.add(
+        "notes",
+        f"keel: {p['replicas']} model replica(s) of {cfg.serve.replica_cpus} CPU, batches of "
+        f"{b.max_batch_size} within {b.wait_ms} ms, every prediction logged; bare: one uvicorn "
+        f"process, no batching, no log; torch {replica_threads(cfg)} thread(s) on both sides. "
+        "The load generator runs on the same cores as both servers.",
+    )
+    return s
