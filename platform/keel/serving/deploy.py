@@ -49,8 +49,6 @@ def serve_config(cfg: KeelConfig, registry: Registry) -> dict[str, Any]:
     Resolves each model's served version first (model_options), so a missing model fails
     with a RegistryError.
     """
-    if not cfg.serve.models:
-        raise ConfigError("serve.models is empty: name at least one registry model to serve")
     deployments = [{"name": o["name"], **o} for o in model_options(cfg, registry).values()]
     ingress = ingress_options(cfg)
     # ingress_options hands the auth token's value to the replica when the env var is set

@@ -9,6 +9,7 @@ from typing import Any
 from ray.serve import Application
 
 from keel.config import KeelConfig, from_dict, to_dict
+from keel.errors import ConfigError
 from keel.registry import Registry
 
 from . import autoscale
@@ -24,6 +25,8 @@ def model_options(cfg: KeelConfig, registry: Registry) -> dict[str, dict[str, An
 
     Resolving every version here makes a missing model or version fail before anything starts.
     """
+    if not cfg.serve.models:
+        raise ConfigError("serve.models is empty: name at least one registry model to serve")
     out = {}
     for model, served in cfg.serve.models.items():
         mv = registry.get(model, served.version)
@@ -65,10 +68,6 @@ def settings(cfg: KeelConfig) -> dict[str, Any]:
 
 
 def application(cfg: KeelConfig) -> Application:
-    if not cfg.serve.models:
-        from keel.errors import ConfigError
-
-        raise ConfigError("serve.models is empty: name at least one registry model to serve")
     registry = Registry(cfg.paths.registry)
     servers = {
         model: ModelServer.options(**options).bind(
