@@ -1,8 +1,8 @@
 """The Serve application over real HTTP: the API contract, bad input, canary, shadow, promotion
 under load, auth, and a prediction log that holds exactly what was acknowledged.
 
-One application serves the whole module (deploying costs ~15 s here); the tests run in file
-order: the auth test switches it to a secured config, the last test shuts it down."""
+One application per topology serves the whole module (deploying costs ~15 s here); the tests
+run in file order: the auth test switches it to a secured config, the last one shuts it down."""
 
 from __future__ import annotations
 
@@ -67,11 +67,12 @@ def _config(root: str, *extra: str):
     )
 
 
-@pytest.fixture(scope="module")
-def app(trained_root, tmp_path_factory):
+@pytest.fixture(scope="module", params=["fused", "graph"])
+def app(request, trained_root, tmp_path_factory):
+    """Both topologies: models inside the ingress, or a deployment per model behind it."""
     root = tmp_path_factory.mktemp("serving") / "out"
     shutil.copytree(Path(trained_root) / "registry", root / "registry")
-    cfg = _config(str(root))
+    cfg = _config(str(root), f"serve.fused={request.param == 'fused'}")
     base = service.start(cfg)
     yield cfg, Client(base)
     service.stop(cfg)
@@ -290,7 +291,9 @@ def test_keel_metrics_reach_rays_prometheus_endpoint(app):
 def test_auth_requires_the_bearer_token(app, monkeypatch):
     cfg, client = app
     monkeypatch.setenv("KEEL_TEST_TOKEN", "s3cret")
-    secured = _config(str(Path(cfg.paths.root)), "serve.auth_token_env=KEEL_TEST_TOKEN")
+    secured = _config(
+        cfg.paths.root, f"serve.fused={cfg.serve.fused}", "serve.auth_token_env=KEEL_TEST_TOKEN"
+    )
     service.start(secured)  # an in-place update: the rest of the module runs secured
     row = _rows("churn", 1, seed=9)
     assert client.predict("churn", row).status_code == 401

@@ -53,8 +53,20 @@ def test_the_file_is_a_valid_serve_config_of_keels_app(registered, make_cfg):
     assert from_dict(app["args"]["config"]).paths == cfg.paths
 
 
+def test_a_fused_app_is_one_autoscaled_ingress_sized_like_its_slowest_model(registered, make_cfg):
+    cfg = make_cfg("serve.fused=true")
+    _, config = written(cfg)
+    (ingress,) = config["applications"][0]["deployments"]
+    targets = [
+        o["autoscaling_config"]["target_ongoing_requests"]
+        for o in model_options(cfg, registered).values()
+    ]
+    assert ingress["name"] == "Ingress" and "num_replicas" not in ingress
+    assert ingress["autoscaling_config"]["target_ongoing_requests"] == min(targets)
+
+
 def test_deployments_carry_the_sizing_serve_would_use(registered, make_cfg):
-    cfg = make_cfg("serve.ingress_replicas=2")
+    cfg = make_cfg("serve.ingress_replicas=2", "serve.fused=false")
     _, config = written(cfg)
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
 
@@ -71,7 +83,11 @@ def test_deployments_carry_the_sizing_serve_would_use(registered, make_cfg):
 
 def test_config_autoscaling_keys_win_in_the_file(registered, make_cfg):
     _, config = written(
-        make_cfg("+serve.autoscaling.max_replicas=3", "+serve.autoscaling.upscale_delay_s=1")
+        make_cfg(
+            "+serve.autoscaling.max_replicas=3",
+            "+serve.autoscaling.upscale_delay_s=1",
+            "serve.fused=false",
+        )
     )
     for d in config["applications"][0]["deployments"][:2]:
         assert d["autoscaling_config"]["max_replicas"] == 3
@@ -126,7 +142,7 @@ def test_missing_canary_version_fails_before_writing(registered, make_cfg):
     ("override", "message"),
     [
         ("serve.app_name=''", "rejected by `serve deploy`"),
-        ("+serve.autoscaling.min_replicas=5", "model-churn: invalid autoscaling_config"),
+        ("+serve.autoscaling.min_replicas=5", "Ingress: invalid autoscaling_config"),
     ],
 )
 def test_invalid_serve_config_is_a_config_error(registered, make_cfg, override, message):

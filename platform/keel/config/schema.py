@@ -316,6 +316,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = ranged(8000, 1, 65535)
     models: dict[str, ServedModel] = field(default_factory=dict)  # registry model -> how
+    # true: the models run inside each ingress replica (one hop fewer; they scale together);
+    # false: a deployment per model behind the ingress (own batching, scaling, GPU placement)
+    fused: bool = True
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     # Serve autoscaling_config keys; the ones left out are derived from the SLO and the
     # served version's latency profile (keel.serving.autoscale).

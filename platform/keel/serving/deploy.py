@@ -22,8 +22,7 @@ from keel.config import KeelConfig, to_dict
 from keel.errors import ConfigError
 from keel.registry import Registry
 
-from .graph import ingress_options, model_options
-from .ingress import Ingress
+from .graph import deployments
 
 IMPORT_PATH = "keel.serving.graph:build_app"
 DEPLOY_COMMAND = "serve deploy {path} --address http://HEAD:8265"
@@ -46,15 +45,13 @@ def path(cfg: KeelConfig) -> str:
 def serve_config(cfg: KeelConfig, registry: Registry) -> dict[str, Any]:
     """The ServeDeploySchema document for cfg.serve, validated.
 
-    Resolves each model's served version first (model_options), so a missing model fails
-    with a RegistryError.
+    Resolves each model's served version first, so a missing model fails with a
+    RegistryError.
     """
-    deployments = [{"name": o["name"], **o} for o in model_options(cfg, registry).values()]
-    ingress = ingress_options(cfg)
-    # ingress_options hands the auth token's value to the replica when the env var is set
-    # here; a file must not carry it. Nodes set the variable themselves (see header()).
-    ingress["ray_actor_options"].pop("runtime_env", None)
-    deployments.append({"name": Ingress.name, **ingress})
+    listed = deployments(cfg, registry)
+    # The ingress's options hand the auth token's value to the replica when the env var is
+    # set here; a file must not carry it. Nodes set the variable themselves (see header()).
+    listed[-1]["ray_actor_options"].pop("runtime_env", None)
     config = {
         "proxy_location": "EveryNode",
         "http_options": {"host": cfg.serve.host, "port": cfg.serve.port},
@@ -64,7 +61,7 @@ def serve_config(cfg: KeelConfig, registry: Registry) -> dict[str, Any]:
                 "route_prefix": "/",
                 "import_path": IMPORT_PATH,
                 "runtime_env": {"env_vars": env_vars(cfg)},
-                "deployments": deployments,
+                "deployments": listed,
                 "args": {"config": to_dict(cfg)},
             }
         ],

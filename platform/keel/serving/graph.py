@@ -43,17 +43,36 @@ def model_options(cfg: KeelConfig, registry: Registry) -> dict[str, dict[str, An
     return out
 
 
-def ingress_options(cfg: KeelConfig) -> dict[str, Any]:
+def ingress_options(cfg: KeelConfig, models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Fused, the ingress replica runs every model: it scales like the slowest of them."""
     actor: dict[str, Any] = {"num_cpus": cfg.serve.replica_cpus}
     env = cfg.serve.auth_token_env
     if env and os.environ.get(env):  # the token travels to the replica, never into a file
         actor["runtime_env"] = {"env_vars": {env: os.environ[env]}}
+    options: dict[str, Any] = {"name": "Ingress", "logging_config": QUIET}
+    if not cfg.serve.fused:
+        return {
+            **options,
+            "ray_actor_options": actor,
+            "num_replicas": cfg.serve.ingress_replicas,
+            "max_ongoing_requests": 256,
+        }
+    if cfg.serve.replica_gpus:
+        actor["num_gpus"] = cfg.serve.replica_gpus
+    slowest = min(models.values(), key=lambda o: o["autoscaling_config"]["target_ongoing_requests"])
     return {
-        "num_replicas": cfg.serve.ingress_replicas,
-        "logging_config": QUIET,
-        "max_ongoing_requests": 256,
+        **options,
         "ray_actor_options": actor,
+        "autoscaling_config": slowest["autoscaling_config"],
+        "max_ongoing_requests": slowest["max_ongoing_requests"],
     }
+
+
+def deployments(cfg: KeelConfig, registry: Registry) -> list[dict[str, Any]]:
+    """Every deployment of the application with its Serve options, the ingress last."""
+    models = model_options(cfg, registry)
+    ingress = ingress_options(cfg, models)
+    return [ingress] if cfg.serve.fused else [*models.values(), ingress]
 
 
 def settings(cfg: KeelConfig) -> dict[str, Any]:
@@ -64,22 +83,23 @@ def settings(cfg: KeelConfig) -> dict[str, Any]:
         "max_body_bytes": s.max_body_bytes,
         "auth_token_env": s.auth_token_env,
         "log": to_dict(s.log),
+        # what a ModelRunner takes after the model name, in a deployment or in the ingress
+        "runners": {
+            model: [to_dict(served), cfg.paths.registry, to_dict(s.batching), s.reload_seconds]
+            for model, served in s.models.items()
+        },
     }
 
 
 def application(cfg: KeelConfig) -> Application:
-    registry = Registry(cfg.paths.registry)
+    options = {o["name"]: o for o in deployments(cfg, Registry(cfg.paths.registry))}
+    shared = settings(cfg)
     servers = {
-        model: ModelServer.options(**options).bind(
-            model,
-            to_dict(cfg.serve.models[model]),
-            cfg.paths.registry,
-            to_dict(cfg.serve.batching),
-            cfg.serve.reload_seconds,
-        )
-        for model, options in model_options(cfg, registry).items()
+        model: ModelServer.options(**options[f"model-{model}"]).bind(model, *args)
+        for model, args in shared["runners"].items()
+        if not cfg.serve.fused
     }
-    return Ingress.options(**ingress_options(cfg)).bind(servers, settings(cfg))
+    return Ingress.options(**options["Ingress"]).bind(servers, shared)
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -1,15 +1,17 @@
 """The HTTP front of the Serve application: the versioned API of DESIGN section 4.
 
-Hops on the request path: the Serve proxy (HTTP termination and routing, unavoidable), this
+Hops on the request path: the Serve proxy (HTTP termination and routing, unavoidable) and this
 ingress (auth, limits, validation, request ids, the prediction log: one place for every model
-so the log and the API contract do not depend on which model runs), and one handle call to the
-model's deployment (so each model batches and autoscales on its own). Nothing else.
+so the log and the API contract do not depend on which model runs). With `serve.fused` (the
+default) the models run inside this replica: that is all. Otherwise one more hop, a handle call
+to the model's own deployment, buys each model its own batching, autoscaling and GPU placement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
 import logging
 import os
@@ -28,6 +30,7 @@ from keel.config.schema import ColumnSpec
 
 from . import prediction_log as plog
 from .metrics import ServeMetrics
+from .model_server import ModelRunner
 from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model
 
 log = logging.getLogger(__name__)
@@ -45,8 +48,11 @@ class Rejected(Exception):
 @serve.ingress()
 class Ingress:
     async def __init__(self, servers: dict[str, DeploymentHandle], settings: dict) -> None:
-        self.servers, self.settings = servers, settings
-        self.info = {m: await h.info.remote() for m, h in servers.items()}
+        self.settings = settings
+        self.servers: dict[str, DeploymentHandle | ModelRunner] = servers or {
+            model: ModelRunner(model, *args) for model, args in settings["runners"].items()
+        }
+        self.info = {m: await self._call(m, "info") for m in self.servers}
         self.requests = {}
         for model, info in self.info.items():
             columns = {c: ColumnSpec(**s) for c, s in info["columns"].items()}
@@ -71,6 +77,14 @@ class Ingress:
         self.token = _token(settings.get("auth_token_env"))
         self.metrics = ServeMetrics()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_when_due())
+
+    async def _call(self, model: str, method: str, *args: Any) -> Any:
+        """A model's method: in this process (fused) or on its deployment (one handle hop)."""
+        target = self.servers[model]
+        if isinstance(target, DeploymentHandle):
+            return await getattr(target, method).remote(*args)
+        result = getattr(target, method)(*args)
+        return await result if inspect.isawaitable(result) else result
 
     # ------------------------------------------------------------------ the log
 
@@ -125,7 +139,7 @@ class Ingress:
             rows = [i.model_dump() for i in self.requests[model].model_validate(body).instances]
         except ValidationError as e:
             raise Rejected(422, "invalid", explain(e)) from None
-        result = await self.servers[model].predict.remote(rows)
+        result = await self._call(model, "predict", rows)
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [uuid.uuid4().hex for _ in rows]
         self._log(model, rows, ids, result, latency_ms)
@@ -175,13 +189,13 @@ class Ingress:
         return {"accepted": len(items)}
 
     async def list_models(self) -> dict[str, Any]:
-        infos = await asyncio.gather(*(h.info.remote() for h in self.servers.values()))
+        infos = await asyncio.gather(*(self._call(m, "info") for m in self.servers))
         return {"models": [{k: v for k, v in i.items() if k != "columns"} for i in infos]}
 
     async def ready(self) -> JSONResponse:
         try:
             states = await asyncio.wait_for(
-                asyncio.gather(*(h.ready.remote() for h in self.servers.values())), 10
+                asyncio.gather(*(self._call(m, "ready") for m in self.servers)), 10
             )
         except Exception as e:
             return JSONResponse({"ready": False, "error": str(e)}, status_code=503)

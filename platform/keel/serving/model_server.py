@@ -32,9 +32,11 @@ def _is_stage(ref: str | None) -> bool:
     return ref is not None and not str(ref).lstrip("vV").isdigit()
 
 
-@serve.deployment(name="ModelServer")
-class ModelServer:
-    async def __init__(
+class ModelRunner:
+    """A model's versions in this process: in its own deployment (ModelServer) or inside each
+    ingress replica (serve.fused)."""
+
+    def __init__(
         self, model: str, served: dict, registry: str, batching: dict, reload_seconds: float
     ) -> None:
         self.model = model
@@ -53,7 +55,13 @@ class ModelServer:
         self.errors: dict[str, str] = {}
         self._batched.set_max_batch_size(batching["max_batch_size"])
         self._batched.set_batch_wait_timeout_s(batching["wait_ms"] / 1000)
-        self._watch = asyncio.get_running_loop().create_task(self._follow(reload_seconds))
+        self._reload_seconds = reload_seconds
+        self._watch: asyncio.Task | None = None
+
+    def _follow_stages(self) -> None:
+        """Start watching the registry once an event loop runs this replica's calls."""
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._follow(self._reload_seconds))
 
     def _load(self, ref: str) -> Predictor:
         return Predictor.load(self.registry, self.model, ref, self.served.postprocess)
@@ -78,7 +86,8 @@ class ModelServer:
                         log.error("%s %s: cannot load %s: %s", self.model, variant, ref, e)
                     self.errors[variant] = str(e)
 
-    def info(self) -> dict[str, Any]:
+    async def info(self) -> dict[str, Any]:
+        self._follow_stages()
         primary = self.loaded["primary"]
         ds = primary.dataset
         return {
@@ -95,6 +104,7 @@ class ModelServer:
 
     async def predict(self, rows: list[dict]) -> dict[str, Any]:
         """Predict one request's rows on the primary version (or the canary, by chance)."""
+        self._follow_stages()
         canary = self.loaded["canary"] is not None and (
             random.random() * 100 < self.served.canary.percent
         )
@@ -133,7 +143,11 @@ class ModelServer:
             start = end
 
     def __del__(self) -> None:
-        self._watch.cancel()  # a shutting-down replica loads nothing more
+        if self._watch is not None:
+            self._watch.cancel()  # a shutting-down replica loads nothing more
 
     def ready(self) -> bool:
         return self.loaded["primary"] is not None
+
+
+ModelServer = serve.deployment(name="ModelServer")(ModelRunner)
