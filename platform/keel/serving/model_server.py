@@ -1,5 +1,6 @@
-"""One served model as a Serve deployment: its primary version, an optional canary and shadow,
-dynamic batching, and a watch on the registry so a stage change switches versions in place.
+"""One served model: its primary version, an optional canary and shadow, dynamic batching, and a
+watch on the registry so a stage change switches versions in place. It runs inside each ingress
+replica (serve.fused) or as its own deployment (ModelServer).
 
 Switching loads the new version beside the old one and swaps a reference, so requests in flight
 finish on the version they started with and none fails. A version that cannot be loaded (a
