@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from typing import Any
 
 from keel.config import KeelConfig, to_dict
 from keel.data import synthetic
+from keel.data.batch import json_rows
 from keel.models import build
 from keel.storage import delete_dir, exists, join, read_json, write_json
 from keel.training.dataset import prepare
@@ -72,15 +72,11 @@ def make_payloads(cfg: KeelConfig, sizes: list[int], count: int) -> dict[int, li
     """`count` distinct request bodies per size, from fresh rows of the dataset (no target)."""
     ds = cfg.dataset
     source = dataclasses.replace(ds.source, rows=max(sizes) * count, seed=ds.source.seed + 1)
-    rows = synthetic.generate(dataclasses.replace(ds, source=source)).drop([ds.target])
-    instances = [_jsonable(r) for r in rows.to_pylist()]
+    table = synthetic.generate(dataclasses.replace(ds, source=source))
+    instances = json_rows(table, drop=(ds.target,))
     return {
         n: [
             json.dumps({"instances": instances[i * n : (i + 1) * n]}).encode() for i in range(count)
         ]
         for n in sizes
     }
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}

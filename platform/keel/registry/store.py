@@ -95,6 +95,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def version_number(ref: int | str) -> int | None:
+    """The number a reference pins (3, "3", "v3"); None for "latest" or a stage name."""
+    if isinstance(ref, int):
+        return ref
+    match = _REF.match(ref)
+    return int(match.group(1)) if match else None
+
+
 def _check_name(name: str, what: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise RegistryError(
@@ -177,8 +185,7 @@ class Registry:
 
     def get(self, model: str, version: int | str = "production") -> ModelVersion:
         """A version by number ("3", "v3"), "latest", or the name of a stage."""
-        ref = _REF.match(version) if isinstance(version, str) else None
-        number = int(ref.group(1)) if ref else version if isinstance(version, int) else None
+        number = version_number(version)
         if number is not None:
             mv = self._manifest(model, number)
             if mv is None:

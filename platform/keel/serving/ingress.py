@@ -53,21 +53,18 @@ class Ingress:
             model: ModelRunner(model, *args) for model, args in settings["runners"].items()
         }
         self.info = {m: await self._call(m, "info") for m in self.servers}
-        self.requests = {}
+        flush = settings["log"]
+        self.requests, self.logs = {}, {}
         for model, info in self.info.items():
             columns = {c: ColumnSpec(**s) for c, s in info["columns"].items()}
             instance = instance_model(model, columns, set(info["required"]))
             self.requests[model] = request_model(model, instance, settings["max_rows_per_request"])
-        flush = settings["log"]
-        self.logs = {
-            m: plog.ParquetLog(
-                plog.predictions_dir(settings["logs"], m),
-                plog.prediction_schema({c: ColumnSpec(**s) for c, s in i["columns"].items()}),
+            self.logs[model] = plog.ParquetLog(
+                plog.predictions_dir(settings["logs"], model),
+                plog.prediction_schema(columns),
                 flush["flush_rows"],
                 flush["flush_seconds"],
             )
-            for m, i in self.info.items()
-        }
         self.feedback = plog.ParquetLog(
             plog.feedback_dir(settings["logs"]),
             plog.FEEDBACK_SCHEMA,

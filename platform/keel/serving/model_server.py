@@ -21,16 +21,13 @@ from ray import serve
 from keel.config import to_dict
 from keel.config.schema import ServedModel
 from keel.registry import Registry
+from keel.registry.store import version_number
 
 from .predictor import Predictor
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("primary", "canary", "shadow")
-
-
-def _is_stage(ref: str | None) -> bool:
-    return ref is not None and not str(ref).lstrip("vV").isdigit()
 
 
 class ModelRunner:
@@ -72,7 +69,7 @@ class ModelRunner:
         while True:
             await asyncio.sleep(every)
             for variant, ref in self.refs.items():
-                if not _is_stage(ref):
+                if ref is None or version_number(ref) is not None:  # pinned: nothing to follow
                     continue
                 current = self.loaded[variant]
                 try:
