@@ -3,9 +3,10 @@
 import signal
 import threading
 
+from keel import prediction_log
 from keel.app import Summary, main
 from keel.config import KeelConfig
-from keel.serving import prediction_log, service
+from keel.serving import service
 
 
 def serve_job(cfg: KeelConfig) -> Summary:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from keel import prediction_log
 from keel.config import load
 from keel.data import synthetic
 from keel.data.batch import json_rows
-from keel.serving import prediction_log
 
 KEEL = str(Path(sys.executable).parent / "keel")
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,11 +20,12 @@ import pytest
 import ray
 import requests
 
+from keel import prediction_log
 from keel.config import load
 from keel.data import synthetic
 from keel.data.batch import json_rows
 from keel.registry import Registry
-from keel.serving import prediction_log, service
+from keel.serving import service
 from keel.serving.batch import predict_dataset
 from keel.serving.predictor import Predictor
 

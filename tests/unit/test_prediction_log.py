@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from keel import prediction_log as plog
 from keel import storage
 from keel.config.schema import ColumnSpec, ColumnType
-from keel.serving import prediction_log as plog
 
 COLUMNS = {
     "age": ColumnSpec(type=ColumnType.int),

@@ -18,6 +18,7 @@ from .schema import (
     FeatureSpec,
     KeelConfig,
     ModelConfig,
+    MonitorConfig,
     RuleAction,
     RuleSpec,
     ServedModel,
@@ -245,6 +246,31 @@ def _rule(r: RuleSpec, _: KeelConfig) -> Iterator[Problem]:
         yield "value", f"rule {r.name!r} has action=set: give the value it sets"
 
 
+CHECKS = ("drift", "quality", "slo")  # the monitor's checks, in verdict order
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> float:
+    """'90s', '10m', '6h', '1d', '2w' -> seconds; ValueError names the accepted forms."""
+    match = _DURATION.fullmatch(str(text).strip())
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"{text!r} is not a duration: use a positive number and s, m, h, d or w")
+    return float(match[1]) * _SECONDS[match[2]]
+
+
+def _monitor(m: MonitorConfig, root: KeelConfig) -> Iterator[Problem]:
+    for key, text in (("window", m.window), ("retrain.window", m.retrain.window)):
+        try:
+            duration_seconds(text)
+        except ValueError as e:
+            yield key, str(e)
+    if unknown := [c for c in m.retrain_on if c not in CHECKS]:
+        yield "retrain_on", f"unknown checks {unknown}; choose from {list(CHECKS)}"
+    if unknown := sorted(set(m.columns) - set(root.dataset.columns)):
+        yield "columns", f"no such columns in dataset {root.dataset.name!r}: {unknown}"
+
+
 _RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
     DatasetConfig: _dataset,
     FeatureSpec: _feature,
@@ -253,4 +279,5 @@ _RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
     SweepConfig: _sweep,
     ServedModel: _served,
     RuleSpec: _rule,
+    MonitorConfig: _monitor,
 }

@@ -335,12 +335,51 @@ class ServeConfig:
 
 
 @dataclass
+class DriftSpec:
+    """A drift test: an Evidently method name (ks, wasserstein, psi, jensenshannon, ...) and its
+    threshold; unset keys keep Evidently's defaults (chosen by column type and data size)."""
+
+    method: str | None = None
+    threshold: float | None = ranged(None, 0.0, lo_open=True)
+
+
+@dataclass
+class RetrainConfig:
+    window: str = "7d"  # labeled production data (predictions joined with feedback) to learn from
+    recent_weight: int = ranged(2, 1)  # copies of each recent labeled row in the training data
+    original_fraction: float = ranged(1.0, 0.0, 1.0)  # share of the original training rows kept
+    holdout: float = ranged(0.3, 0.0, 1.0, lo_open=True)  # recent rows kept to judge both models
+    margin: float = ranged(0.01, 0.0)  # how much the challenger must beat the champion by
+    min_labeled: int = ranged(200, 1)  # fewer recent labeled rows: nothing to learn or judge by
+
+
+@dataclass
 class MonitorConfig:
-    window: str = "1d"
-    reference_sample: int = ranged(50_000, 1)
-    drift_method: str | None = None  # Evidently's defaults unless set
-    drift_threshold: float | None = None
+    window: str = "1d"  # how far back from now the prediction log is read (30m, 6h, 1d, ...)
+    min_rows: int = ranged(100, 1)  # fewer rows (or labels) than this: the check is skipped
+    current_sample: int = ranged(100_000, 1)  # window rows compared with the reference
+    reference_sample: int = ranged(50_000, 1)  # training rows kept with a version as reference
+    drift: DriftSpec = field(default_factory=DriftSpec)  # for every column
+    columns: dict[str, DriftSpec] = field(default_factory=dict)  # per-column overrides
+    prediction_drift: DriftSpec = field(default_factory=DriftSpec)
     retrain_on: list[str] = field(default_factory=lambda: ["drift", "quality", "slo"])
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+
+@dataclass
+class SimulateConfig:
+    """Generated traffic for a running app: the dataset's generator with its drift knobs
+    (dataset.source.drift), ground-truth labels posted as feedback after a delay."""
+
+    model: str = "${dataset.name}"
+    url: str | None = None  # default: http://{serve.host}:{serve.port}
+    rows: int = ranged(2_000, 1)
+    seed: int = 1_000  # generator seed for the traffic (not the training data's)
+    invalid_fraction: float = ranged(0.0, 0.0, 0.5)  # planted invalid rows (each request: 422)
+    batch_rows: int = ranged(20, 1, 1_000)  # instances per request
+    concurrency: int = ranged(4, 1, 256)
+    feedback_fraction: float = ranged(1.0, 0.0, 1.0)  # share of served rows whose label is posted
+    feedback_delay_seconds: float = ranged(1.0, 0.0)
 
 
 # ----------------------------------------------------------------------------- infrastructure
@@ -399,6 +438,7 @@ class KeelConfig:
     slo: SloConfig = MISSING
     serve: ServeConfig = MISSING
     monitor: MonitorConfig = MISSING
+    simulate: SimulateConfig = MISSING
     tracking: TrackingConfig = MISSING
     paths: PathsConfig = MISSING
     ray: RayConfig = MISSING

@@ -26,9 +26,9 @@ from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from keel import prediction_log as plog
 from keel.config.schema import ColumnSpec
 
-from . import prediction_log as plog
 from .metrics import ServeMetrics
 from .model_server import ModelRunner
 from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model

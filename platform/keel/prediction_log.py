@@ -1,9 +1,14 @@
-"""The prediction and feedback logs: buffered rows written as parquet files, partitioned
-`<logs>/predictions/model=<m>/date=<d>/` and `<logs>/feedback/date=<d>/` (DESIGN section 4).
+"""The serving logs, the contract between serving and monitoring (DESIGN section 4).
+
+Buffered rows written as parquet files, partitioned by UTC day:
+- `<logs>/predictions/model=<m>/date=<d>/`: one row per served instance (inputs, prediction);
+- `<logs>/requests/model=<m>/date=<d>/`: one row per predict request, refused ones included
+  (status, reason, latency): what the SLO checks count;
+- `<logs>/feedback/date=<d>/`: ground-truth labels by request id.
 
 A row is appended before its request is acknowledged. Buffers flush by size, by age and on
 shutdown; a failed write keeps its rows for the next flush, so nothing acknowledged is lost.
-Monitoring reads these files; it never talks to the serving code.
+Serving writes these files and monitoring reads them; neither imports the other.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from keel.config.schema import ColumnSpec, ColumnType
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS, FEEDBACK = "predictions", "feedback"
+PREDICTIONS, REQUESTS, FEEDBACK = "predictions", "requests", "feedback"
 
 _ARROW = {
     ColumnType.int: pa.int64(),
@@ -44,6 +49,16 @@ PREDICTION_FIELDS = [
     ("prediction", pa.float64()),  # P(positive), the value, or the top class probability
     ("output", pa.string()),  # the post-processed output as JSON
 ]
+REQUEST_SCHEMA = pa.schema(
+    [
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("model", pa.string()),
+        ("status", pa.int32()),  # the HTTP status answered
+        ("reason", pa.string()),  # null when served; else e.g. invalid, malformed, too_large
+        ("rows", pa.int64()),  # instances in the request (0 when it could not be read)
+        ("latency_ms", pa.float64()),
+    ]
+)
 FEEDBACK_SCHEMA = pa.schema(
     [("request_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("label", pa.string())]
 )
@@ -141,6 +156,10 @@ class ParquetLog:
 
 def predictions_dir(logs: str, model: str) -> str:
     return storage.join(logs, PREDICTIONS, f"model={model}")
+
+
+def requests_dir(logs: str, model: str) -> str:
+    return storage.join(logs, REQUESTS, f"model={model}")
 
 
 def feedback_dir(logs: str) -> str:
