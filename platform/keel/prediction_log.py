@@ -13,7 +13,6 @@ Serving writes these files and monitoring reads them; neither imports the other.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -23,8 +22,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from keel import storage
 from keel.config.schema import ColumnSpec, ColumnType
@@ -67,11 +66,15 @@ FEEDBACK_SCHEMA = pa.schema(
 _FIXED = {name for name, _ in PREDICTION_FIELDS} | {"date"}  # date: the partition key
 
 
+def logged_name(column: str) -> str:
+    """The log column of an input: its own name, or `input_<name>` when a fixed field has it."""
+    return f"input_{column}" if column in _FIXED else column
+
+
 def prediction_schema(columns: dict[str, ColumnSpec]) -> pa.Schema:
-    """Fixed fields, then the raw inputs as typed columns (a clashing name gets `input_`)."""
+    """Fixed fields, then the raw inputs as typed columns."""
     inputs = [
-        (f"input_{c}" if c in _FIXED else c, _ARROW.get(ColumnType(s.type), pa.string()))
-        for c, s in columns.items()
+        (logged_name(c), _ARROW.get(ColumnType(s.type), pa.string())) for c, s in columns.items()
     ]
     return pa.schema([*PREDICTION_FIELDS, *inputs])
 
@@ -80,7 +83,7 @@ def prediction_row(fixed: dict[str, Any], inputs: dict[str, Any]) -> dict[str, A
     """One log row: the fixed fields and the raw inputs, named as prediction_schema names them."""
     row = dict(fixed)
     for c, v in inputs.items():
-        row[f"input_{c}" if c in _FIXED else c] = v
+        row[logged_name(c)] = v
     return row
 
 
@@ -144,12 +147,11 @@ class ParquetLog:
             return paths
 
     def _write(self, day: str, rows: list[dict[str, Any]]) -> str:
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), buf)
+        data = storage.parquet_bytes(pa.Table.from_pylist(rows, schema=self.schema))
         self._seq += 1
         name = f"part-{storage.stamp()}-{self.writer}-{self._seq:06d}.parquet"
         path = storage.join(self.directory, f"date={day}", name)
-        storage.write_bytes(path, buf.getvalue())
+        storage.write_bytes(path, data)
         log.debug("wrote %d rows to %s", len(rows), path)
         return path
 
@@ -166,10 +168,33 @@ def feedback_dir(logs: str) -> str:
     return storage.join(logs, FEEDBACK)
 
 
-def read(directory: str) -> pa.Table:
-    """Every row logged under a directory (empty table when nothing was logged yet)."""
+def read(
+    directory: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Rows logged under a directory with start <= ts < end (bounds optional); an empty table
+    when nothing was logged yet. Day partitions outside the bounds are not opened."""
     fs, path = storage.resolve(directory)
     if not storage.exists(directory):
         return pa.table({})
     data = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
-    return data.to_table()
+    where = None
+    for bound, keep in ((start, _at_or_after), (end, _before)):
+        if bound is not None:
+            clause = keep(bound)
+            where = clause if where is None else where & clause
+    return data.to_table(columns=columns, filter=where)
+
+
+def _at_or_after(t: datetime) -> pc.Expression:
+    return (pc.field("date") >= _day(t)) & (pc.field("ts") >= t)
+
+
+def _before(t: datetime) -> pc.Expression:
+    return (pc.field("date") <= _day(t)) & (pc.field("ts") < t)
+
+
+def _day(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%d")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -39,6 +42,13 @@ def read_bytes(uri: str) -> bytes:
     fs, path = resolve(uri)
     with fs.open_input_stream(path) as f:
         return f.read()
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as parquet file content, for write_bytes (atomic, any filesystem)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
 
 
 def write_text(uri: str, text: str) -> None:

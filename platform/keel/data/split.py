@@ -19,15 +19,22 @@ def position(batch: pa.Table, dataset: DatasetConfig) -> np.ndarray:
     """Each row's place in [0, 1): ids hashed with the split seed (whole rows without an id)."""
     salt = f"{dataset.split.seed}:"
     if dataset.id_column:
-        keys = pd.Series(batch.column(dataset.id_column).to_pylist(), dtype=object)
-        hashed = pd.util.hash_array((salt + keys.astype(str)).to_numpy(dtype=object))
-    else:
-        frame = batch.select(list(dataset.columns)).to_pandas()
-        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy() ^ hash_salt(salt)
+        return key_position(batch.column(dataset.id_column).to_pylist(), salt)
+    frame = batch.select(list(dataset.columns)).to_pandas()
+    return _unit(pd.util.hash_pandas_object(frame, index=False).to_numpy() ^ _hash_salt(salt))
+
+
+def key_position(keys: list, salt: str) -> np.ndarray:
+    """Each key's place in [0, 1), hashed with a salt: the same key always lands in one place."""
+    keys = pd.Series(keys, dtype=object).astype(str)
+    return _unit(pd.util.hash_array((salt + keys).to_numpy(dtype=object)))
+
+
+def _unit(hashed: np.ndarray) -> np.ndarray:
     return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def hash_salt(salt: str) -> np.uint64:
+def _hash_salt(salt: str) -> np.uint64:
     return pd.util.hash_array(np.array([salt], dtype=object))[0]
 
 

@@ -20,3 +20,9 @@ def predict(model: torch.nn.Module, head: Head, x: np.ndarray, batch: int = 8192
     if parts:
         return np.concatenate(parts)
     return np.zeros((0, head.outputs) if head.outputs > 1 else 0)
+
+
+def score(raw: np.ndarray) -> np.ndarray:
+    """The one number logged per prediction: P(positive), the value, or the top class's
+    probability. Serving logs it and training stores it with the drift reference."""
+    return (raw.max(axis=1) if raw.ndim == 2 else raw).astype(np.float64)

@@ -7,6 +7,7 @@ the same name here would shadow it.
 from .card import main_metric, model_card
 from .store import (
     LOWER_IS_BETTER,
+    REFERENCE,
     ModelVersion,
     PromotionRefused,
     Registry,
@@ -17,6 +18,7 @@ from .store import (
 
 __all__ = [
     "LOWER_IS_BETTER",
+    "REFERENCE",
     "ModelVersion",
     "PromotionRefused",
     "Registry",

@@ -37,6 +37,7 @@ Content = bytes | str | Callable[[int], bytes | str]  # a callable gets the vers
 log = logging.getLogger(__name__)
 
 MANIFEST = "version.json"
+REFERENCE = "reference.parquet"  # sampled training rows + predictions: monitoring's reference
 STAGES = "stages.json"
 STAGE_NAMES = ("production", "staging")  # always present in stages(); others may be added
 STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a dead writer

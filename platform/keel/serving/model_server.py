@@ -14,12 +14,12 @@ import logging
 import random
 from typing import Any
 
-import numpy as np
 from omegaconf import OmegaConf
 from ray import serve
 
 from keel.config import to_dict
 from keel.config.schema import ServedModel
+from keel.models import score
 from keel.registry import Registry
 from keel.registry.store import version_number
 
@@ -135,7 +135,7 @@ class ModelRunner:
                 "version": predictor.version.version,
                 "variant": variant,
                 "raw": part.tolist(),
-                "score": (part.max(axis=1) if part.ndim == 2 else part).astype(np.float64).tolist(),
+                "score": score(part).tolist(),
                 "outputs": outputs[start:end],
             }
             start = end

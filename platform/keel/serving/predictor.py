@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from omegaconf import OmegaConf
 
 from keel.config.schema import DatasetConfig, PostprocessConfig
 from keel.data.batch import Batch
 from keel.features import FeaturePipeline
 from keel.models import Head, build, predict
-from keel.registry import ModelVersion, Registry, RegistryError
+from keel.registry import ModelVersion, Registry
+from keel.registry.configs import dataset_config
 
 from .postprocess import Postprocessor
 
@@ -53,12 +52,7 @@ class Predictor:
         network.load_state_dict(registry.load_state_dict(mv))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         network.to(device).eval()
-        config = yaml.safe_load(registry.read_text(mv, "config.yaml"))
-        if not isinstance(config, dict) or "dataset" not in config:
-            raise RegistryError(f"{mv.uri('config.yaml')} has no dataset section")
-        dataset = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(DatasetConfig), config["dataset"])
-        )
+        dataset = dataset_config(registry, mv)
         where = f"serve.models.{model}.postprocess"
         post = Postprocessor(postprocess or PostprocessConfig(), head, where)
         latency = registry.read_json(mv, "latency.json") if "latency.json" in mv.files else {}

@@ -34,6 +34,7 @@ class Prepared:
     y_train: np.ndarray
     fingerprint: str
     sample_rows: list[dict] = field(repr=False)  # raw test rows for the latency profile
+    reference: pa.Table = field(repr=False)  # sampled raw training rows: monitoring's reference
 
 
 def encode(
@@ -77,7 +78,19 @@ def prepare(cfg: KeelConfig) -> Prepared:
         y_train=y_train,
         fingerprint=fingerprint(validated.valid),
         sample_rows=parts["test"].limit(256).take_all(),
+        reference=_sample(parts["train"], cfg.monitor.reference_sample, cfg.train.seed),
     )
+
+
+def _sample(ds, rows: int, seed: int) -> pa.Table:
+    """A uniform sample of at most `rows` rows (drawn on the workers, then trimmed)."""
+    import ray
+
+    total = ds.count()
+    if total > rows:
+        ds = ds.random_sample(min(1.0, 1.1 * rows / total), seed=seed)
+    table = pa.concat_tables(ray.get(ds.to_arrow_refs()), promote_options="default")
+    return table.slice(0, rows)
 
 
 def _column(ds, name: str) -> np.ndarray:

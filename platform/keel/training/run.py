@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
+from keel import storage
 from keel.config import KeelConfig, to_dict, to_yaml
-from keel.models import build
-from keel.registry import ModelVersion, Registry, model_card, register_candidate
+from keel.models import build, predict, score
+from keel.registry import REFERENCE, ModelVersion, Registry, model_card, register_candidate
 from keel.registry.lineage import lineage
-from keel.storage import stamp
 
 from .dataset import Prepared, prepare
 from .evaluate import evaluate, latency_profile
@@ -48,12 +49,13 @@ def train(cfg: KeelConfig, data: Prepared | None = None) -> Trained:
     """Train, evaluate and register one model version for cfg.dataset."""
     data = data or prepare(cfg)
     model_name = cfg.dataset.name
-    best, history, checkpoint_path = fit(cfg, data, f"{model_name}-{stamp()}")
+    best, history, checkpoint_path = fit(cfg, data, f"{model_name}-{storage.stamp()}")
     model = build(to_dict(cfg.model), len(data.features.output_columns), data.head.outputs)
     model.load_state_dict(best)
     metrics = evaluate(model, data.head, data.datasets["test"], cfg.dataset, data.y_train)
     metrics["history"] = history
     latency = latency_profile(model, data.head, data.features, data.sample_rows)
+    reference = with_predictions(data.reference, model, data)
     registry = Registry(cfg.paths.registry)
     parent = _production(registry, model_name)
     config = to_dict(cfg)
@@ -80,12 +82,20 @@ def train(cfg: KeelConfig, data: Prepared | None = None) -> Trained:
         "metrics.json": json.dumps(metrics, indent=2, default=_number),
         "lineage.json": json.dumps(lin, indent=2),
         "latency.json": json.dumps(latency, indent=2),
+        REFERENCE: storage.parquet_bytes(reference),
     }
     files["MODEL_CARD.md"] = lambda v: model_card(model_name, v, config, metrics, lin, latency)
     mv, promoted = register_candidate(
         registry, model_name, files, dict(cfg.slo.quality_floor), parent
     )
     return Trained(mv, promoted, metrics, history, latency, checkpoint_path)
+
+
+def with_predictions(rows: pa.Table, model: torch.nn.Module, data: Prepared) -> pa.Table:
+    """Raw rows plus the model's logged score, as the prediction log would hold them: the
+    reference that monitoring compares live traffic (inputs and predictions) with."""
+    raw = predict(model, data.head, data.features.transform(rows))
+    return rows.append_column("prediction", pa.array(score(raw)))
 
 
 def _production(registry: Registry, model: str) -> int | None:
