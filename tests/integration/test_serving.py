@@ -1,13 +1,16 @@
 """The Serve application over real HTTP: the API contract, bad input, canary, shadow, promotion
-under load, auth, and a prediction log that holds exactly what was acknowledged.
+under load, auth, simulated traffic with its feedback, and prediction and request logs that hold
+exactly what was answered.
 
 One application per topology serves the whole module (deploying costs ~15 s here); the tests
 run in file order: the auth test switches it to a secured config, the last one shuts it down."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import socket
 import threading
 import time
 from collections import Counter
@@ -28,17 +31,20 @@ from keel.registry import Registry
 from keel.serving import service
 from keel.serving.batch import predict_dataset
 from keel.serving.predictor import Predictor
+from keel.traffic import TrafficError, describe, simulate, traffic_table
 
 PORT = 8020  # not Serve's default, so a developer's own `keel serve` does not collide
 
 
 class Client:
-    """Posts to the app and remembers every acknowledged instance (for the log check)."""
+    """Posts to the app and remembers every acknowledged instance and every answer's status
+    (for the log checks)."""
 
     def __init__(self, base: str):
         self.base = base
         self.session = requests.Session()
         self.acknowledged: set[str] = set()
+        self.answered: Counter[tuple[str, int]] = Counter()  # (model, status) -> requests
         self.lock = threading.Lock()
 
     def predict(self, model: str, instances, **kw) -> requests.Response:
@@ -46,8 +52,9 @@ class Client:
         r = self.session.post(
             f"{self.base}/v1/models/{model}:predict", json=kw.pop("json", body), timeout=60, **kw
         )
-        if r.status_code == 200:
-            with self.lock:
+        with self.lock:
+            self.answered[(model, r.status_code)] += 1
+            if r.status_code == 200:
                 self.acknowledged.update(p["request_id"] for p in r.json()["predictions"])
         return r
 
@@ -279,6 +286,69 @@ def test_feedback_is_accepted_and_logged(app):
     assert [labels[i] for i in ids] == ["1", "0", "0"]
 
 
+def test_simulated_traffic_is_served_and_its_labels_land_in_the_feedback_log(app):
+    cfg, client = app
+    sim = _config(
+        cfg.paths.root,
+        "simulate.rows=300",
+        "simulate.batch_rows=25",
+        "simulate.invalid_fraction=0",
+        "simulate.feedback_delay_seconds=0.2",
+    )
+    traffic = simulate(sim)  # the default URL: serve.host and serve.port
+    _count(client, traffic)
+    assert (traffic.url, traffic.model) == (client.base, "churn")
+    assert (traffic.requests, traffic.rows_sent, traffic.rows_served) == (12, 300, 300)
+    assert traffic.statuses == {"200": 12} and traffic.failed_requests == 0
+    assert sum(traffic.versions.values()) == 300 and set(traffic.versions) <= {1, 2}
+    assert traffic.feedback_posted == 300 and set(traffic.labeled) == set(traffic.served)
+    assert 0 < traffic.p50_ms <= traffic.p99_ms
+    assert dict(describe(traffic))["rows"] == "300 sent, 300 served"
+    feedback = prediction_log.feedback_dir(cfg.paths.logs)
+    _wait(lambda: set(traffic.labeled) <= {r["request_id"] for r in _read(feedback)})
+    # each label is the generator's truth for the row that request id predicted
+    truth = {r["customer_id"]: r["churned"] for r in traffic_table(sim).to_pylist()}
+    log = _wait_for_log(cfg, "churn", lambda t: set(traffic.served) <= _answered_ids(t))
+    customer = {r["request_id"]: r["customer_id"] for r in log if r["variant"] != "shadow"}
+    labels = {r["request_id"]: r["label"] for r in _read(feedback)}
+    assert all(labels[i] == json.dumps(truth[customer[i]]) for i in traffic.labeled)
+
+    # planted invalid rows get their request refused; half the served rows' labels are posted
+    partial = simulate(
+        _config(
+            cfg.paths.root,
+            "simulate.rows=40",
+            "simulate.batch_rows=2",
+            "simulate.invalid_fraction=0.2",
+            "simulate.feedback_fraction=0.5",
+            "simulate.feedback_delay_seconds=0",
+        )
+    )
+    _count(client, partial)
+    assert partial.statuses.get("422", 0) > 0 and partial.rows_served < 40
+    assert partial.rows_served == 2 * partial.statuses["200"]
+    assert "instances[" in partial.first_errors["422"]
+    labeled = [y for y in partial.served.values() if y is not None]  # a planted null: no label
+    assert partial.feedback_posted == round(0.5 * len(labeled))
+
+
+def test_the_request_log_holds_a_row_per_request_with_its_status(app):
+    cfg, client = app
+    malformed = client.predict(
+        "listings", None, data="{oops", headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    two = _rows("listings", 2, seed=10)
+    two[1]["sqft"] = 1.0  # under the minimum: the whole request is refused
+    assert client.predict("listings", two).status_code == 422
+    _wait(lambda: _request_counts(cfg) == _served_answers(cfg, client))
+    rows = _read(prediction_log.requests_dir(cfg.paths.logs, "listings"))
+    refused = {(r["status"], r["reason"], r["rows"]) for r in rows if r["status"] != 200}
+    assert {(400, "malformed", 0), (422, "invalid", 2)} <= refused
+    assert all(r["reason"] is None and r["rows"] > 0 for r in rows if r["status"] == 200)
+    assert all(r["model"] == "listings" and r["latency_ms"] > 0 for r in rows)
+
+
 def test_keel_metrics_reach_rays_prometheus_endpoint(app):
     _, client = app
     client.predict("listings", None, json={"instances": []})  # one rejection at least
@@ -324,6 +394,24 @@ def test_the_log_holds_exactly_one_row_per_acknowledged_instance_after_shutdown(
     served = Counter(r["request_id"] for r in rows if r["variant"] != "shadow")
     assert set(served) == client.acknowledged
     assert set(served.values()) == {1}
+    # and the request log one row per predict request to a served model, 401s included
+    assert _request_counts(cfg) == _served_answers(cfg, client)
+    reasons = {200: None, 400: "malformed", 401: "unauthorized", 413: "too_large", 422: "invalid"}
+    for model in ("churn", "listings"):
+        logged = _read(prediction_log.requests_dir(cfg.paths.logs, model))
+        assert {(r["status"], r["reason"]) for r in logged} <= set(reasons.items())
+        instances = sum(r["rows"] for r in logged if r["status"] == 200)
+        assert instances == sum(1 for r in rows if r["model"] == model and r["variant"] != "shadow")
+    assert not _read(prediction_log.requests_dir(cfg.paths.logs, "fraud"))  # 404: no log
+
+
+def test_simulate_without_an_app_says_how_to_start_one(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = load([f"paths.root={tmp_path}", f"serve.port={port}", "simulate.rows=5"])
+    with pytest.raises(TrafficError, match=f"no keel app answers at http://127.0.0.1:{port}"):
+        simulate(cfg)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -331,6 +419,29 @@ def test_the_log_holds_exactly_one_row_per_acknowledged_instance_after_shutdown(
 
 def _read(directory: str) -> list[dict]:
     return prediction_log.read(directory).to_pylist()
+
+
+def _count(client: Client, traffic) -> None:
+    """Traffic sent by `simulate` joins what the client has seen answered."""
+    client.acknowledged.update(traffic.served)
+    for status, n in traffic.statuses.items():
+        client.answered[(traffic.model, int(status))] += n
+
+
+def _request_counts(cfg) -> Counter:
+    return Counter(
+        (r["model"], r["status"])
+        for model in cfg.serve.models
+        for r in _read(prediction_log.requests_dir(cfg.paths.logs, model))
+    )
+
+
+def _served_answers(cfg, client: Client) -> Counter:
+    return Counter({k: n for k, n in client.answered.items() if k[0] in cfg.serve.models})
+
+
+def _answered_ids(rows: list[dict]) -> set[str]:
+    return {r["request_id"] for r in rows if r["variant"] != "shadow"}
 
 
 def _ids(rows: list[dict], variant: str) -> list[str]:

@@ -1,12 +1,15 @@
 """The FastAPI routes of the ingress, built on the replica once it knows the served models.
 
 Every model gets its own predict route (so the OpenAPI document carries its request schema); a
-templated route catches unknown model names with a 404 that lists the served ones.
+templated route catches unknown model names with a 404 that lists the served ones. A refused
+token on a served model's predict route gets its request-log row here, before any route runs.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -16,6 +19,8 @@ if TYPE_CHECKING:
     from .ingress import Ingress
 
 log = logging.getLogger(__name__)
+
+PREDICT_PATH = re.compile(r"/v1/models/([^/]+):predict")
 
 
 def build_api(ingress: Ingress) -> FastAPI:
@@ -29,9 +34,12 @@ def build_api(ingress: Ingress) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        started = time.perf_counter()
         try:
             ingress._authorize(request)
         except Rejected as e:
+            if predict := PREDICT_PATH.fullmatch(request.url.path):
+                ingress.log_request(predict[1], e.status, e.reason, 0, started)
             return ingress.reject(None, e)
         return await call_next(request)
 

@@ -1,10 +1,11 @@
 """The HTTP front of the Serve application: the versioned API of DESIGN section 4.
 
 Hops on the request path: the Serve proxy (HTTP termination and routing, unavoidable) and this
-ingress (auth, limits, validation, request ids, the prediction log: one place for every model
-so the log and the API contract do not depend on which model runs). With `serve.fused` (the
-default) the models run inside this replica: that is all. Otherwise one more hop, a handle call
-to the model's own deployment, buys each model its own batching, autoscaling and GPU placement.
+ingress (auth, limits, validation, request ids, the prediction and request logs: one place for
+every model so the logs and the API contract do not depend on which model runs). With
+`serve.fused` (the default) the models run inside this replica: that is all. Otherwise one more
+hop, a handle call to the model's own deployment, buys each model its own batching,
+autoscaling and GPU placement.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -33,14 +34,17 @@ from .metrics import ServeMetrics
 from .model_server import ModelRunner
 from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
 
 
 class Rejected(Exception):
-    def __init__(self, status: int, reason: str, message: str | list[str]):
-        self.status, self.reason = status, reason
+    def __init__(self, status: int, reason: str, message: str | list[str], rows: int = 0):
+        self.status, self.reason, self.rows = status, reason, rows  # rows: instances refused
         self.message = message if isinstance(message, list) else [message]
 
 
@@ -53,24 +57,19 @@ class Ingress:
             model: ModelRunner(model, *args) for model, args in settings["runners"].items()
         }
         self.info = {m: await self._call(m, "info") for m in self.servers}
-        flush = settings["log"]
-        self.requests, self.logs = {}, {}
+        logs = settings["logs"]
+        self.requests, self.logs, self.request_logs = {}, {}, {}
         for model, info in self.info.items():
             columns = {c: ColumnSpec(**s) for c, s in info["columns"].items()}
             instance = instance_model(model, columns, set(info["required"]))
             self.requests[model] = request_model(model, instance, settings["max_rows_per_request"])
-            self.logs[model] = plog.ParquetLog(
-                plog.predictions_dir(settings["logs"], model),
-                plog.prediction_schema(columns),
-                flush["flush_rows"],
-                flush["flush_seconds"],
+            self.logs[model] = self._buffer(
+                plog.predictions_dir(logs, model), plog.prediction_schema(columns)
             )
-        self.feedback = plog.ParquetLog(
-            plog.feedback_dir(settings["logs"]),
-            plog.FEEDBACK_SCHEMA,
-            flush["flush_rows"],
-            flush["flush_seconds"],
-        )
+            self.request_logs[model] = self._buffer(
+                plog.requests_dir(logs, model), plog.REQUEST_SCHEMA
+            )
+        self.feedback = self._buffer(plog.feedback_dir(logs), plog.FEEDBACK_SCHEMA)
         self.token = _token(settings.get("auth_token_env"))
         self.metrics = ServeMetrics()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_when_due())
@@ -83,10 +82,14 @@ class Ingress:
         result = getattr(target, method)(*args)
         return await result if inspect.isawaitable(result) else result
 
-    # ------------------------------------------------------------------ the log
+    # ------------------------------------------------------------------ the logs
+
+    def _buffer(self, directory: str, schema: pa.Schema) -> plog.ParquetLog:
+        flush = self.settings["log"]
+        return plog.ParquetLog(directory, schema, flush["flush_rows"], flush["flush_seconds"])
 
     def _all_logs(self) -> list[plog.ParquetLog]:
-        return [*self.logs.values(), self.feedback]
+        return [*self.logs.values(), *self.request_logs.values(), self.feedback]
 
     async def _flush_when_due(self) -> None:
         while True:
@@ -126,31 +129,61 @@ class Ingress:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.token):
             raise Rejected(401, "unauthorized", "missing or wrong bearer token")
 
-    async def predict(self, model: str, request: Request) -> dict[str, Any]:
+    async def predict(self, model: str, request: Request) -> JSONResponse:
+        """One request-log row per answer, refusals and crashes included: what SLOs count.
+        An unknown model has no log to write to."""
         started = time.perf_counter()
         if model not in self.servers:
             served = ", ".join(sorted(self.servers))
             raise Rejected(404, "unknown_model", f"no model {model!r} is served (served: {served})")
+        try:
+            response, rows = await self._predict(model, request, started)
+        except Rejected as e:
+            self.log_request(model, e.status, e.reason, e.rows, started)
+            raise
+        except Exception:
+            self.log_request(model, 500, "internal", 0, started)
+            raise
+        self.log_request(model, 200, None, rows, started)
+        return response
+
+    async def _predict(
+        self, model: str, request: Request, started: float
+    ) -> tuple[JSONResponse, int]:
         body = await self._body(request)
         try:
             rows = [i.model_dump() for i in self.requests[model].model_validate(body).instances]
         except ValidationError as e:
-            raise Rejected(422, "invalid", explain(e)) from None
+            raise Rejected(422, "invalid", explain(e), rows=_instances(body)) from None
         result = await self._call(model, "predict", rows)
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [uuid.uuid4().hex for _ in rows]
+        # rendered before anything is logged: an answer that cannot be sent is not logged served
+        response = JSONResponse(
+            {
+                "model": model,
+                "version": result["version"],
+                "predictions": [
+                    {"request_id": i, "prediction": raw, "output": out}
+                    for i, raw, out in zip(ids, result["raw"], result["outputs"], strict=True)
+                ],
+            }
+        )
         self._log(model, rows, ids, result, latency_ms)
         if result.get("shadow"):
             self._log(model, rows, ids, result["shadow"], latency_ms)
         self.metrics.served(model, result["version"], result["variant"], len(rows), latency_ms)
-        return {
-            "model": model,
-            "version": result["version"],
-            "predictions": [
-                {"request_id": i, "prediction": raw, "output": out}
-                for i, raw, out in zip(ids, result["raw"], result["outputs"], strict=True)
-            ],
-        }
+        return response, len(rows)
+
+    def log_request(
+        self, model: str, status: int, reason: str | None, rows: int, started: float
+    ) -> None:
+        """The request log row of a predict request to a served model (others are not logged)."""
+        if (buffer := self.request_logs.get(model)) is None:
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        row = {"model": model, "status": status, "reason": reason, "rows": rows}
+        buffer.append([{"ts": plog.now(), **row, "latency_ms": latency_ms}])
 
     def _log(self, model: str, rows, ids, result: dict, latency_ms: float) -> None:
         ts = plog.now()
@@ -228,6 +261,12 @@ class Ingress:
                 },
             }
         return doc
+
+
+def _instances(body: Any) -> int:
+    """How many instances a refused body holds, when it holds a list of them."""
+    instances = body.get("instances") if isinstance(body, dict) else None
+    return len(instances) if isinstance(instances, list) else 0
 
 
 def _token(env: str | None) -> bytes | None:

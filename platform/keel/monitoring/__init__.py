@@ -1,0 +1,1 @@
+"""Monitoring: drift, quality and SLO checks of served versions against their training data."""
