@@ -27,6 +27,7 @@ class Summary:
 
     title: str
     rows: list[tuple[str, str]] = field(default_factory=list)
+    exit_code: int = 0  # nonzero: the job ran but its result fails (a failing monitor verdict)
 
     def add(self, what: str, value: object) -> Summary:
         self.rows.append((what, str(value)))
@@ -49,6 +50,42 @@ def setup_logging() -> None:
     logging.getLogger("keel").setLevel(logging.INFO)
 
 
+def split_flags(argv: Sequence[str], known: dict[str, type]) -> tuple[dict, list[str]]:
+    """Pull a job's own `--flag [value]` options out of argv; the rest are Hydra overrides.
+
+    `known` maps each flag to its type (bool: takes no value). An unknown `--flag` is an error
+    that lists the known ones."""
+    flags: dict = {}
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("--"):
+            rest.append(arg)
+            continue
+        name, _, value = arg.partition("=")
+        if name not in known:
+            _refuse(f"unknown option {name}; known: {', '.join(known)}")
+        kind = known[name]
+        if kind is bool:
+            if value:
+                _refuse(f"{name} takes no value (got {value!r})")
+            flags[name] = True
+            continue
+        value = value or next(args, "")
+        try:
+            if not value or value.startswith("--"):
+                raise ValueError
+            flags[name] = kind(value)
+        except ValueError:
+            _refuse(f"{name} needs a {kind.__name__} value, got {value!r}")
+    return flags, rest
+
+
+def _refuse(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    sys.exit(2)
+
+
 def main(job: Callable[[KeelConfig], Summary | None], argv: Sequence[str] | None = None) -> None:
     """Entry point of a job: `python jobs/train.py experiment=churn train.epochs=3`."""
     setup_logging()
@@ -60,3 +97,5 @@ def main(job: Callable[[KeelConfig], Summary | None], argv: Sequence[str] | None
         sys.exit(e.exit_code)
     if summary is not None:
         summary.show()
+        if summary.exit_code:
+            sys.exit(summary.exit_code)

@@ -40,9 +40,11 @@ def ensure(cfg: KeelConfig) -> None:
         logging_level=logging.WARNING,
         configure_logging=True,
     )
-    if cfg.ray.address:
-        log.info("connecting to Ray at %s", cfg.ray.address)
-        ray.init(address=cfg.ray.address, **common)
+    # A Ray job's driver (keel retrain submitted by keel monitor --every) joins its cluster.
+    address = cfg.ray.address or ("auto" if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else None)
+    if address:
+        log.info("connecting to Ray at %s", address)
+        ray.init(address=address, **common)
     else:
         log.info("starting an embedded local Ray")
         os.environ.pop("RAY_ADDRESS", None)  # set below by an earlier start in this process

@@ -261,6 +261,8 @@ def duration_seconds(text: str) -> float:
 
 def _monitor(m: MonitorConfig, root: KeelConfig) -> Iterator[Problem]:
     for key, text in (("window", m.window), ("retrain.window", m.retrain.window)):
+        if text is None and key == "retrain.window":
+            continue
         try:
             duration_seconds(text)
         except ValueError as e:

@@ -345,7 +345,9 @@ class DriftSpec:
 
 @dataclass
 class RetrainConfig:
-    window: str = "7d"  # labeled production data (predictions joined with feedback) to learn from
+    # labeled production data to learn from: a duration back from now, or null for "since the
+    # window of the verdict that asked for retraining began" (monitor.window when there is none)
+    window: str | None = None
     recent_weight: int = ranged(2, 1)  # copies of each recent labeled row in the training data
     original_fraction: float = ranged(1.0, 0.0, 1.0)  # share of the original training rows kept
     holdout: float = ranged(0.3, 0.0, 1.0, lo_open=True)  # recent rows kept to judge both models

@@ -15,7 +15,8 @@ from .store import ModelVersion, Registry, RegistryError
 
 
 def version_config(registry: Registry, mv: ModelVersion) -> dict:
-    config = yaml.safe_load(registry.read_text(mv, "config.yaml"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster
+    config = yaml.load(registry.read_text(mv, "config.yaml"), Loader=loader)
     if not isinstance(config, dict) or "dataset" not in config:
         raise RegistryError(f"{mv.uri('config.yaml')} has no dataset section")
     return config

@@ -1,0 +1,171 @@
+"""What monitoring reads from the serving logs: a window of one version's predictions, the
+requests behind them, and feedback labels joined to the predictions by request id.
+
+Feedback is messy: labels arrive late, twice, or for ids nobody served. The join keeps the
+latest label per id and counts every other case, so the report says what was left out and why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from keel import prediction_log as plog
+from keel import storage
+from keel.config.check import duration_seconds
+from keel.config.schema import Task
+
+REQUEST_ID = "request_id"
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def last(cls, duration: str, end: datetime | None = None) -> Window:
+        end = end or plog.now()
+        return cls(end - timedelta(seconds=duration_seconds(duration)), end)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+def predictions(logs: str, model: str, version: int | None, window: Window) -> pa.Table:
+    """The rows a version (None: any) answered in the window; shadow rows were no answers."""
+    table = plog.read(plog.predictions_dir(logs, model), window.start, window.end)
+    return table.filter(_answered_by(table, version)) if table.num_rows else table
+
+
+def _answered_by(table: pa.Table, version: int | None) -> pc.Expression:
+    answered = pc.field("variant") != "shadow"
+    return answered if version is None else answered & (pc.field("version") == version)
+
+
+def requests(logs: str, model: str, window: Window) -> pa.Table:
+    return plog.read(plog.requests_dir(logs, model), window.start, window.end)
+
+
+@dataclass
+class Labels:
+    """Labels joined to served predictions: `y` aligned with `index` rows of the predictions."""
+
+    index: np.ndarray  # row positions in the predictions table that have a label
+    y: np.ndarray
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def join_feedback(
+    logs: str,
+    model: str,
+    version: int | None,
+    served: pa.Table,
+    window: Window,
+    task: Task,
+    classes: list,
+) -> Labels:
+    """Join feedback given since the window started to `served`, the window's predictions of
+    a version (None: any version).
+
+    counts: feedback (rows read), matched, duplicates (extra labels for one id: the latest
+    wins), late (for predictions made before the window), other (for another model, version
+    or a shadow), unknown (no prediction log holds the id), invalid (not a value of the target).
+    """
+    feedback = plog.read(plog.feedback_dir(logs), window.start)
+    counts = dict.fromkeys(
+        ("feedback", "matched", "duplicates", "late", "other", "unknown", "invalid"), 0
+    )
+    counts["feedback"] = feedback.num_rows
+    if feedback.num_rows == 0:
+        return Labels(np.zeros(0, np.int64), np.zeros(0), counts)
+    latest = _latest_per_id(feedback)
+    counts["duplicates"] = feedback.num_rows - len(latest)
+    served_ids = served[REQUEST_ID].to_pylist() if served.num_rows else []
+    position = {rid: i for i, rid in enumerate(served_ids)}
+    index, ys = [], []
+    unmatched = set()
+    for rid, raw in latest.items():
+        if rid not in position:
+            unmatched.add(rid)
+            continue
+        y = parse_label(raw, task, classes)
+        if y is None:
+            counts["invalid"] += 1
+            continue
+        index.append(position[rid])
+        ys.append(y)
+    counts["matched"] = len(index)
+    if unmatched:
+        late, other = _elsewhere(logs, model, version, unmatched, window)
+        counts["late"], counts["other"] = len(late), len(other)
+        counts["unknown"] = len(unmatched - late - other)
+    return Labels(np.asarray(index, np.int64), np.asarray(ys, np.float64), counts)
+
+
+def _latest_per_id(feedback: pa.Table) -> dict[str, str]:
+    order = np.argsort(np.asarray(feedback["ts"].to_numpy(zero_copy_only=False)), kind="stable")
+    ids = feedback[REQUEST_ID].to_pylist()
+    labels = feedback["label"].to_pylist()
+    return {ids[i]: labels[i] for i in order}  # later rows overwrite earlier ones
+
+
+def _elsewhere(
+    logs: str, model: str, version: int | None, ids: set[str], window: Window
+) -> tuple[set[str], set[str]]:
+    """Of ids not served in the window: those the same model and version answered before it
+    (late), and those another model, version or a shadow served (other)."""
+    late: set[str] = set()
+    other: set[str] = set()
+    root = storage.join(logs, plog.PREDICTIONS)
+    for info in storage.list_dir(root) if storage.exists(root) else []:
+        name = info.base_name
+        if not name.startswith("model="):
+            continue
+        table = plog.read(info.path, columns=[REQUEST_ID, "version", "variant", "ts"])
+        if table.num_rows == 0:
+            continue
+        table = table.filter(pc.is_in(table[REQUEST_ID], pa.array(sorted(ids))))
+        same = (
+            table.filter(_answered_by(table, version))
+            if name == f"model={model}"
+            else table.slice(0, 0)
+        )
+        early = same.filter(pc.field("ts") < window.start)
+        late.update(early[REQUEST_ID].to_pylist())
+        other.update(table[REQUEST_ID].to_pylist())
+    return late, other - late
+
+
+def parse_label(raw: str, task: Task, classes: list) -> float | None:
+    """A logged label (JSON text) as the number metrics need: the class index for
+    classification (matched by value, so 1 and "1" are the same class), the value for
+    regression; None when it is neither."""
+    try:
+        value: Any = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    number = _number(value)
+    if Task(task) is Task.regression:
+        return number if number is not None and math.isfinite(number) else None
+    for i, c in enumerate(classes):
+        if str(c) == str(value) or (number is not None and number == _number(c)):
+            return float(i)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as a float (None for bools, text and numbers too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None

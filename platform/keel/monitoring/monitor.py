@@ -1,0 +1,229 @@
+"""`keel monitor`: one version's window of the prediction log against its training data.
+
+The reference is the `reference.parquet` the training job stored with the version (a sample of
+its training rows with the model's own predictions), so monitoring needs neither Ray nor the
+original data source. The window is sampled to `monitor.current_sample` rows before Evidently
+sees it; feedback joins over the whole window. Writes, under
+`<reports>/<model>/monitor/<run>/`: report.html and report.json (Evidently) and verdict.json
+(DESIGN section 4), which `keel retrain` reads.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from keel import storage
+from keel.config import KeelConfig
+from keel.config.schema import ColumnType, DatasetConfig, Task
+from keel.errors import KeelError
+from keel.prediction_log import logged_name
+from keel.registry import REFERENCE, ModelVersion, Registry
+from keel.registry.configs import dataset_config
+
+from . import checks
+from .logs import Labels, Window, join_feedback, predictions, requests
+
+log = logging.getLogger(__name__)
+
+VERDICT = "verdict.json"
+_NOT_MONITORED = (ColumnType.string, ColumnType.timestamp)  # ids, free text, times
+
+
+class MonitorError(KeelError):
+    """The version cannot be monitored (no reference stored with it, no such model)."""
+
+
+@dataclass
+class Monitored:
+    model: str
+    version: int
+    window: Window
+    rows: int  # predictions this version answered in the window
+    verdict: dict[str, Any]
+    out_dir: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict["status"] == checks.PASS
+
+
+@dataclass
+class Served:
+    """What monitoring needs of a registered version."""
+
+    version: ModelVersion
+    dataset: DatasetConfig
+    columns: dict  # monitored input column -> ColumnSpec
+    classes: list  # class labels in output order (classification)
+    reference: pd.DataFrame  # monitored inputs, prediction, label
+
+    @classmethod
+    def load(cls, registry: Registry, mv: ModelVersion) -> Served:
+        if REFERENCE not in mv.files:
+            raise MonitorError(
+                f"{mv.label} has no {REFERENCE} to compare traffic with (versions trained "
+                "before monitoring existed): retrain it with keel train"
+            )
+        dataset = dataset_config(registry, mv)
+        spec = registry.read_json(mv, "model.json")
+        skip = {dataset.target, dataset.id_column, dataset.timestamp_column}
+        columns = {
+            c: dataset.columns[c]
+            for c in spec["input_columns"]
+            if c in dataset.columns
+            and c not in skip
+            and ColumnType(dataset.columns[c].type) not in _NOT_MONITORED
+        }
+        classes = spec["head"].get("labels", [])
+        table = pq.read_table(io.BytesIO(registry.read_bytes(mv, REFERENCE)))
+        reference = table.select([*columns, "prediction"]).to_pandas()
+        target = table[dataset.target].to_pandas()
+        reference["label"] = _encode(target, dataset.task, classes)
+        return cls(mv, dataset, columns, classes, reference)
+
+    def frame(self, rows: pa.Table) -> pd.DataFrame:
+        """Logged rows as the reference's columns (inputs by their dataset names)."""
+        names = {logged_name(c): c for c in self.columns}
+        return rows.select([*names, "prediction"]).rename_columns([*names.values(), "prediction"])
+
+
+def _encode(target: pd.Series, task: Task, classes: list) -> np.ndarray:
+    if Task(task) is Task.regression:
+        return target.astype(float).to_numpy()
+    index = {str(c): float(i) for i, c in enumerate(classes)}
+    return target.map(lambda v: index.get(str(v), np.nan)).to_numpy(np.float64)
+
+
+def _sample(table: pa.Table, rows: int, seed: int) -> pa.Table:
+    if table.num_rows <= rows:
+        return table
+    picked = np.sort(np.random.default_rng(seed).choice(table.num_rows, rows, replace=False))
+    return table.take(pa.array(picked))
+
+
+def run(
+    cfg: KeelConfig,
+    model: str | None = None,
+    window: Window | None = None,
+    version: int | str = "production",
+) -> Monitored:
+    """Check one version over a window (default: the last `monitor.window` up to now)."""
+    from . import report  # Evidently: imported only when a report is made
+
+    model = model or cfg.dataset.name
+    window = window or Window.last(cfg.monitor.window)
+    registry = Registry(cfg.paths.registry)
+    served = Served.load(registry, registry.get(model, version))
+    number = served.version.version
+    logged = predictions(cfg.paths.logs, model, number, window)
+    labels = join_feedback(
+        cfg.paths.logs, model, number, logged, window, served.dataset.task, served.classes
+    )
+    out_dir = storage.join(cfg.paths.reports, model, "monitor", storage.stamp())
+    minimum = cfg.monitor.min_rows
+    files: dict[str, str] = {}
+    if logged.num_rows < minimum:
+        drift = checks.skipped(
+            f"{logged.num_rows} predictions of v{number} in the window, "
+            f"fewer than monitor.min_rows {minimum}"
+        )
+    else:
+        current = served.frame(_sample(logged, cfg.monitor.current_sample, cfg.seed)).to_pandas()
+        built = report.build(
+            current,
+            served.reference,
+            served.columns,
+            served.dataset.task,
+            cfg.monitor,
+            labeled=_labeled(served, logged, labels),
+            drift_share=cfg.slo.max_drift_share,
+        )
+        files = report.save(built, out_dir)
+        drift = checks.drift(built.drift, cfg.slo.max_drift_share)
+    prediction = logged["prediction"].to_numpy(zero_copy_only=False) if logged.num_rows else []
+    quality = checks.quality(
+        served.dataset.task,
+        labels.y,
+        np.asarray(prediction)[labels.index] if len(labels.index) else np.zeros(0),
+        dict(cfg.slo.quality_floor),
+        minimum,
+    )
+    quality["feedback"] = labels.counts
+    slo = checks.slo(requests(cfg.paths.logs, model, window), cfg.slo)
+    verdict = {
+        "model": model,
+        "version": number,
+        "window": window.to_dict(),
+        "rows": logged.num_rows,
+        "reference_rows": len(served.reference),
+        "files": files,
+        **checks.verdict({"drift": drift, "quality": quality, "slo": slo}, cfg.monitor),
+    }
+    files["verdict"] = storage.join(out_dir, VERDICT)
+    storage.write_json(files["verdict"], verdict)
+    log.info("monitor %s v%s: %s %s", model, number, verdict["status"], verdict["reasons"])
+    return Monitored(model, number, window, logged.num_rows, verdict, out_dir, files)
+
+
+def _labeled(served: Served, logged: pa.Table, labels: Labels) -> pd.DataFrame | None:
+    if len(labels.index) == 0:
+        return None
+    frame = served.frame(logged.take(pa.array(labels.index))).to_pandas()
+    frame["label"] = labels.y
+    return frame
+
+
+def latest_verdict(reports: str, model: str) -> tuple[str, dict] | None:
+    """The newest verdict written for a model: (its path, its content)."""
+    root = storage.join(reports, model, "monitor")
+    if not storage.exists(root):
+        return None
+    runs = sorted(i.path for i in storage.list_dir(root) if i.type.name == "Directory")
+    for run_dir in reversed(runs):
+        path = storage.join(run_dir, VERDICT)
+        if storage.exists(path):
+            return path, storage.read_json(path)
+    return None
+
+
+def describe(m: Monitored) -> list[tuple[str, str]]:
+    v = m.verdict
+    checks_ = v["checks"]
+    rows = [
+        ("verdict", v["status"].upper() + ("  (retraining asked)" if v["retrain"] else "")),
+        ("window", f"{m.window.start:%Y-%m-%d %H:%M:%S} .. {m.window.end:%H:%M:%S} UTC"),
+        ("rows", f"{m.rows:,} predictions of v{m.version}"),
+    ]
+    for name, check in checks_.items():
+        rows.append((name, _summary(name, check)))
+    rows += [(f"reason {i + 1}", why) for i, why in enumerate(v["reasons"])]
+    rows += [(f"file {k}", path) for k, path in m.files.items()]
+    return rows
+
+
+def _summary(name: str, check: dict) -> str:
+    if check["status"] == checks.SKIPPED:
+        return f"skipped: {check['reason']}"
+    head = check["status"]
+    if name == "drift":
+        cols = ", ".join(check["drifted_columns"]) or "none"
+        return f"{head}: {check['share']:.0%} of columns drifted ({cols})"
+    if name == "quality":
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in check["metrics"].items())
+        fb = check["feedback"]
+        return f"{head}: {shown} on {check['labeled']:,} labels (feedback {fb})"
+    p99 = check["latency_p99_ms"]
+    return (
+        f"{head}: {check['requests']:,} requests, p99 "
+        f"{'-' if p99 is None else f'{p99:.1f} ms'}, errors {check['error_rate']:.2%}, "
+        f"invalid {check['invalid_rate']:.2%}"
+    )

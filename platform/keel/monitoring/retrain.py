@@ -1,0 +1,277 @@
+"""`keel retrain`: train a challenger on the original data plus recent labeled production rows,
+judge champion and challenger on the same recent holdout, promote only a clear winner.
+
+Runs when the latest monitor verdict asks for it (or when forced). The challenger is trained
+with the champion's own dataset, features, model and train config (command-line overrides of
+those groups still win). Recent rows count `monitor.retrain.recent_weight` times; a share of
+them (`holdout`, chosen by a hash of the request id) is never trained on and judges both
+models. The challenger is promoted when it beats the champion's primary metric by
+`monitor.retrain.margin` and meets `slo.quality_floor`; replicas that follow the production
+stage then load it beside the old one and switch without dropping a request. Every run writes
+`<reports>/<model>/retrain/<run>/decision.json` with the numbers and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from omegaconf import OmegaConf
+
+from keel import prediction_log as plog
+from keel import storage
+from keel.config import KeelConfig, from_dict, to_dict
+from keel.config.schema import SourceConfig, SourceFormat, Task
+from keel.data.sources import PATH_COLUMN, read
+from keel.data.split import key_position
+from keel.prediction_log import logged_name
+from keel.registry import PromotionRefused, Registry, check_floor
+from keel.registry.configs import version_config
+from keel.serving.predictor import Predictor
+from keel.training.dataset import prepare
+from keel.training.metrics import PRIMARY, better, evaluate
+from keel.training.run import train
+
+from .logs import Window, join_feedback, predictions
+from .monitor import Served, latest_verdict
+
+log = logging.getLogger(__name__)
+
+TRAINED_GROUPS = ("dataset", "features", "model", "train")  # what makes a champion
+
+
+@dataclass
+class Decision:
+    model: str
+    promoted: bool
+    reason: str
+    record: dict[str, Any]
+    path: str | None = None
+
+
+def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> Decision:
+    model = cfg.dataset.name
+    registry = Registry(cfg.paths.registry)
+    champion = registry.get(model, "production")
+    record: dict[str, Any] = {"model": model, "champion": {"version": champion.version}}
+    out = storage.join(cfg.paths.reports, model, "retrain", storage.stamp())
+    trigger = _trigger(cfg, model, force)
+    record["trigger"] = trigger
+    if not trigger["run"]:
+        return _decide(record, out, False, trigger["why"])
+
+    served = Served.load(registry, champion)
+    settings = cfg.monitor.retrain
+    window = _window(cfg, trigger)
+    recent = _recent_labeled(cfg, model, served, window)
+    record["data"] = {"recent_labeled": recent.num_rows, "since": window.start.isoformat()}
+    if recent.num_rows < settings.min_labeled:
+        why = (
+            f"only {recent.num_rows} labeled production rows since {window.start:%Y-%m-%d %H:%M}"
+            f" UTC; monitor.retrain.min_labeled is {settings.min_labeled}: post feedback labels"
+            " first"
+        )
+        return _decide(record, out, False, why)
+    holdout_mask = _holdout(recent["request_id"], settings.holdout, cfg.seed)
+    holdout, fresh = recent.filter(holdout_mask), recent.filter(pc.invert(holdout_mask))
+    challenger_cfg = _challenger_config(cfg, version_config(registry, champion), overrides)
+    ds = challenger_cfg.dataset
+    original = _original_rows(ds, settings.original_fraction, cfg.seed)
+    rows = _combined(original, fresh.drop_columns(["request_id"]), settings.recent_weight)
+    data_file = storage.join(cfg.paths.data, "retrain", model, f"{storage.stamp()}.parquet")
+    storage.write_bytes(data_file, storage.parquet_bytes(rows))
+    record["data"].update(
+        original=original.num_rows,
+        recent_train=fresh.num_rows,
+        holdout=holdout.num_rows,
+        recent_weight=settings.recent_weight,
+        file=data_file,
+    )
+    challenger_cfg = dataclasses.replace(
+        challenger_cfg,
+        dataset=dataclasses.replace(
+            ds,
+            source=SourceConfig(format=SourceFormat.parquet, path=data_file),
+            columns=_repeatable_ids(ds),
+        ),
+    )
+    log.info("training a challenger for %s on %s", model, data_file)
+    data = prepare(challenger_cfg)
+    # the drift reference of a retrained version is the traffic it was retrained for
+    data = dataclasses.replace(data, reference=fresh.drop_columns(["request_id"]))
+    trained = train(challenger_cfg, data)
+    challenger = trained.version
+    record["challenger"] = {"version": challenger.version, "test": trained.metrics["test"]}
+
+    task = Task(ds.task)
+    primary = PRIMARY[task]
+    y = _encoded_target(holdout[ds.target], task, served.classes)
+    for role, version in (("champion", champion.version), ("challenger", challenger.version)):
+        record[role]["holdout"] = _holdout_metrics(registry, model, version, holdout, task, y)
+    ch, cp = record["challenger"]["holdout"][primary], record["champion"]["holdout"][primary]
+    floor = dict(cfg.slo.quality_floor)
+    record.update(primary=primary, margin=settings.margin, floor=floor)
+    missed = check_floor({"test": record["challenger"]["holdout"]}, floor)
+    if not better(primary, ch, cp, settings.margin):
+        why = (
+            f"challenger v{challenger.version} {primary} {ch:.4f} does not beat champion "
+            f"v{champion.version} {cp:.4f} by monitor.retrain.margin {settings.margin} "
+            "on the recent holdout"
+        )
+        return _decide(record, out, False, why)
+    if missed:
+        return _decide(record, out, False, "challenger misses the SLO floor: " + "; ".join(missed))
+    why = (
+        f"challenger v{challenger.version} {primary} {ch:.4f} beats champion "
+        f"v{champion.version} {cp:.4f} (margin {settings.margin}) on "
+        f"{holdout.num_rows} recent labeled rows"
+    )
+    try:
+        registry.promote(model, challenger.version, floor=floor, reason=f"retrain: {why}")
+    except PromotionRefused as e:
+        return _decide(record, out, False, str(e).splitlines()[0])
+    return _decide(record, out, True, why)
+
+
+def _decide(record: dict, out: str, promoted: bool, reason: str) -> Decision:
+    record.update(promoted=promoted, reason=reason, at=storage.stamp())
+    path = storage.join(out, "decision.json")
+    storage.write_json(path, record)
+    log.info("retrain %s: %s (%s)", record["model"], "promoted" if promoted else "kept", reason)
+    return Decision(record["model"], promoted, reason, record, path)
+
+
+def _window(cfg: KeelConfig, trigger: dict[str, Any]) -> Window:
+    """monitor.retrain.window back from now; unset: from the start of the verdict's window."""
+    if cfg.monitor.retrain.window:
+        return Window.last(cfg.monitor.retrain.window)
+    if trigger.get("window"):
+        return Window(datetime.fromisoformat(trigger["window"]["start"]), plog.now())
+    return Window.last(cfg.monitor.window)
+
+
+def _trigger(cfg: KeelConfig, model: str, force: bool) -> dict[str, Any]:
+    latest = latest_verdict(cfg.paths.reports, model)
+    verdict = {"verdict": latest[0], "window": latest[1].get("window")} if latest else {}
+    verdict.setdefault("verdict", None)
+    if force:
+        return {**verdict, "run": True, "why": "forced (--force)"}
+    if latest is None:
+        why = f"no monitor verdict for {model} yet: run keel monitor first, or pass --force"
+        return {**verdict, "run": False, "why": why}
+    asked = latest[1]["retrain"]
+    why = "; ".join(latest[1]["reasons"]) if asked else "the latest verdict does not ask for it"
+    return {**verdict, "run": asked, "why": why + ("" if asked else " (pass --force to retrain)")}
+
+
+def _recent_labeled(cfg: KeelConfig, model: str, served: Served, window: Window) -> pa.Table:
+    """Predictions of any version in the window that got a label: the dataset's columns
+    (inputs as the request carried them, the target from the label) plus request_id."""
+    ds = served.dataset
+    logged = predictions(cfg.paths.logs, model, None, window)
+    labels = join_feedback(cfg.paths.logs, model, None, logged, window, ds.task, served.classes)
+    rows = logged.take(pa.array(labels.index))
+    columns = {"request_id": rows["request_id"]}
+    for name in ds.columns:
+        if name == ds.target:
+            columns[name] = pa.array(_decoded_target(labels.y, Task(ds.task), served.classes))
+        elif logged_name(name) in rows.column_names:
+            columns[name] = rows[logged_name(name)]
+    return pa.table(columns)
+
+
+def _decoded_target(y: np.ndarray, task: Task, classes: list) -> list:
+    return y.tolist() if task is Task.regression else [classes[int(i)] for i in y]
+
+
+def _encoded_target(target: pa.ChunkedArray, task: Task, classes: list) -> np.ndarray:
+    if task is Task.regression:
+        return np.asarray(target.to_numpy(zero_copy_only=False), np.float64)
+    index = {str(c): i for i, c in enumerate(classes)}
+    return np.array([index[str(v)] for v in target.to_pylist()], np.int64)
+
+
+def _holdout(ids: pa.ChunkedArray, share: float, seed: int) -> pa.Array:
+    return pa.array(key_position(ids.to_pylist(), f"holdout:{seed}:") < share)
+
+
+def _challenger_config(cfg: KeelConfig, champion: dict, overrides: list[str]) -> KeelConfig:
+    """The champion's trained groups over this run's config; `group.key=value` overrides of
+    those groups from the command line are applied again on top."""
+    merged = OmegaConf.create(to_dict(cfg))
+    for group in TRAINED_GROUPS:
+        merged[group] = champion[group]
+    mine = [
+        o.lstrip("+")
+        for o in overrides
+        if "=" in o
+        and o.lstrip("+").split("=")[0].split(".")[0] in TRAINED_GROUPS
+        and "." in o.split("=")[0]
+    ]
+    merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(mine))
+    return from_dict(OmegaConf.to_container(merged, resolve=True))
+
+
+def _repeatable_ids(ds) -> dict:
+    """Weighted rows repeat their id, and production rows may lack one: relax the id column."""
+    if not ds.id_column:
+        return ds.columns
+    spec = dataclasses.replace(ds.columns[ds.id_column], unique=False, nullable=True)
+    return {**ds.columns, ds.id_column: spec}
+
+
+def _original_rows(ds, fraction: float, seed: int) -> pa.Table:
+    """The champion's raw training source (validation runs again on the combined data)."""
+    import ray
+
+    table = pa.concat_tables(ray.get(read(ds).to_arrow_refs()), promote_options="default")
+    if PATH_COLUMN in table.column_names:
+        table = table.drop_columns([PATH_COLUMN])
+    if fraction < 1.0:
+        keep = np.random.default_rng(seed).random(table.num_rows) < fraction
+        table = table.filter(pa.array(keep))
+    return table
+
+
+def _combined(original: pa.Table, recent: pa.Table, weight: int) -> pa.Table:
+    """Original rows, then each recent row `weight` times, in the original's column types."""
+    schema = original.schema
+    columns = {}
+    for field in schema:
+        if field.name not in recent.column_names:
+            columns[field.name] = pa.nulls(recent.num_rows, field.type)
+        elif pa.types.is_timestamp(field.type):
+            values = pd.to_datetime(recent[field.name].to_pandas(), errors="coerce", utc=True)
+            columns[field.name] = pa.array(values.dt.tz_localize(None), field.type)
+        else:
+            columns[field.name] = recent[field.name].cast(field.type)
+    fresh = pa.table(columns, schema=schema)
+    return pa.concat_tables([original, *[fresh] * weight])
+
+
+def _holdout_metrics(
+    registry: Registry, model: str, version: int, rows: pa.Table, task: Task, y: np.ndarray
+) -> dict[str, float]:
+    """A version's metrics on the holdout, predicted exactly as serving predicts."""
+    predictor = Predictor.load(registry, model, version)
+    return evaluate(task, y, predictor.predict(rows))
+
+
+def describe(d: Decision) -> list[tuple[str, str]]:
+    r = d.record
+    rows = [("decision", ("PROMOTED" if d.promoted else "kept the champion") + f": {d.reason}")]
+    if "data" in r:
+        rows.append(("data", ", ".join(f"{k} {v}" for k, v in r["data"].items())))
+    for role in ("champion", "challenger"):
+        if "holdout" in r.get(role, {}):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in r[role]["holdout"].items())
+            rows.append((f"{role} v{r[role]['version']}", f"holdout: {shown}"))
+    rows.append(("decision record", d.path or "-"))
+    return rows

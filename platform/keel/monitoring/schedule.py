@@ -1,0 +1,73 @@
+"""`keel monitor --every 10m`: monitor on a schedule and hand retraining to Ray's Jobs API.
+
+Each failing verdict that asks for retraining submits `keel retrain` (jobs/retrain.py with the
+same overrides) as a Ray job, so retraining runs on the cluster, outlives this process and
+shows in the Ray dashboard's job list. While one retrain job runs, no second one is submitted.
+An embedded local Ray is started with its dashboard, which serves the Jobs API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+import sys
+import time
+
+from keel import runtime
+from keel.app import Summary
+from keel.config import KeelConfig, project_root
+from keel.config.check import duration_seconds
+from keel.errors import ConfigError
+
+from .monitor import describe, run
+
+log = logging.getLogger(__name__)
+
+
+def watch(cfg: KeelConfig, overrides: list[str], every: str, runs: int | None = None) -> Summary:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        pause = duration_seconds(every)
+    except ValueError as e:
+        raise ConfigError(f"--every: {e}") from None
+    if not cfg.ray.address:  # the Jobs API lives in the dashboard
+        cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, include_dashboard=True))
+    runtime.ensure(cfg)
+    client = JobSubmissionClient(_dashboard())
+    submitted: list[str] = []
+    done = 0
+    while True:
+        monitored = run(cfg)
+        done += 1
+        Summary(
+            f"monitor run {done}: {monitored.model} v{monitored.version}", describe(monitored)
+        ).show()
+        if monitored.verdict["retrain"]:
+            running = submitted and not client.get_job_status(submitted[-1]).is_terminal()
+            if running:
+                log.info("retrain job %s still running; not submitting another", submitted[-1])
+            else:
+                submitted.append(_submit_retrain(client, overrides))
+        if runs is not None and done >= runs:
+            break
+        time.sleep(pause)
+    summary = Summary(f"monitored {cfg.dataset.name} {done} times, every {every}")
+    for job in submitted:
+        summary.add(f"retrain job {job}", client.get_job_status(job).value)
+    return summary
+
+
+def _dashboard() -> str:
+    from ray._private.worker import get_dashboard_url
+
+    return f"http://{get_dashboard_url()}"
+
+
+def _submit_retrain(client, overrides: list[str]) -> str:
+    script = project_root() / "jobs" / "retrain.py"
+    entrypoint = shlex.join([sys.executable, str(script), *overrides])
+    job = client.submit_job(entrypoint=entrypoint, entrypoint_num_cpus=0.1)
+    log.info("submitted %s as Ray job %s", entrypoint, job)
+    return job

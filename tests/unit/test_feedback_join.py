@@ -1,0 +1,277 @@
+"""Monitoring's reads of the serving logs: a window of one version's predictions, and feedback
+labels joined to them by request id with every left-out label counted by why."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from keel import prediction_log as plog
+from keel.config.schema import ColumnSpec, ColumnType, Task
+from keel.monitoring.logs import Window, join_feedback, parse_label, predictions
+
+COLUMNS = {"age": ColumnSpec(type=ColumnType.int)}
+START = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+END = datetime(2024, 5, 2, 12, 0, tzinfo=timezone.utc)  # the window spans two day partitions
+WINDOW = Window(START, END)
+CLASSES = [0, 1]
+BINARY = Task.binary_classification
+
+
+def at(hours: float) -> datetime:
+    return START + timedelta(hours=hours)
+
+
+def prediction(rid: str, ts: datetime, version: int, variant: str = "primary", model="churn"):
+    fixed = {
+        "request_id": rid,
+        "ts": ts,
+        "model": model,
+        "version": version,
+        "variant": variant,
+        "latency_ms": 2.0,
+        "prediction": 0.25,
+        "output": json.dumps({"label": 0}),
+    }
+    return plog.prediction_row(fixed, {"age": 30})
+
+
+def write_predictions(logs: str, model: str, rows: list[dict]) -> None:
+    log = plog.ParquetLog(
+        plog.predictions_dir(logs, model), plog.prediction_schema(COLUMNS), 10_000, 1e9
+    )
+    log.append(rows)
+    log.flush()
+
+
+def write_feedback(logs: str, items: list[tuple[str, datetime, object]]) -> None:
+    """(request_id, ts, label): the label is stored as JSON text, as the endpoint stores it."""
+    log = plog.ParquetLog(plog.feedback_dir(logs), plog.FEEDBACK_SCHEMA, 10_000, 1e9)
+    log.append([{"request_id": r, "ts": ts, "label": json.dumps(v)} for r, ts, v in items])
+    log.flush()
+
+
+@pytest.fixture
+def logs(tmp_path) -> str:
+    """churn v1 (primary) and v2 (canary) inside the window, v1 before it, shadows of v2 and
+    a listings prediction; feedback for each case."""
+    logs = str(tmp_path / "logs")
+    write_predictions(
+        logs,
+        "churn",
+        [
+            prediction("a1", at(1), 1),
+            prediction("a1", at(1), 2, "shadow"),  # a shadow logs the primary's request id
+            prediction("a2", at(13), 1),  # the second day of the window
+            prediction("a3", at(2), 1),
+            prediction("a4", at(3), 1),  # no feedback
+            prediction("start", START, 1),  # start is inclusive
+            prediction("end", END, 1),  # end is exclusive
+            prediction("early1", at(-2), 1),  # before the window
+            prediction("early2", at(-30), 1),  # before the window, the day before
+            prediction("b1", at(4), 2, "canary"),
+            prediction("s1", at(5), 2, "shadow"),
+        ],
+    )
+    write_predictions(logs, "listings", [prediction("l1", at(1), 4, model="listings")])
+    write_feedback(
+        logs,
+        [
+            ("a1", at(-1), 0),  # given before the window started: not read
+            ("a2", at(20), 1),  # latest label of a2, written before the earlier one
+            ("a1", at(2), 1),
+            ("a2", at(14), 0),
+            ("a3", at(3), "maybe"),  # not a class
+            ("early1", at(3), 1),
+            ("early2", at(3), 0),
+            ("b1", at(5), 1),  # another version
+            ("s1", at(6), 1),  # only a shadow answered it
+            ("l1", at(2), 1),  # another model
+            ("nobody", at(2), 1),
+        ],
+    )
+    return logs
+
+
+def joined(labels, served) -> dict[str, float]:
+    ids = served["request_id"].to_pylist()
+    return {ids[i]: y for i, y in zip(labels.index.tolist(), labels.y.tolist(), strict=True)}
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+def test_predictions_of_one_version_inside_the_window(logs):
+    served = predictions(logs, "churn", 1, WINDOW)
+    assert sorted(served["request_id"].to_pylist()) == ["a1", "a2", "a3", "a4", "start"]
+    assert set(served["version"].to_pylist()) == {1}
+    assert set(served["variant"].to_pylist()) == {"primary"}
+
+
+def test_predictions_exclude_shadow_rows(logs):
+    served = predictions(logs, "churn", 2, WINDOW)
+    assert served["request_id"].to_pylist() == ["b1"]  # a1 and s1 of v2 were shadow answers
+
+
+def test_predictions_of_any_version_keep_every_answer_but_shadows(logs):
+    served = predictions(logs, "churn", None, WINDOW)
+    assert sorted(served["request_id"].to_pylist()) == ["a1", "a2", "a3", "a4", "b1", "start"]
+    assert "shadow" not in served["variant"].to_pylist()
+
+
+def test_predictions_window_bounds(logs):
+    just_after = Window(START + timedelta(microseconds=1), END + timedelta(microseconds=1))
+    ids = predictions(logs, "churn", 1, just_after)["request_id"].to_pylist()
+    assert "start" not in ids and "end" in ids
+
+
+def test_predictions_of_an_unlogged_model_are_empty(logs):
+    assert predictions(logs, "nothing", 1, WINDOW).num_rows == 0
+
+
+# ----------------------------------------------------------------------------- join
+
+
+def test_join_counts_every_case(logs):
+    served = predictions(logs, "churn", 1, WINDOW)
+    labels = join_feedback(logs, "churn", 1, served, WINDOW, BINARY, CLASSES)
+    assert labels.counts == {
+        "feedback": 10,  # the label given before the window is not read
+        "matched": 2,  # a1, a2
+        "duplicates": 1,  # a2's earlier label
+        "late": 2,  # early1, early2: v1 answered them before the window
+        "other": 3,  # b1 (v2), s1 (a shadow), l1 (listings)
+        "unknown": 1,  # nobody
+        "invalid": 1,  # a3: "maybe"
+    }
+    total = sum(v for k, v in labels.counts.items() if k != "feedback")
+    assert total == labels.counts["feedback"]
+
+
+def test_join_aligns_labels_with_served_rows_and_the_latest_label_wins(logs):
+    served = predictions(logs, "churn", 1, WINDOW)
+    labels = join_feedback(logs, "churn", 1, served, WINDOW, BINARY, CLASSES)
+    # a2 got 0 at +14h and 1 at +20h: the later one wins though it was written first;
+    # a1's 0 was given before the window and is not read, so its 1 stands alone
+    assert joined(labels, served) == {"a1": 1.0, "a2": 1.0}
+    assert labels.index.dtype == np.int64
+
+
+def test_join_of_another_version_sees_the_first_versions_ids_as_other(logs):
+    served = predictions(logs, "churn", 2, WINDOW)
+    labels = join_feedback(logs, "churn", 2, served, WINDOW, BINARY, CLASSES)
+    assert joined(labels, served) == {"b1": 1.0}
+    counts = labels.counts
+    assert (counts["matched"], counts["late"], counts["unknown"]) == (1, 0, 1)
+    # a1, a2, a3 (v1 in the window), early1, early2 (v1 before it), s1 (shadow), l1
+    assert counts["other"] == 7
+    assert counts["invalid"] == 0  # a3's bad label is counted where its id went: other
+
+
+def test_join_of_any_version(logs):
+    served = predictions(logs, "churn", None, WINDOW)
+    labels = join_feedback(logs, "churn", None, served, WINDOW, BINARY, CLASSES)
+    assert joined(labels, served) == {"a1": 1.0, "a2": 1.0, "b1": 1.0}
+    counts = labels.counts
+    assert (counts["matched"], counts["late"], counts["other"]) == (3, 2, 2)  # other: s1, l1
+    assert (counts["unknown"], counts["invalid"], counts["duplicates"]) == (1, 1, 1)
+
+
+def test_join_with_no_feedback_in_the_window(logs):
+    later = Window(END + timedelta(days=5), END + timedelta(days=6))
+    served = predictions(logs, "churn", 1, WINDOW)
+    labels = join_feedback(logs, "churn", 1, served, later, BINARY, CLASSES)
+    assert len(labels.index) == 0 and len(labels.y) == 0
+    assert set(labels.counts.values()) == {0}
+
+
+def test_join_with_nothing_served_still_tells_unknown_from_other(tmp_path):
+    """No prediction of the version in the window: a label for an id no log holds is unknown,
+    one for another model's id is other (the early return must not call them all other)."""
+    logs = str(tmp_path / "logs")
+    write_predictions(logs, "listings", [prediction("l1", at(1), 4, model="listings")])
+    write_feedback(logs, [("nobody", at(2), 1), ("l1", at(2), 1)])
+    served = predictions(logs, "churn", 1, WINDOW)
+    assert served.num_rows == 0
+    labels = join_feedback(logs, "churn", 1, served, WINDOW, BINARY, CLASSES)
+    assert labels.counts["feedback"] == 2
+    assert (labels.counts["unknown"], labels.counts["other"]) == (1, 1)
+
+
+def test_join_regression_labels_invalid_when_not_finite_numbers(tmp_path):
+    logs = str(tmp_path / "logs")
+    rows = [prediction(f"r{i}", at(1), 1, model="listings") for i in range(6)]
+    write_predictions(logs, "listings", rows)
+    write_feedback(
+        logs,
+        [
+            ("r0", at(2), 1250.5),
+            ("r1", at(2), 900),
+            ("r2", at(2), True),  # a bool is not a value
+            ("r3", at(2), "cheap"),
+            ("r4", at(2), float("nan")),  # json.dumps writes NaN; json.loads reads it back
+            ("r5", at(2), float("inf")),
+        ],
+    )
+    served = predictions(logs, "listings", 1, WINDOW)
+    labels = join_feedback(logs, "listings", 1, served, WINDOW, Task.regression, [])
+    assert joined(labels, served) == {"r0": 1250.5, "r1": 900.0}
+    assert (labels.counts["matched"], labels.counts["invalid"]) == (2, 4)
+
+
+# ----------------------------------------------------------------------------- parse_label
+
+
+@pytest.mark.parametrize("raw", ["1", '"1"'])
+def test_parse_label_matches_classes_by_value(raw):
+    assert parse_label(raw, BINARY, [0, 1]) == 1.0
+    assert parse_label(raw, BINARY, ["0", "1"]) == 1.0
+
+
+def test_parse_label_class_index_follows_the_class_order():
+    classes = ["basic", "plus", "premium"]
+    task = Task.multiclass_classification
+    assert [parse_label(json.dumps(c), task, classes) for c in classes] == [0.0, 1.0, 2.0]
+    assert parse_label('"gold"', task, classes) is None
+
+
+def test_parse_label_bool_classes():
+    assert parse_label("true", BINARY, [False, True]) == 1.0
+    assert parse_label("false", BINARY, [False, True]) == 0.0
+    assert parse_label("true", BINARY, [0, 1]) is None
+
+
+@pytest.mark.parametrize("raw", ['"maybe"', "2", "-1", "null", "[1]"])
+def test_parse_label_not_a_class(raw):
+    assert parse_label(raw, BINARY, [0, 1]) is None
+
+
+def test_parse_label_integral_float_matches_an_int_class():
+    """1.0 is the value 1: a label file whose column pandas made float (a NaN among ints)
+    stores "1.0", and the endpoint takes 1.0 as a label too."""
+    assert parse_label("1.0", BINARY, [0, 1]) == 1.0
+    assert parse_label("0.0", BINARY, [0, 1]) == 0.0
+
+
+@pytest.mark.parametrize(("raw", "value"), [("3.5", 3.5), ("-2", -2.0), ("0", 0.0)])
+def test_parse_label_regression_value(raw, value):
+    assert parse_label(raw, Task.regression, []) == value
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "true", "false", '"3.5"', "null"])
+def test_parse_label_regression_refuses_non_values(raw):
+    assert parse_label(raw, Task.regression, []) is None
+
+
+def test_parse_label_regression_int_too_large_for_a_float_is_invalid_not_an_error():
+    # the endpoint accepts any JSON integer; one such label must not crash keel monitor
+    assert parse_label("1" + "0" * 400, Task.regression, []) is None
+
+
+@pytest.mark.parametrize("raw", ["{", "1,", "", "maybe", None])
+def test_parse_label_bad_json_is_none(raw):
+    assert parse_label(raw, BINARY, [0, 1]) is None
+    assert parse_label(raw, Task.regression, []) is None

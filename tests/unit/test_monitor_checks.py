@@ -1,0 +1,296 @@
+"""The verdict's checks (drift, quality, SLO) on hand-made inputs, the verdict built from them,
+and finding the latest verdict a monitor run wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from keel import prediction_log as plog
+from keel import storage
+from keel.config.schema import MonitorConfig, SloConfig, Task
+from keel.monitoring import checks
+from keel.monitoring.monitor import VERDICT, latest_verdict
+from keel.monitoring.report import DriftResult
+
+TS = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def requests_table(rows: list[tuple[int, float]]) -> pa.Table:
+    """(status, latency_ms) rows as the request log stores them."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "ts": TS,
+                "model": "churn",
+                "status": status,
+                "reason": None if status == 200 else "refused",
+                "rows": 1,
+                "latency_ms": latency,
+            }
+            for status, latency in rows
+        ],
+        schema=plog.REQUEST_SCHEMA,
+    )
+
+
+ANSWERED = [(200, float(ms)) for ms in range(1, 101)]  # p99 99.01 ms
+ERRORS = [(500, 9_000.0), (503, 9_000.0)]
+INVALID = [(400, 9_000.0), (413, 9_000.0), (422, 9_000.0)]
+NOT_COUNTED = [(401, 9_000.0), (404, 9_000.0)]  # neither server errors nor invalid requests
+MIXED = ANSWERED + ERRORS + INVALID + NOT_COUNTED  # 107 requests
+
+
+def limits(**kw) -> SloConfig:
+    base = {"latency_p99_ms": 100.0, "max_error_rate": 0.05, "max_invalid_fraction": 0.05}
+    return SloConfig(**{**base, **kw})
+
+
+# ----------------------------------------------------------------------------- slo
+
+
+def test_slo_numbers_count_only_what_each_rate_means():
+    result = checks.slo(requests_table(MIXED), limits())
+    assert result["requests"] == 107
+    # the refused requests' 9 s latencies are not in the p99
+    assert result["latency_p99_ms"] == pytest.approx(np.percentile(np.arange(1, 101), 99))
+    assert result["error_rate"] == pytest.approx(2 / 107)
+    assert result["invalid_rate"] == pytest.approx(3 / 107)
+    assert result["status"] == checks.PASS
+    assert result["failures"] == []
+
+
+@pytest.mark.parametrize(
+    ("key", "limit"),
+    [
+        ("latency_p99_ms", 99.0),
+        ("max_error_rate", 0.01),  # 2/107 = 1.9%
+        ("max_invalid_fraction", 0.02),  # 3/107 = 2.8%
+    ],
+)
+def test_slo_each_breach_fails_naming_its_key(key, limit):
+    result = checks.slo(requests_table(MIXED), limits(**{key: limit}))
+    assert result["status"] == checks.FAIL
+    assert len(result["failures"]) == 1
+    assert f"slo.{key}" in result["failures"][0]
+
+
+def test_slo_all_breaches_together():
+    tight = limits(latency_p99_ms=50.0, max_error_rate=0.0, max_invalid_fraction=0.0)
+    failures = checks.slo(requests_table(MIXED), tight)["failures"]
+    assert [f.split(" above ")[1].split()[0] for f in failures] == [
+        "slo.latency_p99_ms",
+        "slo.max_error_rate",
+        "slo.max_invalid_fraction",
+    ]
+
+
+def test_slo_401_and_404_are_neither_errors_nor_invalid():
+    result = checks.slo(requests_table([(200, 1.0), *NOT_COUNTED]), limits())
+    assert (result["error_rate"], result["invalid_rate"]) == (0.0, 0.0)
+    assert result["status"] == checks.PASS
+
+
+def test_slo_without_answered_requests_has_no_p99():
+    result = checks.slo(requests_table(ERRORS), limits(max_error_rate=1.0))
+    assert result["latency_p99_ms"] is None
+    assert result["error_rate"] == 1.0
+    assert result["status"] == checks.PASS
+
+
+def test_slo_without_requests_is_skipped():
+    result = checks.slo(pa.table({}), limits())
+    assert result["status"] == checks.SKIPPED
+    assert "no requests" in result["reason"]
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+def binary_data(n: int, good: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = (np.arange(n) % 2).astype(np.float64)
+    proba = np.where(y == 1, 0.8, 0.2) if good else rng.random(n)
+    return y, proba
+
+
+def test_quality_with_fewer_labels_than_min_rows_is_skipped():
+    y, p = binary_data(99, good=True)
+    result = checks.quality(Task.binary_classification, y, p, {"roc_auc": 0.7}, min_rows=100)
+    assert result["status"] == checks.SKIPPED
+    assert "99" in result["reason"] and "monitor.min_rows" in result["reason"]
+
+
+def test_quality_binary_above_the_floor_passes_at_exactly_min_rows():
+    y, p = binary_data(100, good=True)
+    result = checks.quality(Task.binary_classification, y, p, {"roc_auc": 0.7}, min_rows=100)
+    assert result["status"] == checks.PASS
+    assert result["labeled"] == 100
+    assert result["metrics"]["roc_auc"] == pytest.approx(1.0)
+
+
+def test_quality_binary_below_the_floor_fails_naming_the_floor():
+    y, p = binary_data(400, good=False)
+    result = checks.quality(Task.binary_classification, y, p, {"roc_auc": 0.9}, min_rows=100)
+    assert result["status"] == checks.FAIL
+    assert result["metrics"]["roc_auc"] < 0.9
+    assert len(result["failures"]) == 1
+    assert "slo.quality_floor.roc_auc" in result["failures"][0]
+
+
+def test_quality_regression_r2_floor():
+    rng = np.random.default_rng(1)
+    y = rng.normal(100.0, 10.0, 200)
+    close, noise = y + rng.normal(0, 1, 200), rng.normal(100.0, 10.0, 200)
+    ok = checks.quality(Task.regression, y, close, {"r2": 0.8}, min_rows=50)
+    bad = checks.quality(Task.regression, y, noise, {"r2": 0.8}, min_rows=50)
+    assert ok["status"] == checks.PASS and ok["metrics"]["r2"] > 0.9
+    assert bad["status"] == checks.FAIL
+    assert "slo.quality_floor.r2" in bad["failures"][0]
+
+
+def test_quality_multiclass_is_skipped_however_many_labels():
+    y = np.arange(300) % 3
+    result = checks.quality(
+        Task.multiclass_classification, y, np.full(300, 0.5), {"f1": 0.5}, min_rows=10
+    )
+    assert result["status"] == checks.SKIPPED
+    assert "multiclass" in result["reason"]
+
+
+# ----------------------------------------------------------------------------- drift
+
+
+def drift_result(drifted: dict[str, bool]) -> DriftResult:
+    columns = {
+        c: {"method": "psi", "score": 0.5 if d else 0.01, "threshold": 0.1, "drifted": d}
+        for c, d in drifted.items()
+    }
+    share = sum(drifted.values()) / len(drifted)
+    prediction = {"method": "psi", "score": 0.02, "threshold": 0.1, "drifted": False}
+    return DriftResult(columns=columns, prediction=prediction, share=share)
+
+
+def test_drift_above_max_share_fails_naming_the_columns():
+    result = checks.drift(drift_result({"region": True, "age": True, "tenure": False}), 0.3)
+    assert result["status"] == checks.FAIL
+    assert result["drifted_columns"] == ["age", "region"]
+    assert result["share"] == pytest.approx(2 / 3)
+    (failure,) = result["failures"]
+    assert "2 of 3 columns" in failure
+    assert "slo.max_drift_share" in failure and "age, region" in failure
+    assert result["prediction"]["drifted"] is False
+
+
+def test_drift_at_or_below_max_share_passes():
+    at_share = checks.drift(drift_result({"a": True, "b": False}), 0.5)
+    assert at_share["status"] == checks.PASS and at_share["failures"] == []
+    assert at_share["drifted_columns"] == ["a"]
+    none = checks.drift(drift_result({"a": False, "b": False}), 0.0)
+    assert none["status"] == checks.PASS and none["drifted_columns"] == []
+
+
+def test_importing_the_report_module_does_not_import_evidently():
+    code = (
+        "import sys, keel.monitoring.report, keel.monitoring.checks, keel.monitoring.monitor\n"
+        "print('evidently' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- verdict
+
+
+def check(status: str, *failures: str) -> dict:
+    if status == checks.SKIPPED:
+        return checks.skipped("too little data")
+    return {"status": status, "failures": list(failures)}
+
+
+def test_verdict_passes_when_nothing_failed_even_if_skipped():
+    result = checks.verdict(
+        {"drift": check("pass"), "quality": check("skipped"), "slo": check("pass")},
+        MonitorConfig(),
+    )
+    assert (result["status"], result["failed"], result["retrain"]) == ("pass", [], False)
+    assert result["reasons"] == []
+
+
+def test_verdict_lists_failed_checks_in_order_with_reasons():
+    result = checks.verdict(
+        {
+            "drift": check("fail", "3 of 9 columns drifted"),
+            "quality": check("pass"),
+            "slo": check("fail", "latency too high", "error rate too high"),
+        },
+        MonitorConfig(retrain_on=["drift", "quality", "slo"]),
+    )
+    assert result["status"] == "fail"
+    assert result["failed"] == ["drift", "slo"]
+    assert result["retrain"] is True
+    assert result["reasons"] == [
+        "drift: 3 of 9 columns drifted",
+        "slo: latency too high",
+        "slo: error rate too high",
+    ]
+    assert set(result["checks"]) == {"drift", "quality", "slo"}
+
+
+@pytest.mark.parametrize(
+    ("retrain_on", "expected"),
+    [(["drift", "quality"], False), (["slo"], True), ([], False), (["quality", "slo"], True)],
+)
+def test_verdict_asks_for_retraining_only_for_failed_checks_in_retrain_on(retrain_on, expected):
+    result = checks.verdict(
+        {"drift": check("pass"), "quality": check("skipped"), "slo": check("fail", "slow")},
+        MonitorConfig(retrain_on=retrain_on),
+    )
+    assert result["status"] == "fail"
+    assert result["retrain"] is expected
+
+
+# ----------------------------------------------------------------------------- latest verdict
+
+
+def write_run(reports: str, run: str, verdict: dict | None) -> str:
+    run_dir = storage.join(reports, "churn", "monitor", run)
+    storage.write_text(storage.join(run_dir, "report.html"), "<html></html>")
+    if verdict is not None:
+        storage.write_json(storage.join(run_dir, VERDICT), verdict)
+    return run_dir
+
+
+def test_latest_verdict_is_the_newest_run_with_a_verdict(tmp_path):
+    reports = str(tmp_path / "reports")
+    write_run(reports, "20240501-120000-000", {"status": "pass", "n": 1})
+    newest = write_run(reports, "20240502-080000-500", {"status": "fail", "n": 2})
+    write_run(reports, "20240502-090000-000", None)  # a run still writing, or one that crashed
+    write_run(reports, "20240430-235959-999", {"status": "fail", "n": 0})
+    storage.write_text(storage.join(reports, "churn", "monitor", "zz-notes.txt"), "a file")
+    path, verdict = latest_verdict(reports, "churn")
+    assert path == storage.join(newest, VERDICT)
+    assert verdict == {"status": "fail", "n": 2}
+    assert json.loads(Path(path).read_text()) == verdict
+
+
+def test_latest_verdict_is_per_model(tmp_path):
+    reports = str(tmp_path / "reports")
+    write_run(reports, "20240501-120000-000", {"status": "pass"})
+    assert latest_verdict(reports, "listings") is None
+
+
+def test_latest_verdict_none_without_any_verdict(tmp_path):
+    reports = str(tmp_path / "reports")
+    assert latest_verdict(reports, "churn") is None
+    write_run(reports, "20240501-120000-000", None)
+    assert latest_verdict(reports, "churn") is None
