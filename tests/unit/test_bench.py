@@ -100,3 +100,30 @@ def test_every_transform_agrees_on_missing_and_unseen_values():
     approx = {f for f, spec in EVERY.items() if approximate(spec)}
     assert approx == {"log1p", "qclip", "qbucket"}
     assert all(a.exact for a in agreement if not a.column.startswith(tuple(approx)))
+
+
+def test_monitor_bench_logs_what_serving_logs(make_cfg, tmp_path):
+    """bench=monitor writes its million log rows column-wise: they must be the file ParquetLog
+    writes for the same requests (same schema, same values)."""
+    import pyarrow.parquet as pq
+
+    from keel import prediction_log as plog
+    from keel import storage
+    from keel.bench.monitor import log_table
+
+    cfg = make_cfg("experiment=churn", "bench=monitor", "bench.rows=300")
+    ds = bench_dataset(cfg)
+    rows = synthetic.generate_chunk(ds, 0)
+    schema = plog.prediction_schema({c: s for c, s in ds.columns.items() if c != ds.target})
+    fixed = {"model": ds.name, "version": 3, "variant": "primary"}
+    score = np.random.default_rng(0).random(rows.num_rows)
+    outputs = [{"label": int(p > 0.5)} for p in score]
+    table = log_table(rows, schema, fixed, score, outputs)
+    inputs = rows.drop_columns([ds.target]).to_pylist()
+    for row, ts in zip(inputs, table["signup_ts"].to_pylist(), strict=True):
+        row["signup_ts"] = ts  # as log_table renders it (clients send their own text; unmonitored)
+    own = table.select(["request_id", "ts", "latency_ms", "prediction", "output"]).to_pylist()
+    log = plog.ParquetLog(str(tmp_path), schema, flush_rows=10**9, flush_seconds=10**9)
+    log.append([plog.prediction_row({**fixed, **o}, r) for o, r in zip(own, inputs, strict=True)])
+    written = pq.read_table(log.flush()[0])
+    assert pq.read_table(pa.BufferReader(storage.parquet_bytes(table))).equals(written)

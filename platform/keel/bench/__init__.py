@@ -16,6 +16,7 @@ from .common import Phases
 
 BENCHMARKS = {  # name -> module
     "features": "keel.bench.features",
+    "monitor": "keel.bench.monitor",
     "serve": "keel.bench.serve",
     "train": "keel.bench.train",
 }

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from keel import runtime
 from keel.config import KeelConfig
-from keel.config.schema import DatasetConfig
+from keel.config.schema import DatasetConfig, PathsConfig
 from keel.data import synthetic
 from keel.storage import exists, join, resolve, stamp, write_json
 
@@ -141,3 +141,9 @@ def write_report(cfg: KeelConfig, result: dict[str, Any]) -> str:
 
 def _fmt(phases: Phases) -> str:
     return ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+
+
+def paths_under(root: str) -> PathsConfig:
+    """Every output path under one root: a bench's registry, logs and reports stay its own."""
+    names = [f.name for f in dataclasses.fields(PathsConfig) if f.name != "root"]
+    return PathsConfig(root=root, **{n: join(root, n) for n in names})

@@ -31,7 +31,7 @@ import requests
 
 from keel.app import Summary
 from keel.config import KeelConfig, to_dict
-from keel.config.schema import PathsConfig, ServedModel
+from keel.config.schema import ServedModel
 from keel.errors import ConfigError, KeelError
 from keel.serving import service
 from keel.storage import join
@@ -64,7 +64,7 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
     work = dataclasses.replace(
         cfg,
         dataset=common.bench_dataset(cfg),
-        paths=_paths(join(cfg.paths.root, "bench", "serve")),
+        paths=common.paths_under(join(cfg.paths.root, "bench", "serve")),
         train=dataclasses.replace(cfg.train, epochs=p["epochs"]),
     )
     models = trained_models(work, p["heavy_hidden_sizes"])
@@ -82,11 +82,6 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
     s = summarize(cfg, p, models, results)
     s.add("ray start-up", f"{ray_times['ray_startup_s']:.1f} s (not in the figures above)")
     return s.add("report", report)
-
-
-def _paths(root: str) -> PathsConfig:
-    names = [f.name for f in dataclasses.fields(PathsConfig) if f.name != "root"]
-    return PathsConfig(root=root, **{n: join(root, n) for n in names})
 
 
 def _free_port() -> int:
