@@ -53,3 +53,76 @@ def trained_root(ray_session, tmp_path_factory):
     for name, seed in (("churn", 0), ("churn", 1), ("listings", 0)):
         train(load([*common, f"experiment={name}", floors[name], f"train.seed={seed}"]))
     return str(root)
+
+
+@pytest.fixture
+def own_root(trained_root, tmp_path) -> str:
+    """paths.root holding a copy of the shared registry: for tests that move stages."""
+    import shutil
+
+    root = tmp_path / "own"
+    shutil.copytree(f"{trained_root}/registry", root / "registry")
+    return str(root)
+
+
+@pytest.fixture
+def log_traffic():
+    """Write traffic into the serving logs as a replica would: generated rows (with drift
+    knobs) predicted by the production version, request rows and ground-truth feedback."""
+    return _log_traffic
+
+
+def _log_traffic(cfg, seed: int, rows: int = 2000, covariate=None, concept: float = 0.0):
+    """Generated rows -> production predictions -> prediction, request and feedback logs."""
+    import dataclasses
+    import json
+    import uuid
+
+    from keel import prediction_log as plog
+    from keel.data.synthetic import generate
+    from keel.registry import Registry
+    from keel.serving.predictor import Predictor
+
+    ds = cfg.dataset
+    drift = dataclasses.replace(ds.source.drift, covariate=covariate or {}, concept=concept)
+    source = dataclasses.replace(ds.source, seed=seed, rows=rows, invalid_fraction=0.0, drift=drift)
+    table = generate(dataclasses.replace(ds, source=source))
+    predictor = Predictor.load(Registry(cfg.paths.registry), ds.name)
+    raw = predictor.predict(table)
+    inputs = table.drop_columns([ds.target]).to_pylist()
+    ids = [uuid.uuid4().hex for _ in inputs]
+    now = plog.now()
+    flush = dict(flush_rows=10**9, flush_seconds=10**9)
+    schema = plog.prediction_schema(predictor.request_columns)
+    preds = plog.ParquetLog(plog.predictions_dir(cfg.paths.logs, ds.name), schema, **flush)
+    fixed = dict(ts=now, model=ds.name, version=predictor.version.version, variant="primary")
+    preds.append(
+        [
+            plog.prediction_row(
+                {**fixed, "request_id": i, "latency_ms": 5.0, "prediction": float(p)},
+                {**row, "signup_ts": str(row["signup_ts"])},
+            )
+            | {"output": "{}"}
+            for i, row, p in zip(ids, inputs, raw, strict=True)
+        ]
+    )
+    requests = plog.ParquetLog(
+        plog.requests_dir(cfg.paths.logs, ds.name), plog.REQUEST_SCHEMA, **flush
+    )
+    requests.append(
+        [
+            dict(ts=now, model=ds.name, status=200, reason=None, rows=20, latency_ms=5.0)
+            for _ in range(rows // 20)
+        ]
+    )
+    feedback = plog.ParquetLog(plog.feedback_dir(cfg.paths.logs), plog.FEEDBACK_SCHEMA, **flush)
+    labels = table[ds.target].to_pylist()
+    feedback.append(
+        [
+            {"request_id": i, "ts": now, "label": json.dumps(y)}
+            for i, y in zip(ids, labels, strict=True)
+        ]
+    )
+    for log in (preds, requests, feedback):
+        log.flush()
+    return ids

@@ -49,6 +49,7 @@ def ensure(cfg: KeelConfig) -> None:
         log.info("starting an embedded local Ray")
         os.environ.pop("RAY_ADDRESS", None)  # set below by an earlier start in this process
         ray.init(
+            address="local",  # never a cluster `ray start` left on this machine
             num_cpus=cfg.ray.num_cpus,
             num_gpus=cfg.ray.num_gpus,
             include_dashboard=cfg.ray.include_dashboard,

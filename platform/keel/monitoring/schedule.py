@@ -3,7 +3,9 @@
 Each failing verdict that asks for retraining submits `keel retrain` (jobs/retrain.py with the
 same overrides) as a Ray job, so retraining runs on the cluster, outlives this process and
 shows in the Ray dashboard's job list. While one retrain job runs, no second one is submitted.
-An embedded local Ray is started with its dashboard, which serves the Jobs API.
+An embedded local Ray is started with its dashboard, which serves the Jobs API (its agent
+needs port 52365: on a machine that already runs a Ray, give `ray.address` of a cluster).
+With `--runs N` the watch stops after N checks and waits for the retrain jobs it submitted.
 """
 
 from __future__ import annotations
@@ -53,10 +55,24 @@ def watch(cfg: KeelConfig, overrides: list[str], every: str, runs: int | None = 
         if runs is not None and done >= runs:
             break
         time.sleep(pause)
+    if runs is not None:  # a bounded watch reports how its jobs ended (an embedded Ray would
+        for job in submitted:  # end with this process, and its jobs with it)
+            _wait(client, job)
     summary = Summary(f"monitored {cfg.dataset.name} {done} times, every {every}")
     for job in submitted:
         summary.add(f"retrain job {job}", client.get_job_status(job).value)
+        summary.add(f"{job} log", _last_lines(client.get_job_logs(job), 12))
     return summary
+
+
+def _wait(client, job: str) -> None:
+    log.info("waiting for retrain job %s (an embedded Ray stops with this process)", job)
+    while not client.get_job_status(job).is_terminal():
+        time.sleep(2)
+
+
+def _last_lines(text: str, n: int) -> str:
+    return "\n".join([line for line in text.splitlines() if line.strip()][-n:])
 
 
 def _dashboard() -> str:
@@ -68,6 +84,14 @@ def _dashboard() -> str:
 def _submit_retrain(client, overrides: list[str]) -> str:
     script = project_root() / "jobs" / "retrain.py"
     entrypoint = shlex.join([sys.executable, str(script), *overrides])
-    job = client.submit_job(entrypoint=entrypoint, entrypoint_num_cpus=0.1)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            job = client.submit_job(entrypoint=entrypoint, entrypoint_num_cpus=0.1)
+            break
+        except RuntimeError as e:  # a fresh cluster's job agent takes a while to come up
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     log.info("submitted %s as Ray job %s", entrypoint, job)
     return job
