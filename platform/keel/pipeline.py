@@ -79,8 +79,9 @@ def pipeline(overrides: Sequence[str]) -> Summary:
     runtime.ensure(first)
     loop = Loop(cfgs)
     versions = {name: _train(loop, name) for name in DEMO}
+    t = time.perf_counter()
     url = service.start(first)
-    loop.step("serve", url, loop.started)
+    loop.step("serve", url, t)
     try:
         for name in DEMO:
             _expect(loop, name, _traffic(loop, name, seed=2_000), passes=True)

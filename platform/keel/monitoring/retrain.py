@@ -130,7 +130,7 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
         return _decide(record, out, False, "challenger misses the SLO floor: " + "; ".join(missed))
     why = (
         f"challenger v{challenger.version} {primary} {ch:.4f} beats champion "
-        f"v{champion.version} {cp:.4f} (margin {settings.margin}) on "
+        f"v{champion.version} {cp:.4f} (margin {settings.margin}) on a holdout of "
         f"{holdout.num_rows} recent labeled rows"
     )
     try:
