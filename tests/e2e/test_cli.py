@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from keel.data import synthetic
-from keel.features import FeaturePipeline
-from keel.registry import Registry
 
 KEEL = str(Path(sys.executable).parent / "keel")
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,15 +57,3 @@ def test_bad_file_exits_1_naming_it(keel, tmp_path):
     assert proc.returncode == 1
     assert f"{tmp_path}/x.csv: no such file or directory" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
-
-
-def test_pipeline_validates_trains_and_registers_both_demo_models(keel, tmp_path):
-    proc = keel("pipeline", "dataset.source.rows=3000", "train.epochs=2")
-    assert proc.returncode == 0, proc.stderr
-    registry = Registry(str(tmp_path / "registry"))
-    for name, width in (("churn", 32), ("listings", 29)):
-        assert next(tmp_path.glob(f"reports/{name}/validation/*/report.json"))
-        version = registry.get(name, "latest")
-        features = FeaturePipeline.from_state(registry.read_json(version, "features.json"))
-        assert len(features.output_columns) == width
-        assert f"[{name}] features" in proc.stdout and f"[{name}] test" in proc.stdout

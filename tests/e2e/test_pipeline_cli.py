@@ -62,6 +62,9 @@ def test_pipeline_runs_the_whole_loop(tmp_path):
         assert verdict["checks"]["quality"]["feedback"]["matched"] == verdict["rows"]
 
     registry = Registry(str(root / "registry"))
+    for name in ("churn", "listings"):  # stages 1-5 ran for both demo models
+        assert next(root.glob(f"reports/{name}/validation/*/report.json"))
+        assert f"train {name}" in done.stdout
     stages = registry.stages("churn")
     assert stages["production"] == 2
     assert stages["history"][-1]["reason"].startswith("retrain:")
