@@ -66,19 +66,22 @@ def test_concept_shift_is_caught_by_quality_not_drift(trained_root, tmp_path, se
     assert m.verdict["failed"] == ["quality"] and m.verdict["retrain"] is True
 
 
-RETRAIN = ("dataset.source.rows=3000", "train.epochs=3", "train.cpus_per_worker=0.5")
+# The challenger trains with the champion's groups; command-line overrides of them win, and
+# they reach retrain() as its `overrides`. Under a concept shift old labels mislead: keep few.
+CHALLENGER = ("train.epochs=5",)
+SHIFTED = ("monitor.retrain.recent_weight=3", "monitor.retrain.original_fraction=0.2")
 
 
 def test_retrain_promotes_a_better_challenger(own_root, log_traffic):
     from keel.monitoring.retrain import retrain
 
     root = own_root
-    cfg = config(root, f"{root}/logs", *RETRAIN, "monitor.retrain.recent_weight=3")
+    cfg = config(root, f"{root}/logs", *CHALLENGER, *SHIFTED)
     log_traffic(cfg, 21, rows=3000, concept=1.0)
     assert run(cfg).verdict["retrain"] is True
     registry = Registry(cfg.paths.registry)
     before = registry.stages("churn")["production"]
-    decision = retrain(cfg)
+    decision = retrain(cfg, list(CHALLENGER))
     record = storage.read_json(decision.path)
     assert decision.promoted, decision.reason
     challenger = record["challenger"]["version"]
@@ -97,7 +100,7 @@ def test_retrain_refuses_a_degraded_challenger(own_root, log_traffic):
 
     root = own_root
     degrade = ("train.epochs=1", "train.lr=1e-6")
-    cfg = config(root, f"{root}/logs", *RETRAIN, *degrade)
+    cfg = config(root, f"{root}/logs", *degrade)
     log_traffic(cfg, 31, rows=2000)
     registry = Registry(cfg.paths.registry)
     stages = registry.stages("churn")
