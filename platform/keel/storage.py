@@ -16,6 +16,12 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
 
 
+def same_scheme(base: str, fs_path: str) -> str:
+    """A filesystem's path (no scheme, as pyarrow and Ray report them) as a URI like base."""
+    scheme, sep, _ = base.partition("://")
+    return f"{scheme}://{fs_path}" if sep and "://" not in fs_path else fs_path
+
+
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
@@ -60,7 +66,8 @@ def read_text(uri: str) -> str:
 
 
 def list_dir(uri: str, recursive: bool = False) -> list[pafs.FileInfo]:
-    """Entries under a directory; empty when it does not exist."""
+    """Entries under a directory; empty when it does not exist. Their .path is the
+    filesystem's (no s3:// scheme): address an entry as join(uri, entry.base_name)."""
     fs, path = resolve(uri)
     return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from keel.config.schema import DatasetConfig, SourceFormat
 from keel.errors import ConfigError, DataError
-from keel.storage import resolve
+from keel.storage import resolve, same_scheme
 
 from . import synthetic
 
@@ -66,16 +66,19 @@ def _generate(batch: dict, dataset: DatasetConfig) -> pa.Table:
 
 
 def list_files(path: str, fmt: SourceFormat) -> list[str]:
-    """The files behind a path: the file itself, or a directory's files with the format's suffix."""
+    """The files behind a path (as URIs like it): the file itself, or a directory's files with
+    the format's suffix."""
     fs, p = resolve(path)
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.NotFound:
         raise DataError(f"{path}: no such file or directory (dataset.source.path)")
     if info.type == pafs.FileType.File:
-        return [p]
+        return [path]
     sel = pafs.FileSelector(p, recursive=True)
     files = sorted(
-        i.path for i in fs.get_file_info(sel) if i.is_file and i.path.endswith(SUFFIXES[fmt])
+        same_scheme(path, i.path)
+        for i in fs.get_file_info(sel)
+        if i.is_file and i.path.endswith(SUFFIXES[fmt])
     )
     if not files:
         raise DataError(f"{path}: no {SUFFIXES[fmt]} files in this directory (dataset.source.path)")

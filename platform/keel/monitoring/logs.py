@@ -129,7 +129,9 @@ def _elsewhere(
         name = info.base_name
         if not name.startswith("model="):
             continue
-        table = plog.read(info.path, columns=[REQUEST_ID, "version", "variant", "ts"])
+        table = plog.read(
+            storage.join(root, name), columns=[REQUEST_ID, "version", "variant", "ts"]
+        )
         if table.num_rows == 0:
             continue
         table = table.filter(pc.is_in(table[REQUEST_ID], pa.array(sorted(ids))))

@@ -187,9 +187,9 @@ def latest_verdict(reports: str, model: str) -> tuple[str, dict] | None:
     root = storage.join(reports, model, "monitor")
     if not storage.exists(root):
         return None
-    runs = sorted(i.path for i in storage.list_dir(root) if i.type.name == "Directory")
-    for run_dir in reversed(runs):
-        path = storage.join(run_dir, VERDICT)
+    runs = sorted(i.base_name for i in storage.list_dir(root) if i.type.name == "Directory")
+    for run in reversed(runs):  # FileInfo.path has no scheme: rebuild the URI from its name
+        path = storage.join(root, run, VERDICT)
         if storage.exists(path):
             return path, storage.read_json(path)
     return None

@@ -42,7 +42,7 @@ def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = Non
         best = torch.load(f"{d}/best.pt", weights_only=True)
         with open(f"{d}/progress.json") as f:
             history = json.load(f)["history"]
-    return best, history, result.checkpoint.path
+    return best, history, storage.same_scheme(cfg.paths.checkpoints, result.checkpoint.path)
 
 
 def train(cfg: KeelConfig, data: Prepared | None = None) -> Trained:
