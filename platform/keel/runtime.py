@@ -6,6 +6,7 @@ Jobs never call ray.init themselves; they call `ensure(cfg)`. Environment that w
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -15,13 +16,31 @@ from keel.errors import ConfigError
 log = logging.getLogger(__name__)
 
 # Forwarded from the driver's environment to every Ray worker when set.
-FORWARDED_ENV = ("WANDB_MODE", "WANDB_DIR", "WANDB_SILENT", "KEEL_PROJECT_ROOT")
+# AWS_ENDPOINT_URL and the region point pyarrow at an S3-compatible store (paths.root=s3://...);
+# credentials come from each node's own environment or instance profile, never from here.
+FORWARDED_ENV = (
+    "WANDB_MODE",
+    "WANDB_DIR",
+    "WANDB_SILENT",
+    "KEEL_PROJECT_ROOT",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
 
 
 def worker_env(cfg: KeelConfig) -> dict[str, str]:
     env = {"WANDB_MODE": cfg.tracking.mode.value, "KEEL_PROJECT_ROOT": str(project_root())}
     env.update({k: os.environ[k] for k in FORWARDED_ENV if k in os.environ})
     env.update(cfg.ray.env_vars)
+    return env
+
+
+def cluster_env(cfg: KeelConfig) -> dict[str, str]:
+    """The worker env for jobs and apps sent to a cluster: less KEEL_PROJECT_ROOT, a directory
+    on this machine (submitted jobs bring their own project as their working_dir)."""
+    env = worker_env(cfg)
+    env.pop("KEEL_PROJECT_ROOT", None)
     return env
 
 
@@ -32,22 +51,26 @@ def ensure(cfg: KeelConfig) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env = worker_env(cfg)
+    job = _job_env()
+    env = cluster_env(cfg) if job is not None else worker_env(cfg)
     os.environ.update(env)
     common = dict(
         namespace=cfg.ray.namespace,
-        runtime_env={"env_vars": env},
+        # Ray refuses a driver env that repeats a key of its job's runtime_env
+        runtime_env={"env_vars": {k: v for k, v in env.items() if k not in (job or {})}},
         logging_level=logging.WARNING,
         configure_logging=True,
     )
-    # A Ray job's driver (keel retrain submitted by keel monitor --every) joins its cluster.
-    address = cfg.ray.address or ("auto" if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ else None)
+    # A Ray job's driver (keel submit, or keel retrain from keel monitor --every) joins its
+    # cluster.
+    address = cfg.ray.address or ("auto" if job is not None else None)
     if address:
         log.info("connecting to Ray at %s", address)
         ray.init(address=address, **common)
     else:
         log.info("starting an embedded local Ray")
         os.environ.pop("RAY_ADDRESS", None)  # set below by an earlier start in this process
+        os.environ.update(cfg.ray.local_env)  # the Ray started here inherits it
         ray.init(
             address="local",  # never a cluster `ray start` left on this machine
             num_cpus=cfg.ray.num_cpus,
@@ -59,6 +82,15 @@ def ensure(cfg: KeelConfig) -> None:
     # cluster, not another Ray on the same machine.
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     configure_data(cfg)
+
+
+def _job_env() -> dict[str, str] | None:
+    """The env vars of the Ray job this process is the driver of; None outside a job."""
+    config = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if config is None:
+        return None
+    runtime_env = json.loads(config).get("runtime_env") or {}
+    return runtime_env.get("env_vars") or {}
 
 
 def configure_data(cfg: KeelConfig) -> None:

@@ -21,6 +21,7 @@ from .schema import (
     MonitorConfig,
     RuleAction,
     RuleSpec,
+    ServeConfig,
     ServedModel,
     SweepConfig,
     TrainConfig,
@@ -236,6 +237,11 @@ def _served(m: ServedModel, _: KeelConfig) -> Iterator[Problem]:
         yield "postprocess.clip_min", f"{p.clip_min} is above clip_max {p.clip_max}"
 
 
+def _serve(s: ServeConfig, _: KeelConfig) -> Iterator[Problem]:
+    if s.proxy_location not in ("EveryNode", "HeadOnly", "Disabled"):
+        yield "proxy_location", f"must be EveryNode, HeadOnly or Disabled, got '{s.proxy_location}'"
+
+
 def _rule(r: RuleSpec, _: KeelConfig) -> Iterator[Problem]:
     given = [k for k in ("between", "below", "above") if getattr(r, k) is not None]
     if len(given) != 1:
@@ -279,6 +285,7 @@ _RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
     ModelConfig: _model,
     TrainConfig: _train,
     SweepConfig: _sweep,
+    ServeConfig: _serve,
     ServedModel: _served,
     RuleSpec: _rule,
     MonitorConfig: _monitor,

@@ -26,9 +26,14 @@ from .schema import KeelConfig, register
 
 
 def project_root() -> Path:
-    """The directory holding conf/ and jobs/: $KEEL_PROJECT_ROOT, else this checkout."""
+    """The directory holding conf/ and jobs/: $KEEL_PROJECT_ROOT, else this checkout, else the
+    working directory (a job submitted to a cluster runs in its project copy, with the package
+    shipped beside it)."""
     env = os.environ.get("KEEL_PROJECT_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parents[3]
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[3]
+    return checkout if (checkout / "conf").is_dir() else Path.cwd()
 
 
 def conf_dir() -> Path:

@@ -315,6 +315,8 @@ class ServeConfig:
     app_name: str = "keel"
     host: str = "127.0.0.1"
     port: int = ranged(8000, 1, 65535)
+    # where Serve runs HTTP proxies: EveryNode (each node with a replica) | HeadOnly | Disabled
+    proxy_location: str = "EveryNode"
     models: dict[str, ServedModel] = field(default_factory=dict)  # registry model -> how
     # true: the models run inside each ingress replica (one hop fewer; they scale together);
     # false: a deployment per model behind the ingress (own batching, scaling, GPU placement)
@@ -419,6 +421,9 @@ class RayConfig:
     namespace: str = "keel"
     progress_bars: bool = True
     env_vars: dict[str, str] = field(default_factory=dict)  # forwarded to every worker
+    # the environment of the embedded Ray keel starts (Ray reads it at start); never sent to a
+    # cluster, whose nodes set their own
+    local_env: dict[str, str] = field(default_factory=dict)
     data_context: dict[str, Any] = field(default_factory=dict)  # ray.data.DataContext settings
 
 

@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 
-from keel import runtime
+from keel import runtime, submission
 from keel.app import Summary
 from keel.config import KeelConfig, project_root
 from keel.config.check import duration_seconds
@@ -57,22 +57,13 @@ def watch(cfg: KeelConfig, overrides: list[str], every: str, runs: int | None = 
         time.sleep(pause)
     if runs is not None:  # a bounded watch reports how its jobs ended (an embedded Ray would
         for job in submitted:  # end with this process, and its jobs with it)
-            _wait(client, job)
+            log.info("waiting for retrain job %s", job)
+            submission.wait(client, job)
     summary = Summary(f"monitored {cfg.dataset.name} {done} times, every {every}")
     for job in submitted:
         summary.add(f"retrain job {job}", client.get_job_status(job).value)
-        summary.add(f"{job} log", _last_lines(client.get_job_logs(job), 12))
+        summary.add(f"{job} log", submission.last_lines(client.get_job_logs(job), 12))
     return summary
-
-
-def _wait(client, job: str) -> None:
-    log.info("waiting for retrain job %s (an embedded Ray stops with this process)", job)
-    while not client.get_job_status(job).is_terminal():
-        time.sleep(2)
-
-
-def _last_lines(text: str, n: int) -> str:
-    return "\n".join([line for line in text.splitlines() if line.strip()][-n:])
 
 
 def _dashboard() -> str:
@@ -82,16 +73,9 @@ def _dashboard() -> str:
 
 
 def _submit_retrain(client, overrides: list[str]) -> str:
+    # This process's own cluster: its interpreter and project are the cluster's.
     script = project_root() / "jobs" / "retrain.py"
     entrypoint = shlex.join([sys.executable, str(script), *overrides])
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            job = client.submit_job(entrypoint=entrypoint, entrypoint_num_cpus=0.1)
-            break
-        except RuntimeError as e:  # a fresh cluster's job agent takes a while to come up
-            if "No available agent" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
+    job = submission.submit(client, entrypoint, entrypoint_num_cpus=0.1)
     log.info("submitted %s as Ray job %s", entrypoint, job)
     return job

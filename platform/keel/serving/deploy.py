@@ -53,14 +53,14 @@ def serve_config(cfg: KeelConfig, registry: Registry) -> dict[str, Any]:
     # set here; a file must not carry it. Nodes set the variable themselves (see header()).
     listed[-1]["ray_actor_options"].pop("runtime_env", None)
     config = {
-        "proxy_location": "EveryNode",
+        "proxy_location": cfg.serve.proxy_location,
         "http_options": {"host": cfg.serve.host, "port": cfg.serve.port},
         "applications": [
             {
                 "name": cfg.serve.app_name,
                 "route_prefix": "/",
                 "import_path": IMPORT_PATH,
-                "runtime_env": {"env_vars": env_vars(cfg)},
+                "runtime_env": {"env_vars": runtime.cluster_env(cfg)},
                 "deployments": listed,
                 "args": {"config": to_dict(cfg)},
             }
@@ -68,15 +68,6 @@ def serve_config(cfg: KeelConfig, registry: Registry) -> dict[str, Any]:
     }
     validate(config)
     return config
-
-
-def env_vars(cfg: KeelConfig) -> dict[str, str]:
-    """The worker env keel forwards, less KEEL_PROJECT_ROOT: that is a directory on this
-    machine, and replicas need no project directory (the config travels in the args; keel
-    installed on the cluster finds its own conf/ for other jobs)."""
-    env = runtime.worker_env(cfg)
-    env.pop("KEEL_PROJECT_ROOT", None)
-    return env
 
 
 def validate(config: dict[str, Any]) -> None:

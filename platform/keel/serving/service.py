@@ -29,7 +29,10 @@ def start(cfg: KeelConfig, timeout_s: float = 180.0) -> str:
     from ray import serve
 
     runtime.ensure(cfg)
-    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+    serve.start(
+        proxy_location=cfg.serve.proxy_location,
+        http_options={"host": cfg.serve.host, "port": cfg.serve.port},
+    )
     log.info("deploying %s with models %s", cfg.serve.app_name, list(cfg.serve.models))
     serve.run(application(cfg), name=cfg.serve.app_name, route_prefix="/", blocking=False)
     base = url(cfg)

@@ -1,0 +1,58 @@
+"""List, inspect, follow and stop jobs on a Ray cluster.
+
+keel jobs list --address URL
+keel jobs status|logs|stop JOB_ID --address URL [--follow]
+"""
+
+import os
+import sys
+
+from keel import submission
+from keel.app import Summary, main, split_flags
+from keel.config import KeelConfig
+
+ACTIONS = ("list", "status", "logs", "stop")
+
+
+def jobs_command(action: str, job_id: str | None, flags: dict) -> Summary | None:
+    address = flags.get("--address") or os.environ.get("RAY_API_SERVER_ADDRESS")
+    client = submission.connect(address)
+    if action == "list":
+        jobs = submission.call(client.list_jobs, address)
+        summary = Summary(f"{len(jobs)} job(s) on {address}")
+        for job in sorted(jobs, key=lambda j: j.start_time or 0):
+            name = (job.metadata or {}).get("keel_job", "-")
+            summary.add(job.submission_id or job.job_id, f"{job.status.value:<9} {name}")
+        return summary
+    if action == "logs":
+        if flags.get("--follow"):
+            submission.call(lambda: submission.follow(client, job_id), address)
+        else:
+            print(submission.call(lambda: client.get_job_logs(job_id), address), end="")
+        return None
+    if action == "stop":
+        stopped = submission.call(lambda: client.stop_job(job_id), address)
+        return Summary(f"{job_id}: {'stop requested' if stopped else 'already ended'}")
+    info = submission.call(lambda: client.get_job_info(job_id), address)
+    summary = Summary(f"{job_id}: {info.status.value}").add("entrypoint", info.entrypoint)
+    return summary.add("message", info.message or "")
+
+
+def _job_id(rest: list[str], action: str) -> str | None:
+    if action == "list":
+        return None
+    if len(rest) != 2:
+        raise submission.SubmitError(f"keel jobs {action} needs one JOB_ID (see keel jobs list)")
+    return rest[1]
+
+
+if __name__ == "__main__":
+    flags, rest = split_flags(sys.argv[1:], {"--address": str, "--follow": bool})
+    if not rest or rest[0] not in ACTIONS:
+        print(f"usage: keel jobs {'|'.join(ACTIONS)} [JOB_ID] --address URL", file=sys.stderr)
+        sys.exit(2)
+
+    def run(cfg: KeelConfig) -> Summary | None:
+        return jobs_command(rest[0], _job_id(rest, rest[0]), flags)
+
+    main(run, [])
