@@ -44,6 +44,7 @@ EXCLUDES = [
     "*.egg-info",
 ]
 CONNECT_TIMEOUT_S = 5.0
+ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 NOT_JOBS = ("submit", "jobs")  # client-side commands, not jobs a cluster runs
 
 
@@ -63,12 +64,17 @@ def connect(address: str | None):
         )
     url = address if "://" in address else f"http://{address}"
     _reachable(url)
+    # Ray's client would take $RAY_API_SERVER_ADDRESS or $RAY_ADDRESS over the address it is
+    # given (a shell's leftover, or this process's own Ray): the address asked for wins here.
+    hidden = {k: os.environ.pop(k) for k in ADDRESS_ENV if k in os.environ}
     try:
         return JobSubmissionClient(url, headers=auth_headers())
     except AuthenticationError as e:
         raise _auth_error(url, e) from None
     except ConnectionError as e:
         raise SubmitError(f"{url} does not answer as a Ray Jobs API: {e}") from None
+    finally:
+        os.environ.update(hidden)
 
 
 def auth_headers() -> dict[str, str]:

@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 
 def watch(cfg: KeelConfig, overrides: list[str], every: str, runs: int | None = None) -> Summary:
-    from ray.job_submission import JobSubmissionClient
-
     try:
         pause = duration_seconds(every)
     except ValueError as e:
@@ -37,7 +35,7 @@ def watch(cfg: KeelConfig, overrides: list[str], every: str, runs: int | None = 
     if not cfg.ray.address:  # the Jobs API lives in the dashboard
         cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, include_dashboard=True))
     runtime.ensure(cfg)
-    client = JobSubmissionClient(_dashboard())
+    client = submission.connect(_dashboard())
     submitted: list[str] = []
     done = 0
     while True:
