@@ -8,69 +8,24 @@ and the job's decision record show the outcome.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from ray_nodes import BIN, node_env, ray_cluster
 
 from keel import storage
 from keel.config import load
 from keel.registry import Registry
 
-BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    """A one-node Ray cluster in its own process group; yields its GCS address."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    port = free_port()
-    log = open(tmp_path / "ray-head.log", "w")  # noqa: SIM115 (closed at teardown)
-    head = subprocess.Popen(
-        [
-            BIN / "ray",
-            "start",
-            "--head",
-            "--block",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=true",
-            f"--dashboard-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--ray-client-server-port={free_port()}",
-        ],
-        env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while subprocess.run(
-        [BIN / "ray", "status", f"--address={address}"], capture_output=True
-    ).returncode:
-        failed = head.poll() is not None or time.monotonic() > deadline
-        assert not failed, (tmp_path / "ray-head.log").read_text()[-3000:]
-        time.sleep(2)
-    yield address
-    os.killpg(head.pid, signal.SIGKILL)  # SIGTERM would drain the node for 30 s first
-    head.wait(timeout=60)
-    log.close()
-    current = Path("/tmp/ray/ray_current_cluster")  # what `ray stop` would remove
-    if current.exists() and current.read_text().strip().endswith(f":{port}"):
-        current.unlink()
+    """A one-node Ray cluster; yields its GCS address."""
+    with ray_cluster(tmp_path, node_cpus=[2]) as c:
+        yield c.address
 
 
 @pytest.mark.slow
@@ -86,11 +41,10 @@ def test_failing_verdict_submits_retrain_as_a_ray_job(own_root, log_traffic, clu
     ]
     log_traffic(load(overrides), seed=41, rows=3000, concept=1.0)
     before = Registry(f"{own_root}/registry").stages("churn")["production"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "KEEL_PROJECT_ROOT")}
     done = subprocess.run(
         [BIN / "keel", "monitor", *overrides, f"ray.address={cluster}", "--every=1s", "--runs=1"],
         cwd=ROOT,
-        env={**env, "WANDB_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
+        env=node_env(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,0 +1,224 @@
+"""keel on a real two-node Ray cluster, with every path on S3 (a moto server on loopback).
+
+`keel submit` sends train (two Train workers SPREAD over both nodes), serve, monitor and
+retrain to the cluster's Jobs API. Registry, logs, reports and checkpoints live in the bucket;
+the test reads them there. The nodes hold the S3 settings in their environment, as cluster
+nodes would hold an instance profile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from ray_nodes import BIN, Cluster, alive_nodes, free_port, node_env, ray_cluster, state
+
+from keel import prediction_log as plog
+from keel import storage, submission
+from keel.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "keel-test"
+
+
+@pytest.fixture(scope="module")
+def s3(monkeypatch_module):
+    """An S3-compatible server on loopback; yields the env that points S3 clients at it."""
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "keel-test",
+        "AWS_SECRET_ACCESS_KEY": "keel-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    for key, value in env.items():  # this process reads the bucket too
+        monkeypatch_module.setenv(key, value)
+    pafs.S3FileSystem(
+        endpoint_override=env["AWS_ENDPOINT_URL"], allow_bucket_creation=True
+    ).create_dir(BUCKET)
+    yield env
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def cluster(s3, tmp_path_factory):
+    with ray_cluster(tmp_path_factory.mktemp("cluster"), node_cpus=[2, 2], env=s3) as c:
+        yield c
+
+
+def keel(*args: str, env: dict[str, str], timeout: float = 420) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN / "keel", *args],
+        cwd=ROOT,
+        env=node_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def submit(cluster: Cluster, env, job: str, *args: str) -> subprocess.CompletedProcess:
+    return keel("submit", job, *args, f"--address={cluster.dashboard}", env=env)
+
+
+def job_id(out: str) -> str:
+    line = next(line for line in out.splitlines() if " as Ray job " in line)
+    return line.rsplit(" ", 1)[-1]
+
+
+def ready(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:  # not up yet, or still deploying
+        return False
+
+
+def wait_until(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+    return result
+
+
+@pytest.mark.slow
+def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3):
+    root = f"s3://{BUCKET}/keel"
+    port = free_port()
+    common = [
+        "experiment=churn",
+        f"paths.root={root}",
+        "ray.progress_bars=false",
+        "slo.quality_floor.roc_auc=0.65",
+        f"serve.port={port}",
+        "serve.proxy_location=HeadOnly",
+        "serve.log.flush_seconds=1",
+        "monitor.retrain.recent_weight=3",
+        "monitor.retrain.original_fraction=0.2",
+    ]
+    train = [
+        "dataset.source.rows=6000",
+        "train.epochs=4",
+        "train.num_workers=2",
+        "train.placement_strategy=SPREAD",
+        "train.cpus_per_worker=0.5",
+    ]
+
+    # train: two Train workers, one on each node; the version lands in the bucket
+    done = submit(cluster, s3, "train", *common, *train, "--follow")
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-1500:]
+    assert "SUCCEEDED" in done.stdout
+    workers = state(cluster.dashboard, "actors", class_name="RayTrainWorker")
+    assert len(workers) == 2
+    assert {w["node_id"] for w in workers} == set(alive_nodes(cluster.dashboard))
+    registry = Registry(f"{root}/registry")
+    assert registry.stages("churn")["production"] == 1
+    assert storage.exists(f"{root}/registry/churn/0001/reference.parquet")
+    assert storage.list_dir(f"{root}/checkpoints", recursive=True), "no checkpoint in the bucket"
+
+    # serve on the cluster, reading the registry from the bucket; drifted traffic with labels
+    served = submit(cluster, s3, "serve", *common, "~serve.models.listings", "--no-wait")
+    assert served.returncode == 0, (served.stdout + served.stderr)[-4000:]
+    serve_job = job_id(served.stdout)
+    jobs = submission.connect(cluster.dashboard)
+
+    def serving() -> bool:
+        status = jobs.get_job_status(serve_job)
+        assert not status.is_terminal(), jobs.get_job_logs(serve_job)[-5000:]
+        return ready(f"http://127.0.0.1:{port}/readyz")
+
+    wait_until(serving, 180, "the served app")
+    sent = keel(
+        "simulate",
+        *common,
+        "simulate.rows=2000",
+        "dataset.source.drift.concept=1",
+        env=s3,
+        timeout=300,
+    )
+    assert sent.returncode == 0, (sent.stdout + sent.stderr)[-4000:]
+    assert "sent 2,000 rows" in sent.stdout
+    # every answered row and every label reaches the bucket (replicas flush each second)
+    logs = f"{root}/logs"
+    wait_until(
+        lambda: (
+            plog.read(plog.predictions_dir(logs, "churn")).num_rows == 2000
+            and plog.read(plog.feedback_dir(logs)).num_rows == 2000
+        ),
+        60,
+        "2,000 predictions and 2,000 labels in the bucket",
+    )
+    stopped = keel("jobs", "stop", serve_job, f"--address={cluster.dashboard}", env=s3)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+    # monitor: the concept shift fails the quality check; the job fails, and so does submit
+    monitored = submit(cluster, s3, "monitor", *common, "--follow")
+    assert monitored.returncode == 1, (monitored.stdout + monitored.stderr)[-6000:]
+    assert "FAILED" in monitored.stdout
+    (verdict,) = [
+        f.path
+        for f in storage.list_dir(f"{root}/reports/churn/monitor", recursive=True)
+        if f.path.endswith("verdict.json")
+    ]
+    verdict = storage.read_json(f"s3://{verdict}")
+    assert "quality" in verdict["failed"] and verdict["retrain"]
+
+    # retrain: the challenger, trained on the labeled traffic, replaces the champion
+    # as keel pipeline does, the challenger also draws its original rows under the new concept;
+    # its two workers see half the rows each, so it takes smaller batches for more steps
+    retrained = submit(
+        cluster, s3, "retrain", *common, "dataset.source.drift.concept=1", "train.batch_size=64"
+    )
+    assert retrained.returncode == 0, (retrained.stdout + retrained.stderr)[-6000:]
+    (decision,) = [
+        f.path
+        for f in storage.list_dir(f"{root}/reports/churn/retrain", recursive=True)
+        if f.path.endswith("decision.json")
+    ]
+    record = storage.read_json(f"s3://{decision}")
+    assert record["promoted"], json.dumps({"decision": record, "verdict": verdict}, default=str)
+    assert registry.stages("churn")["production"] == record["challenger"]["version"] == 2
+
+    listed = keel("jobs", "list", f"--address={cluster.dashboard}", env=s3)
+    assert listed.returncode == 0, listed.stderr
+    for job in ("train", "serve", "monitor", "retrain"):
+        assert job in listed.stdout
+    assert "STOPPED" in listed.stdout and "SUCCEEDED" in listed.stdout
+
+
+def test_submit_fails_fast_with_a_reason(cluster, s3, tmp_path):
+    address = f"--address={cluster.dashboard}"
+
+    wrong = keel("submit", "train", f"--address=http://127.0.0.1:{free_port()}", env=s3)
+    assert wrong.returncode == 2
+    assert "cannot reach the Ray Jobs API" in wrong.stdout
+
+    bad = keel("submit", "train", "train.epochs=zero", address, env=s3)
+    assert bad.returncode == 2
+    assert "train.epochs" in bad.stdout
+
+    unknown = keel("submit", "trian", address, env=s3)
+    assert unknown.returncode == 2
+    assert "unknown job 'trian'" in unknown.stdout
+
+    # no token anywhere: no RAY_AUTH_TOKEN, and a home without ~/.ray/auth_token
+    no_token = keel("submit", "train", address, env={**s3, "HOME": str(tmp_path)})
+    assert no_token.returncode == 2, no_token.stdout + no_token.stderr
+    assert "token" in no_token.stdout and "ray get-auth-token" in no_token.stdout
