@@ -4,7 +4,6 @@ keel jobs list --address URL
 keel jobs status|logs|stop JOB_ID --address URL [--follow]
 """
 
-import os
 import sys
 
 from keel import submission
@@ -15,7 +14,7 @@ ACTIONS = ("list", "status", "logs", "stop")
 
 
 def jobs_command(action: str, job_id: str | None, flags: dict) -> Summary | None:
-    address = flags.get("--address") or os.environ.get("RAY_API_SERVER_ADDRESS")
+    address = submission.dashboard_url(flags.get("--address"))
     client = submission.connect(address)
     if action == "list":
         jobs = submission.call(client.list_jobs, address)
@@ -38,11 +37,11 @@ def jobs_command(action: str, job_id: str | None, flags: dict) -> Summary | None
     return summary.add("message", info.message or "")
 
 
-def _job_id(rest: list[str], action: str) -> str | None:
-    if action == "list":
+def _job_id(rest: list[str]) -> str | None:
+    if rest[0] == "list":
         return None
     if len(rest) != 2:
-        raise submission.SubmitError(f"keel jobs {action} needs one JOB_ID (see keel jobs list)")
+        raise submission.SubmitError(f"keel jobs {rest[0]} needs one JOB_ID (see keel jobs list)")
     return rest[1]
 
 
@@ -53,6 +52,6 @@ if __name__ == "__main__":
         sys.exit(2)
 
     def run(cfg: KeelConfig) -> Summary | None:
-        return jobs_command(rest[0], _job_id(rest, rest[0]), flags)
+        return jobs_command(rest[0], _job_id(rest), flags)
 
     main(run, [])

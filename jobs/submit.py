@@ -7,7 +7,6 @@ for the job (--follow streams its log) and exits 0 only when the job succeeded.
 """
 
 import logging
-import os
 import sys
 
 from keel import submission
@@ -24,7 +23,7 @@ log = logging.getLogger("keel.submit")
 def submit_job(cfg: KeelConfig, job: str, overrides: list[str], flags: dict) -> Summary:
     if flags.get("--follow") and flags.get("--no-wait"):
         raise submission.SubmitError("--follow and --no-wait exclude each other")
-    address = flags.get("--address") or os.environ.get("RAY_API_SERVER_ADDRESS")
+    address = submission.dashboard_url(flags.get("--address"))
     entrypoint = submission.entrypoint(job, overrides)
     client = submission.connect(address)
     if "://" not in cfg.paths.root:

@@ -52,17 +52,22 @@ class SubmitError(KeelError):
     exit_code = 2
 
 
-def connect(address: str | None):
-    """A JobSubmissionClient for the dashboard at `address`, or a SubmitError saying why not."""
-    from ray.exceptions import AuthenticationError
-    from ray.job_submission import JobSubmissionClient
-
+def dashboard_url(address: str | None) -> str:
+    """The Jobs API URL: --address, else $RAY_API_SERVER_ADDRESS (as Ray's own CLI reads it)."""
+    address = address or os.environ.get("RAY_API_SERVER_ADDRESS")
     if not address:
         raise SubmitError(
             "no cluster address: pass --address http://HEAD:8265 (the Ray dashboard; "
             "`ray dashboard cluster.yaml` forwards it to http://127.0.0.1:8265)"
         )
-    url = address if "://" in address else f"http://{address}"
+    return address if "://" in address else f"http://{address}"
+
+
+def connect(url: str):
+    """A JobSubmissionClient for the dashboard at `url`, or a SubmitError saying why not."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
     _reachable(url)
     # Ray's client would take $RAY_API_SERVER_ADDRESS or $RAY_ADDRESS over the address it is
     # given (a shell's leftover, or this process's own Ray): the address asked for wins here.
