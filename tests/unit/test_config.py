@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -187,8 +188,11 @@ def test_several_problems_reported_together():
 # ----------------------------------------------------------------------------- paths and yaml
 
 
-def test_relative_paths_become_absolute(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_relative_paths_are_under_the_project_root_wherever_keel_runs(tmp_path, monkeypatch):
+    shutil.copytree(project_root() / "conf", tmp_path / "conf")
+    monkeypatch.setenv("KEEL_PROJECT_ROOT", str(tmp_path))
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
     cfg = load(["paths.root=out", "dataset.source.format=csv", "dataset.source.path=data/x.csv"])
     root = tmp_path.resolve() / "out"
     assert cfg.paths.root == str(root)

@@ -54,7 +54,8 @@ def compose_raw(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def load(overrides: Sequence[str] = ()) -> KeelConfig:
-    """Compose, resolve and check the config; relative local paths become absolute."""
+    """Compose, resolve and check the config; relative local paths become absolute (under the
+    project root)."""
     raw = compose_raw(overrides)
     unknown = set(raw) - {f.name for f in fields(KeelConfig)}
     if unknown:
@@ -85,7 +86,8 @@ def to_dict(cfg: Any) -> dict:
 
 
 def _absolute_paths(cfg: KeelConfig) -> None:
-    # Ray workers run in other directories: a relative path must mean the same file there.
+    # Ray workers, notebooks (notebooks/) and a shell in a subdirectory run elsewhere: a
+    # relative path means the same file under the project root for all of them.
     for f in fields(cfg.paths):
         setattr(cfg.paths, f.name, absolute(getattr(cfg.paths, f.name)))
     if cfg.dataset.source.path:
@@ -93,7 +95,7 @@ def _absolute_paths(cfg: KeelConfig) -> None:
 
 
 def absolute(path: str) -> str:
-    return path if "://" in path else str(Path(path).expanduser().resolve())
+    return path if "://" in path else str((project_root() / Path(path).expanduser()).resolve())
 
 
 _INTERNAL = re.compile(r"\s*(full_key|reference_type|object_type)[=:]")
