@@ -6,6 +6,7 @@ Jobs never call ray.init themselves; they call `ensure(cfg)`. Environment that w
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -78,10 +79,27 @@ def ensure(cfg: KeelConfig) -> None:
             include_dashboard=cfg.ray.include_dashboard,
             **common,
         )
+        atexit.register(_stop_serve)  # runs before Ray's own exit hook (registered earlier)
     # Tools started from this process (Ray's state API, Train's cleanup actors) must find this
     # cluster, not another Ray on the same machine.
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     configure_data(cfg)
+
+
+def _stop_serve() -> None:
+    """Shut down Serve in an embedded Ray at exit (a notebook kernel's too): its HAProxy would
+    outlive the Ray killed at exit and keep holding the HTTP and metrics ports."""
+    import sys
+
+    import ray
+
+    if "ray.serve" in sys.modules and ray.is_initialized():
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        except Exception as e:  # exiting anyway: say why the ports may stay taken
+            log.warning("could not shut down Ray Serve at exit: %s", e)
 
 
 def _job_env() -> dict[str, str] | None:
