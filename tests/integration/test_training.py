@@ -93,5 +93,8 @@ def test_asha_sweep_of_four_trials_completes_on_two_cpus(make_cfg):
     registered = Registry(cfg.paths.registry).get("listings", "latest")
     config = Registry(cfg.paths.registry).read_text(registered, "config.yaml")
     assert f"lr: {result.best_params['train.lr']}" in config
+    # the best trial's own weights are registered, not a second training run's
+    history = Registry(cfg.paths.registry).read_json(registered, "metrics.json")["history"]
+    assert min(h["val_loss"] for h in history) == best["best_val_loss"]
     time.sleep(2)  # removals are asynchronous
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2

@@ -1,5 +1,6 @@
 """The training stage end to end: prepared data -> Ray Train -> evaluate on the test split ->
-register a version. A sweep prepares the data once (dataset.py) and trains many times."""
+register a version. A sweep prepares the data once (dataset.py), trains many times and
+registers its best trial's weights."""
 
 from __future__ import annotations
 
@@ -38,18 +39,30 @@ def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = Non
     train_ds = {"train": data.datasets["train"], "val": data.datasets["val"]}
     in_features = len(data.features.output_columns)
     result = trainer(cfg, train_ds, in_features, data.head, name, callbacks).fit()
-    with result.checkpoint.as_directory() as d:
+    return from_checkpoint(cfg, result.checkpoint)
+
+
+def from_checkpoint(cfg: KeelConfig, checkpoint) -> tuple[dict, list[dict], str]:
+    """A training checkpoint's best weights so far, its per-epoch history, and its path."""
+    with checkpoint.as_directory() as d:
         best = torch.load(f"{d}/best.pt", weights_only=True)
         with open(f"{d}/progress.json") as f:
             history = json.load(f)["history"]
-    return best, history, storage.same_scheme(cfg.paths.checkpoints, result.checkpoint.path)
+    return best, history, storage.same_scheme(cfg.paths.checkpoints, checkpoint.path)
 
 
 def train(cfg: KeelConfig, data: Prepared | None = None) -> Trained:
     """Train, evaluate and register one model version for cfg.dataset."""
     data = data or prepare(cfg)
+    trained = fit(cfg, data, f"{cfg.dataset.name}-{storage.stamp()}")
+    return register(cfg, data, *trained)
+
+
+def register(
+    cfg: KeelConfig, data: Prepared, best: dict, history: list[dict], checkpoint_path: str
+) -> Trained:
+    """Evaluate trained weights on the test split, profile latency and register a version."""
     model_name = cfg.dataset.name
-    best, history, checkpoint_path = fit(cfg, data, f"{model_name}-{storage.stamp()}")
     model = build(to_dict(cfg.model), len(data.features.output_columns), data.head.outputs)
     model.load_state_dict(best)
     metrics = evaluate(model, data.head, data.datasets["test"], cfg.dataset, data.y_train)

@@ -3,7 +3,8 @@
 Train V2 cannot be handed to a Tuner directly: each trial is a small driver function that
 runs a TorchTrainer and forwards its per-epoch metrics with TuneReportCallback, so ASHA can
 stop poor trials early. The data is prepared once and shared by every trial; the best
-trial's configuration is then trained and registered like any `keel train`.
+trial's own weights (its last checkpoint's best.pt) are then evaluated and registered like
+any `keel train`, with no second training run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from keel.config import KeelConfig
 from keel.storage import join, stamp, write_text
 
 from .dataset import Prepared, prepare
-from .run import Trained, train
+from .run import Trained, from_checkpoint, register
 from .trainer import trainer
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,16 @@ def _trial(params: dict[str, Any], cfg: KeelConfig, data: Prepared) -> None:
     trainer(trial_cfg, datasets, in_features, data.head, name, [TuneReportCallback()]).fit()
 
 
-def sweep(cfg: KeelConfig) -> SweepResult:
+def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
+    """Tune cfg.sweep.space (on `data` when given, as prepared for cfg.dataset), then train
+    and register the best trial's config."""
     from ray import tune
+    from ray.train import Checkpoint
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = cfg.sweep
-    data = prepare(cfg)
+    data = data or prepare(cfg)
     scheduler = (
         ASHAScheduler(
             time_attr="epoch",
@@ -128,7 +133,9 @@ def sweep(cfg: KeelConfig) -> SweepResult:
     write_text(results_path, table.to_csv(index=False))
     best_params = {k: best.config[k] for k in s.space}
     log.info("best trial: %s = %s with %s", s.metric, best.metrics.get(s.metric), best_params)
-    trained = train(with_params(cfg, best_params), data)
+    best_cfg = with_params(cfg, best_params)
+    checkpoint = Checkpoint(best.metrics[CHECKPOINT_PATH_KEY])
+    trained = register(best_cfg, data, *from_checkpoint(best_cfg, checkpoint))
     return SweepResult(table, best_params, trained, results_path)
 
 
