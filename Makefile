@@ -8,7 +8,9 @@ export WANDB_MODE ?= offline
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install install-dev demo test lint format lab bench clean
+LAB_PORT ?= 8888
+
+.PHONY: install install-dev demo test lint format kernel lab bench clean
 
 # Stamps make installs idempotent: re-run only when the dependency files change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -39,10 +41,15 @@ format: install-dev
 test: lint
 	WANDB_MODE=disabled $(BIN)/python -m pytest
 
-lab: install
-	@mkdir -p notebooks
-	$(BIN)/python -m ipykernel install --sys-prefix --name keel --display-name "keel (.venv)"
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --no-browser --allow-root --notebook-dir=notebooks
+# The `keel` Jupyter kernel: this .venv's Python, installed into the .venv itself.
+kernel: install
+	@$(BIN)/python -m ipykernel install --sys-prefix --name keel --display-name "keel (.venv)" >/dev/null
+	@echo "Jupyter kernel 'keel' -> $(BIN)/python"
+
+# JupyterLab on localhost only; open the URL it prints (it holds the login token).
+lab: kernel
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --no-browser \
+		--allow-root --ServerApp.root_dir=notebooks
 
 bench: install-dev
 	$(BIN)/python jobs/benchmark.py bench=all

@@ -26,7 +26,7 @@ from keel.app import Summary
 from keel.config import KeelConfig, load, to_dict
 from keel.data.batch import json_rows
 from keel.errors import KeelError
-from keel.monitoring.logs import Window, predictions
+from keel.monitoring.logs import wait_logged
 from keel.monitoring.monitor import Monitored
 from keel.monitoring.monitor import run as monitor
 from keel.monitoring.retrain import retrain
@@ -120,25 +120,13 @@ def _traffic(loop: Loop, name: str, seed: int, cfg: KeelConfig | None = None) ->
     sent = simulate(cfg)
     if sent.failed_requests:
         raise PipelineError(f"{sent.failed_requests} {name} requests failed: {sent.first_errors}")
-    _wait_logged(cfg, name, start, sent.rows_served)
-    window = Window(start, plog.now())
+    window = wait_logged(cfg, name, start, sent.rows_served)
     loop.step(f"traffic {name} seed {seed}", f"{sent.rows_served:,} rows served, labels sent", t)
     return window, sent, cfg
 
 
 def _seeded(cfg: KeelConfig, seed: int) -> KeelConfig:
     return dataclasses.replace(cfg, simulate=dataclasses.replace(cfg.simulate, seed=seed))
-
-
-def _wait_logged(cfg: KeelConfig, model: str, start, rows: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        logged = predictions(cfg.paths.logs, model, None, Window(start, plog.now())).num_rows
-        if logged >= rows:
-            time.sleep(2 * cfg.serve.log.flush_seconds)  # the feedback flushes on the same tick
-            return
-        time.sleep(0.5)
-    raise PipelineError(f"the app logged {logged} of {rows} {model} rows in {timeout_s:.0f} s")
 
 
 def _expect(loop: Loop, name: str, traffic: tuple, passes: bool) -> Monitored:

@@ -17,7 +17,8 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -94,7 +95,17 @@ def simulate(cfg: KeelConfig) -> Traffic:
     table = traffic_table(cfg)
     truth = table.column(cfg.dataset.target).to_pylist()
     rows = json_rows(table, drop=(cfg.dataset.target,))
-    return asyncio.run(_simulate(url, sim, rows, truth, headers))
+    return _run(_simulate(url, sim, rows, truth, headers))
+
+
+def _run(coroutine: Coroutine[Any, Any, Traffic]) -> Traffic:
+    """asyncio.run, also where an event loop already runs (a Jupyter kernel's): then in a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _headers(cfg: KeelConfig) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,8 @@ import pyarrow.compute as pc
 from keel import prediction_log as plog
 from keel import storage
 from keel.config.check import duration_seconds
-from keel.config.schema import Task
+from keel.config.schema import KeelConfig, Task
+from keel.errors import KeelError
 
 REQUEST_ID = "request_id"
 
@@ -43,6 +45,26 @@ def predictions(logs: str, model: str, version: int | None, window: Window) -> p
     """The rows a version (None: any) answered in the window; shadow rows were no answers."""
     table = plog.read(plog.predictions_dir(logs, model), window.start, window.end)
     return table.filter(_answered_by(table, version)) if table.num_rows else table
+
+
+class NotLogged(KeelError):
+    """The app did not write the predictions it answered within the time allowed."""
+
+
+def wait_logged(
+    cfg: KeelConfig, model: str, start: datetime, rows: int, timeout_s: float = 60
+) -> Window:
+    """Wait until the app has written `rows` predictions of `model` since `start` (replicas
+    flush by size and time), then one flush more for the feedback; the window they fill."""
+    deadline = time.monotonic() + timeout_s
+    logged = 0
+    while time.monotonic() < deadline:
+        logged = predictions(cfg.paths.logs, model, None, Window(start, plog.now())).num_rows
+        if logged >= rows:
+            time.sleep(2 * cfg.serve.log.flush_seconds)  # the feedback flushes on the same tick
+            return Window(start, plog.now())
+        time.sleep(0.5)
+    raise NotLogged(f"the app logged {logged} of {rows} {model} rows in {timeout_s:.0f} s")
 
 
 def _answered_by(table: pa.Table, version: int | None) -> pc.Expression:

@@ -54,6 +54,23 @@ def wait_ready(base: str, timeout_s: float) -> None:
     raise ServeError(f"{base} not ready after {timeout_s:.0f} s (last answer: {last})")
 
 
+def wait_serving(base: str, model: str, version: int, timeout_s: float = 60.0) -> dict:
+    """Wait until the app answers for `model` with `version` (it follows its registry stage
+    every serve.reload_seconds); the model's entry in GET /v1/models."""
+    deadline, seen = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        try:
+            listed = requests.get(f"{base}/v1/models", timeout=10).json()["models"]
+            (info,) = (m for m in listed if m["model"] == model)
+            seen = info["versions"]["primary"]
+            if seen == version:
+                return {**info, "version": seen}
+        except (requests.RequestException, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise ServeError(f"{base} still answers {model} with v{seen}, not v{version}")
+
+
 def stop(cfg: KeelConfig) -> None:
     """Delete the application: replicas shut down gracefully and flush their logs."""
     from ray import serve
