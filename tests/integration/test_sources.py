@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -112,3 +115,57 @@ def test_parquet_with_wrong_column_types_is_quarantined(make_cfg, churn, tmp_pat
     ).report
     assert report.counts()["tenure_months:type"] == 10
     assert isinstance(pd.Timestamp(report.rules[0].examples[0]["signup_ts"]), pd.Timestamp)
+
+
+# The bad-data corpus (tests/data/bad/README.md): each file gives an error that names it and
+# the problem, or its rows are all accounted for, the bad ones quarantined under their rule.
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
+REFUSED = {
+    "truncated.parquet": r"truncated\.parquet: cannot read as parquet: Parquet magic bytes",
+    "empty.parquet": r"empty\.parquet: the file is empty",
+    "empty.csv": r"empty\.csv: the file is empty",
+    "header_only.csv": r"header_only\.csv has no rows",
+    "broken_quoting.csv": r"broken_quoting\.csv: cannot parse as csv: .*Expected 12 columns",
+    "latin1.csv": r"latin1\.csv: not UTF-8 text \(byte 0xf6 at offset \d+\); re-save the file",
+    "missing_column.csv": r"missing_column\.csv: missing column\(s\) 'age'",
+    "extra_column.csv": r"extra_column\.csv: unexpected column\(s\) 'shoe_size'",
+}
+QUARANTINED = {
+    "huge_numbers.csv": {"age:type": 1, "tenure_months:type": 1, "monthly_charges:max": 1},
+    # Arrow reads NaN/nan in a CSV as missing: null in a non-nullable column, fine in a nullable
+    "nan_inf.csv": {"monthly_charges:type": 2, "monthly_charges:nullable": 1},
+    "bom.csv": {},  # a UTF-8 byte-order mark is not part of the first column's name
+}
+
+
+def test_the_corpus_is_covered():
+    files = {p.name for p in BAD.iterdir() if p.name != "README.md"}
+    assert files == set(REFUSED) | set(QUARANTINED)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_bad_file_is_refused_with_an_error_naming_it(make_cfg, name):
+    with pytest.raises(DataError, match=REFUSED[name]):
+        _validate(make_cfg, name.rsplit(".", 1)[1], BAD / name)
+
+
+@pytest.mark.parametrize("name", sorted(QUARANTINED))
+def test_bad_values_are_quarantined_and_no_row_is_lost(make_cfg, name):
+    result = _validate(make_cfg, "csv", BAD / name, "dataset.validation.max_invalid_fraction=1")
+    report = result.report
+    assert report.rows == 20 and report.counts() == QUARANTINED[name]
+    assert result.valid.count() + report.invalid_rows == 20
+    if report.invalid_rows:
+        quarantine = pq.read_table(report.quarantine_path)
+        assert quarantine.num_rows == report.invalid_rows
+        assert all(quarantine.column("_rules").to_pylist())  # each says which rule it broke
+
+
+def test_json_rows_may_leave_out_a_nullable_key(make_cfg, churn, tmp_path):
+    _, table, _ = churn
+    rows = table.slice(0, 30).to_pylist()
+    del rows[0]["total_charges"]  # nullable: absent means null, not a missing column
+    path = tmp_path / "rows.json"
+    path.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
+    report = _validate(make_cfg, "json", path, "dataset.validation.max_invalid_fraction=1").report
+    assert report.rows == 30 and "total_charges:nullable" not in report.counts()

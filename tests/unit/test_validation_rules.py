@@ -226,6 +226,26 @@ def test_int_column_keeps_large_int64_values_exactly():
     assert out.column("v").to_pylist() == [big, 5]
 
 
+def test_huge_numbers_are_type_failures_or_kept_exactly_never_wrapped():
+    raw = ["1e30", "-1e19", "9007199254740993", "9223372036854775807", "9223372036854775808"]
+    out = one(ColumnSpec(type=T.int), [*raw, "1.5e3"])
+    assert out.column(RULES_COLUMN).to_pylist() == ["v:type", "v:type", "", "", "v:type", ""]
+    assert out.column("v").to_pylist() == [None, None, 2**53 + 1, 2**63 - 1, None, 1500]
+    floats = one(ColumnSpec(type=T.int), [1e16, 1e19, -1e30], pa.float64())
+    assert floats.column(RULES_COLUMN).to_pylist() == ["", "v:type", "v:type"]
+    assert floats.column("v").to_pylist() == [10**16, None, None]
+
+
+def test_nan_and_inf_in_a_float_column_are_type_failures():
+    out = one(
+        ColumnSpec(type=T.float), [1.0, float("nan"), float("inf"), -float("inf")], pa.float64()
+    )
+    assert out.column(RULES_COLUMN).to_pylist() == ["", "v:type", "v:type", "v:type"]
+    assert out.column("v").to_pylist() == [1.0, None, None, None]
+    text = one(ColumnSpec(type=T.float), ["2.5", "inf", "-Infinity", "nan"])
+    assert text.column(RULES_COLUMN).to_pylist() == ["", "v:type", "v:type", "v:type"]
+
+
 def test_bool_column_keeps_arrow_booleans():
     out = one(ColumnSpec(type=T.bool), [True, False, None], pa.bool_())
     assert out.column("v").to_pylist() == [True, False, None]

@@ -94,20 +94,35 @@ def header(path: str, fmt: SourceFormat) -> list[str]:
         if fmt == SourceFormat.parquet:
             with fs.open_input_file(p) as f:
                 return pq.read_schema(f).names
-        with fs.open_input_stream(p) as f:
-            first = f.read(1 << 16).decode("utf-8", errors="strict").splitlines()[0]
+        with fs.open_input_stream(p) as f:  # the first line; a BOM is no part of a name
+            first = f.read(1 << 16).split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")
         if fmt == SourceFormat.csv:
             return next(csv.reader([first]))
         return list(json.loads(first))
     except DataError:
         raise
-    except (pa.ArrowInvalid, UnicodeDecodeError, ValueError, IndexError, OSError, csv.Error) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(_not_utf8(path, e)) from None
+    except (pa.ArrowInvalid, ValueError, IndexError, OSError, csv.Error) as e:
         raise DataError(f"{path}: cannot read as {fmt.value}: {_first_line(e)}") from None
+
+
+def _not_utf8(path: str, e: UnicodeDecodeError) -> str:
+    return (
+        f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+        "re-save the file as UTF-8"
+    )
 
 
 def check_header(path: str, fmt: SourceFormat, dataset: DatasetConfig) -> None:
     names = header(path, fmt)
-    missing = [c for c in dataset.columns if c not in names]
+    # a JSON row may leave out a nullable key: it is null there, not a missing column
+    optional = fmt == SourceFormat.json
+    missing = [
+        c
+        for c, spec in dataset.columns.items()
+        if c not in names and not (optional and spec.nullable)
+    ]
     extra = [c for c in names if c not in dataset.columns]
     if missing:
         raise DataError(
@@ -129,6 +144,8 @@ def diagnose(dataset: DatasetConfig, error: Exception) -> DataError:
         try:
             with fs.open_input_stream(p) as f:
                 data = f.read()
+            if src.format != SourceFormat.parquet:
+                data.decode("utf-8")
             if src.format == SourceFormat.csv:
                 pacsv.read_csv(
                     io.BytesIO(data),
@@ -140,6 +157,8 @@ def diagnose(dataset: DatasetConfig, error: Exception) -> DataError:
                 pajson.read_json(io.BytesIO(data))
             else:
                 pq.read_table(io.BytesIO(data))
+        except UnicodeDecodeError as e:
+            return DataError(_not_utf8(path, e))
         except (pa.ArrowInvalid, OSError) as e:
             return DataError(f"{path}: cannot parse as {src.format.value}: {_first_line(e)}")
     return DataError(f"{src.path}: reading failed: {_first_line(error)}")

@@ -83,14 +83,15 @@ def coerce(table: pa.Table, name: str, spec: ColumnSpec) -> tuple[pa.Array, np.n
         return pc.cast(raw, pa.int64()).combine_chunks(), np.zeros(len(raw), bool)
     if t in (ColumnType.int, ColumnType.float):
         values = numeric(table, name)
-        bad = present & np.isnan(values)
+        bad = present & ~np.isfinite(values)  # unparsable, NaN, or +-inf
         if t == ColumnType.int:
             bad |= present & np.isfinite(values) & (values != np.round(values))
-            bad |= present & np.isinf(values)
             ok = ~np.isnan(values) & ~bad
-            ints = np.where(ok, values, 0).astype(np.int64)
-            return pa.array(ints, type=pa.int64(), mask=~ok), bad
-        return pa.array(values, type=pa.float64(), mask=np.isnan(values) & ~bad | bad), bad
+            small = ok & (np.abs(values) < 2.0**53)  # exact in float64
+            ints = np.where(small, values, 0).astype(np.int64)
+            _large_ints(raw, values, ints, bad, ok & ~small)
+            return pa.array(ints, type=pa.int64(), mask=~(ok & ~bad)), bad
+        return pa.array(values, type=pa.float64(), mask=~np.isfinite(values)), bad
     if t == ColumnType.bool:
         if pa.types.is_boolean(raw.type):
             return raw.combine_chunks(), np.zeros(len(raw), bool)
@@ -103,6 +104,24 @@ def coerce(table: pa.Table, name: str, spec: ColumnSpec) -> tuple[pa.Array, np.n
         missing = np.isnat(values)
         return pa.array(values, type=pa.timestamp("us"), mask=missing), present & missing
     return pa.array(strings(table, name), type=pa.string()), np.zeros(len(raw), bool)
+
+
+def _large_ints(
+    raw: pa.ChunkedArray, values: np.ndarray, ints: np.ndarray, bad: np.ndarray, rows: np.ndarray
+) -> None:
+    """Integers beyond 2**53, in place: float64 parsing rounded those written as text, so
+    parse the text; one outside int64 (or not an integer) is a type failure, never wrapped."""
+    is_text = pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)
+    texts = raw.to_pylist() if rows.any() and is_text else None
+    for i in np.flatnonzero(rows):
+        try:
+            v = int(texts[i].strip()) if texts is not None else int(values[i])
+        except ValueError:
+            v = None
+        if v is not None and -(2**63) <= v < 2**63:
+            ints[i] = v
+        else:
+            bad[i] = True
 
 
 def check_rows(batch: pa.Table, dataset: DatasetConfig) -> pa.Table:
@@ -248,6 +267,9 @@ def validate(raw, dataset: DatasetConfig, out_dir: str, planted: dict | None = N
     summary = reduce_batches(
         checked, lambda b: _summarize(b, k), lambda a, b: _merge(a, b, k), batch_size=65_536
     )
+    if summary["rows"] == 0:
+        where = dataset.source.path or f"the {dataset.source.format.value} source"
+        raise DataError(f"dataset '{dataset.name}': {where} has no rows (only a header?)")
     rules = [
         RuleResult(*label.split(":", 1), rows=n, examples=summary["examples"].get(label, []))
         for label, n in sorted(summary["counts"].items(), key=lambda kv: -kv[1])
