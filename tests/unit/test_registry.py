@@ -88,7 +88,37 @@ def test_register_rejects_bad_names_and_unknown_parents(reg):
         reg.register("churn", {"a/b": "x"})
     with pytest.raises(RegistryError, match="churn has no version 4"):
         reg.register("churn", files(), parent=4)
+    for bad in ("churn\n", "..", "/etc", "churn/../../x", "", ".hidden"):
+        with pytest.raises(RegistryError, match="invalid model name"):
+            reg.register(bad, files())
     assert reg.models() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ('{"production": 1, "hist', "is not valid JSON"),
+        ("[1, 2]", "is not a stages file"),
+        ('{"production": "x"}', "stage 'production' holds 'x', not a version number"),
+        ('{"production": 1.5}', "stage 'production' holds 1.5, not a version number"),
+        ('{"production": true}', "stage 'production' holds True, not a version number"),
+    ],
+)
+def test_a_corrupted_stages_file_is_an_error_naming_file_and_fix(reg, content, error):
+    reg.register("churn", files())
+    with open(reg.stages_uri("churn"), "w") as f:
+        f.write(content)
+    with pytest.raises(RegistryError, match=re.escape(error)) as info:
+        reg.get("churn", "production")
+    assert reg.stages_uri("churn") in str(info.value)
+
+
+def test_a_corrupted_version_manifest_is_an_error_naming_it(reg):
+    mv = reg.register("churn", files())
+    with open(f"{mv.path}/version.json", "w") as f:
+        f.write('{"version": 1, "files"')
+    with pytest.raises(RegistryError, match=re.escape(f"{mv.path}/version.json")):
+        reg.get("churn", 1)
 
 
 # ----------------------------------------------------------------------------- atomicity

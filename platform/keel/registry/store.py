@@ -42,9 +42,10 @@ STAGES = "stages.json"
 STAGE_NAMES = ("production", "staging")  # always present in stages(); others may be added
 STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a dead writer
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_STAGE = re.compile(r"^[a-z][a-z0-9_-]*$")
-_REF = re.compile(r"^[vV]?(\d+)$")
+# matched with fullmatch: "$" would also accept a name ending in a newline
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_STAGE = re.compile(r"[a-z][a-z0-9_-]*")
+_REF = re.compile(r"[vV]?(\d+)")
 
 
 class RegistryError(KeelError):
@@ -100,12 +101,12 @@ def version_number(ref: int | str) -> int | None:
     """The number a reference pins (3, "3", "v3"); None for "latest" or a stage name."""
     if isinstance(ref, int):
         return ref
-    match = _REF.match(ref)
+    match = _REF.fullmatch(ref)
     return int(match.group(1)) if match else None
 
 
 def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise RegistryError(
             f"invalid {what} name {name!r}: use letters, digits, '.', '_' or '-' "
             "(no slashes, not starting with '.')"
@@ -114,7 +115,7 @@ def _check_name(name: str, what: str) -> str:
 
 
 def _check_stage(stage: str) -> str:
-    if not _STAGE.match(stage) or stage in ("latest", "history"):
+    if not _STAGE.fullmatch(stage) or stage in ("latest", "history"):
         raise RegistryError(
             f"invalid stage {stage!r}: use a lowercase name such as production or staging"
         )
@@ -146,7 +147,7 @@ class Registry:
         names = [
             i.base_name
             for i in storage.list_dir(self.root)
-            if i.type == pafs.FileType.Directory and _NAME.match(i.base_name)
+            if i.type == pafs.FileType.Directory and _NAME.fullmatch(i.base_name)
         ]
         return sorted(n for n in names if any(self._is_complete(n, v) for v in self._numbers(n)))
 
@@ -346,6 +347,14 @@ class Registry:
                 raise RegistryError(f"{uri} is not valid JSON ({e})") from None
             if not isinstance(stored, dict) or not isinstance(stored.get("history", []), list):
                 raise RegistryError(f"{uri} is not a stages file (expected an object)")
+            held = {k: v for k, v in stored.items() if k != "history"}
+            for stage, version in held.items():
+                if version is not None and (type(version) is not int or version < 1):
+                    raise RegistryError(
+                        f"{uri}: stage {stage!r} holds {version!r}, not a version number; "
+                        f"fix the file or run `keel registry promote {model} VERSION "
+                        f"--stage {stage}`"
+                    )
             stages.update(stored)
         return stages
 
