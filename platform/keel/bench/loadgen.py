@@ -37,10 +37,11 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     latencies_ms: list[float] = field(repr=False, default_factory=list)  # successful ones
+    answers: list[bytes] = field(repr=False, default_factory=list)  # their bodies, if kept
 
     def summary(self) -> dict[str, Any]:
-        """Everything but the raw latencies: what a report keeps."""
-        return {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        """Everything but the raw latencies and answers: what a report keeps."""
+        return {k: v for k, v in asdict(self).items() if k not in ("latencies_ms", "answers")}
 
 
 async def run_async(
@@ -52,14 +53,18 @@ async def run_async(
     headers: dict[str, str] | None = None,
     timeout_s: float = 30.0,
     rate_rps: float | None = None,
+    keep_answers: bool = False,
 ) -> LoadResult:
-    """POST payloads[i % len(payloads)] for i in range(total); see the module docstring."""
+    """POST payloads[i % len(payloads)] for i in range(total); see the module docstring.
+    keep_answers: also return the successful answers' bodies (what a test checks the logs
+    against)."""
     if concurrency < 1 or total < 1 or not payloads:
         raise ValueError("loadgen needs concurrency >= 1, total >= 1 and at least one payload")
     if rate_rps is not None and rate_rps <= 0:
         raise ValueError("loadgen rate_rps must be positive (or None for closed loop)")
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
+    answers: list[bytes] = []
     claimed = 0
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -73,7 +78,7 @@ async def run_async(
                 await asyncio.sleep(wait)
             try:
                 async with session.post(url, data=payloads[i % len(payloads)]) as r:
-                    await r.read()
+                    body = await r.read()
                     status = r.status
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 statuses[type(e).__name__] += 1
@@ -81,6 +86,8 @@ async def run_async(
             statuses[str(status)] += 1
             if 200 <= status < 300:
                 latencies.append((time.perf_counter() - due) * 1000)
+                if keep_answers:
+                    answers.append(body)
 
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, headers={**JSON, **(headers or {})}
@@ -101,6 +108,7 @@ async def run_async(
         p50_ms=p50,
         p99_ms=p99,
         latencies_ms=latencies,
+        answers=answers,
     )
 
 

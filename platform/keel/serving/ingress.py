@@ -105,18 +105,24 @@ class Ingress:
         """Serve's graceful shutdown: write whatever is still buffered."""
         self._flusher.cancel()
         for buffer in self._all_logs():
-            buffer.flush()
+            try:
+                buffer.flush()
+            except Exception:  # the other logs are still written
+                log.exception("flushing %s at shutdown failed", buffer.directory)
 
     # ------------------------------------------------------------------ requests
 
     async def _body(self, request: Request) -> Any:
         limit = self.settings["max_body_bytes"]
+        too_large = Rejected(413, "too_large", f"request body over {limit} bytes")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise Rejected(413, "too_large", f"request body over {limit} bytes")
-        body = await request.body()
-        if len(body) > limit:
-            raise Rejected(413, "too_large", f"request body over {limit} bytes")
+            raise too_large
+        body = bytearray()
+        async for chunk in request.stream():  # a chunked body declares no length: count it
+            body += chunk
+            if len(body) > limit:
+                raise too_large
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
