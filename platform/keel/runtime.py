@@ -10,6 +10,7 @@ import atexit
 import json
 import logging
 import os
+import socket
 
 from keel.config import KeelConfig, project_root
 from keel.errors import ConfigError
@@ -71,7 +72,7 @@ def ensure(cfg: KeelConfig) -> None:
     else:
         log.info("starting an embedded local Ray")
         os.environ.pop("RAY_ADDRESS", None)  # set below by an earlier start in this process
-        os.environ.update(cfg.ray.local_env)  # the Ray started here inherits it
+        os.environ.update(_local_env(cfg))  # the Ray started here inherits it
         ray.init(
             address="local",  # never a cluster `ray start` left on this machine
             num_cpus=cfg.ray.num_cpus,
@@ -84,6 +85,26 @@ def ensure(cfg: KeelConfig) -> None:
     # cluster, not another Ray on the same machine.
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     configure_data(cfg)
+
+
+# Serve's HAProxy binds these on every interface; Ray's defaults (8404, 9101) are fixed, so a
+# second embedded Ray on the machine (a notebook's beside `make demo`) could not start Serve.
+HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+
+
+def _local_env(cfg: KeelConfig) -> dict[str, str]:
+    """ray.local_env, with free HAProxy ports for this Ray unless the config names them."""
+    env = dict(cfg.ray.local_env)
+    if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        for var in HAPROXY_PORTS:
+            env.setdefault(var, str(free_port()))
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _stop_serve() -> None:
