@@ -66,6 +66,21 @@ def own_root(trained_root, tmp_path) -> str:
 
 
 @pytest.fixture
+def retrainable(own_root) -> list[str]:
+    """Overrides for churn on own_root under which concept-shifted traffic fails the monitor
+    and a retrained challenger passes the floor."""
+    return [
+        "experiment=churn",
+        f"paths.root={own_root}",
+        "slo.quality_floor.roc_auc=0.65",
+        "monitor.retrain.recent_weight=3",
+        "monitor.retrain.original_fraction=0.2",
+        "train.epochs=4",
+        "ray.progress_bars=false",
+    ]
+
+
+@pytest.fixture
 def log_traffic():
     """Write traffic into the serving logs as a replica would: generated rows (with drift
     knobs) predicted by the production version, request rows and ground-truth feedback."""

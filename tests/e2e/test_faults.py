@@ -26,17 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_a_killed_retrain_leaves_no_partial_version_and_the_next_one_runs(
-    own_root, log_traffic, ray_session
+    retrainable, log_traffic, ray_session
 ):
-    overrides = [
-        "experiment=churn",
-        f"paths.root={own_root}",
-        "slo.quality_floor.roc_auc=0.65",
-        "monitor.retrain.recent_weight=3",
-        "monitor.retrain.original_fraction=0.2",
-        "train.epochs=4",
-        "ray.progress_bars=false",
-    ]
+    overrides = retrainable
     cfg = load(overrides)
     log_traffic(cfg, seed=51, rows=3000, concept=1.0)
     assert monitor(cfg).verdict["retrain"] is True

@@ -29,16 +29,8 @@ def cluster(tmp_path):
 
 
 @pytest.mark.slow
-def test_failing_verdict_submits_retrain_as_a_ray_job(own_root, log_traffic, cluster):
-    overrides = [
-        "experiment=churn",
-        f"paths.root={own_root}",
-        "slo.quality_floor.roc_auc=0.65",
-        "monitor.retrain.recent_weight=3",
-        "monitor.retrain.original_fraction=0.2",
-        "train.epochs=4",
-        "ray.progress_bars=false",
-    ]
+def test_failing_verdict_submits_retrain_as_a_ray_job(own_root, retrainable, log_traffic, cluster):
+    overrides = retrainable
     log_traffic(load(overrides), seed=41, rows=3000, concept=1.0)
     before = Registry(f"{own_root}/registry").stages("churn")["production"]
     done = subprocess.run(
