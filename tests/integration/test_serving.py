@@ -371,6 +371,31 @@ def test_keel_metrics_reach_rays_prometheus_endpoint(app):
     _wait(exported, timeout=60)  # the metrics agent exports every few seconds
 
 
+def test_a_version_that_fails_to_load_leaves_the_last_good_one_serving(app):
+    cfg, client = app
+    registry = Registry(cfg.paths.registry)
+    good = registry.get("churn", "production")
+    files = {name: registry.read_bytes(good, name) for name in good.files}
+    broken = registry.register("churn", {**files, "model.pt": b"not a torch file"})
+    registry.promote("churn", broken.version, reason="test: weights that cannot load")
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the replicas notice the moved stage within serve.reload_seconds
+            listed = requests.get(f"{client.base}/v1/models", timeout=10).json()["models"]
+            (churn,) = (m for m in listed if m["model"] == "churn")
+            if "primary" in churn["errors"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert broken.uri("model.pt") in churn["errors"]["primary"], churn
+        assert churn["versions"]["primary"] == good.version
+        for _ in range(5):
+            r = client.predict("churn", _rows("churn", 2, seed=71))
+            assert r.status_code == 200 and r.json()["version"] in (good.version, 2)
+    finally:
+        registry.rollback("churn", reason="test: back to the last good version")
+    assert registry.stages("churn")["production"] == good.version
+
+
 def test_a_load_of_20000_predictions_at_concurrency_64_fails_no_request(app):
     """2,000 requests of 10 rows; the module's last test then finds each acknowledged row in
     the log exactly once."""
