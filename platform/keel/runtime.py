@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import sys
 
 from keel.config import KeelConfig, project_root
 from keel.errors import ConfigError
@@ -110,8 +111,6 @@ def free_port() -> int:
 def _stop_serve() -> None:
     """Shut down Serve in an embedded Ray at exit (a notebook kernel's too): its HAProxy would
     outlive the Ray killed at exit and keep holding the HTTP and metrics ports."""
-    import sys
-
     import ray
 
     if "ray.serve" in sys.modules and ray.is_initialized():

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from ray_nodes import BIN, Cluster, alive_nodes, free_port, node_env, ray_cluster, state
+from ray_nodes import BIN, Cluster, alive_nodes, node_env, ray_cluster, state
 
 from keel import prediction_log as plog
 from keel import storage, submission
 from keel.registry import Registry
+from keel.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "keel-test"

@@ -21,10 +21,10 @@ import nbformat
 import pytest
 import requests
 from nbclient import NotebookClient
-from ray_nodes import free_port
 
 from keel.config import load
 from keel.data import synthetic
+from keel.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -14,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from keel.bench import loadgen
+from keel.runtime import free_port
 
 
 class Server:
@@ -43,7 +43,7 @@ def server() -> Iterator[tuple[Server, str]]:
     app = web.Application()
     app.router.add_post("/echo", state.echo)
     runner = web.AppRunner(app)
-    port = _free_port()
+    port = free_port()
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
@@ -59,12 +59,6 @@ def server() -> Iterator[tuple[Server, str]]:
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def body(status: int, sleep: float = 0.0) -> bytes:
@@ -99,7 +93,7 @@ def test_timeouts_and_refused_connections_are_counted_not_raised(server):
     slow = loadgen.run(url, [body(200, sleep=1.0)], concurrency=2, total=4, timeout_s=0.2)
     assert (slow.sent, slow.ok, slow.failed) == (4, 0, 4)
     assert "200" not in slow.statuses and sum(slow.statuses.values()) == 4
-    refused = loadgen.run(f"http://127.0.0.1:{_free_port()}/echo", [body(200)], 2, 5)
+    refused = loadgen.run(f"http://127.0.0.1:{free_port()}/echo", [body(200)], 2, 5)
     assert (refused.sent, refused.ok, refused.failed) == (5, 0, 5)
     assert refused.throughput_rps == 0
 

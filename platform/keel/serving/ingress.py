@@ -48,6 +48,10 @@ class Rejected(Exception):
         self.message = message if isinstance(message, list) else [message]
 
 
+def _too_large(limit: int) -> Rejected:
+    return Rejected(413, "too_large", f"request body over {limit} bytes")
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress()
 class Ingress:
@@ -114,15 +118,14 @@ class Ingress:
 
     async def _body(self, request: Request) -> Any:
         limit = self.settings["max_body_bytes"]
-        too_large = Rejected(413, "too_large", f"request body over {limit} bytes")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise too_large
+            raise _too_large(limit)
         body = bytearray()
         async for chunk in request.stream():  # a chunked body declares no length: count it
             body += chunk
             if len(body) > limit:
-                raise too_large
+                raise _too_large(limit)
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
