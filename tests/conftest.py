@@ -93,6 +93,8 @@ def _log_traffic(cfg, seed: int, rows: int = 2000, covariate=None, concept: floa
     import json
     import uuid
 
+    import pyarrow as pa
+
     from keel import prediction_log as plog
     from keel.data.synthetic import generate
     from keel.registry import Registry
@@ -107,11 +109,15 @@ def _log_traffic(cfg, seed: int, rows: int = 2000, covariate=None, concept: floa
     inputs = table.drop_columns([ds.target]).to_pylist()
     ids = [uuid.uuid4().hex for _ in inputs]
     now = plog.now()
-    flush = dict(flush_rows=10**9, flush_seconds=10**9)
+
+    def write(directory: str, schema: pa.Schema, rows: list[dict]) -> None:
+        plog.write(directory, pa.Table.from_pylist(rows, schema=schema))
+
     schema = plog.prediction_schema(predictor.request_columns)
-    preds = plog.ParquetLog(plog.predictions_dir(cfg.paths.logs, ds.name), schema, **flush)
     fixed = dict(ts=now, model=ds.name, version=predictor.version.version, variant="primary")
-    preds.append(
+    write(
+        plog.predictions_dir(cfg.paths.logs, ds.name),
+        schema,
         [
             plog.prediction_row(
                 {**fixed, "request_id": i, "latency_ms": 5.0, "prediction": float(p)},
@@ -119,25 +125,23 @@ def _log_traffic(cfg, seed: int, rows: int = 2000, covariate=None, concept: floa
             )
             | {"output": "{}"}
             for i, row, p in zip(ids, inputs, raw, strict=True)
-        ]
+        ],
     )
-    requests = plog.ParquetLog(
-        plog.requests_dir(cfg.paths.logs, ds.name), plog.REQUEST_SCHEMA, **flush
-    )
-    requests.append(
+    write(
+        plog.requests_dir(cfg.paths.logs, ds.name),
+        plog.REQUEST_SCHEMA,
         [
             dict(ts=now, model=ds.name, status=200, reason=None, rows=20, latency_ms=5.0)
             for _ in range(rows // 20)
-        ]
+        ],
     )
-    feedback = plog.ParquetLog(plog.feedback_dir(cfg.paths.logs), plog.FEEDBACK_SCHEMA, **flush)
     labels = table[ds.target].to_pylist()
-    feedback.append(
+    write(
+        plog.feedback_dir(cfg.paths.logs),
+        plog.FEEDBACK_SCHEMA,
         [
             {"request_id": i, "ts": now, "label": json.dumps(y)}
             for i, y in zip(ids, labels, strict=True)
-        ]
+        ],
     )
-    for log in (preds, requests, feedback):
-        log.flush()
     return ids

@@ -6,15 +6,19 @@ Buffered rows written as parquet files, partitioned by UTC day:
   (status, reason, latency): what the SLO checks count;
 - `<logs>/feedback/date=<d>/`: ground-truth labels by request id.
 
-A row is appended before its request is acknowledged. Buffers flush by size, by age and on
-shutdown; a failed write keeps its rows for the next flush, so nothing acknowledged is lost.
-Serving writes these files and monitoring reads them; neither imports the other.
+A row is appended, to a local spool that outlives its process, before its request is
+acknowledged. Spooled rows are written by size, by age and on shutdown; a failed write keeps its
+rows for the next flush and a killed replica's rows are written by its successor, so nothing
+acknowledged is lost and nothing is written twice. Serving writes these files and monitoring
+reads them; neither imports the other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -91,69 +95,166 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def default_spool() -> str:
+    """Where a machine's serving replicas spool rows unless serve.log.spool says otherwise."""
+    return os.path.join(tempfile.gettempdir(), f"keel-spool-{os.getuid()}")
+
+
 class ParquetLog:
-    """Append rows; flush them to `<directory>/date=<d>/part-....parquet`."""
+    """Append rows; flush them to `<directory>/date=<d>/part-<segment>.parquet`.
+
+    Each append reaches a local spool segment (an Arrow IPC stream under `spool`) before it
+    returns, so an acknowledged row survives the death of its process (not of its machine).
+    Appends never write to the log itself: a flush (run when `due`) closes the open segment,
+    writes each closed one as parquet under names derived from the segment and then deletes it.
+    Writing a segment twice replaces its files, so a failed or interrupted flush is retried
+    without duplicates, and a new log adopts the segments of writers that died (`adopt`).
+    """
 
     def __init__(
-        self, directory: str, schema: pa.Schema, flush_rows: int, flush_seconds: float
+        self, directory: str, schema: pa.Schema, flush_rows: int, flush_seconds: float, spool: str
     ) -> None:
         self.directory, self.schema = directory, schema
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.spool = os.path.join(spool, hashlib.sha256(directory.encode()).hexdigest()[:16])
         self.writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique across replicas
-        self._rows: list[dict[str, Any]] = []
-        self._oldest = 0.0
+        self._open: _Segment | None = None
+        self._closed: list[str] = []  # segment files waiting for their parquet write
         self._seq = 0
-        self._lock = threading.Lock()  # flushes may run in a worker thread
+        self._oldest = 0.0
+        self._lock = threading.Lock()  # appends (event loop) against rotation (flush thread)
+        self._flushing = threading.Lock()  # one flush at a time; appends do not wait for it
+        self.pending = 0  # rows appended and not yet written to the log
         self.written_rows = 0
 
     def append(self, rows: list[dict[str, Any]]) -> None:
+        table = pa.Table.from_pylist(rows, schema=self.schema)
         with self._lock:
-            if not self._rows:
+            if self._open is None:
+                self._seq += 1
+                name = f"{storage.stamp()}-{self.writer}-{self._seq:06d}.{self.writer}{SEGMENT}"
+                self._open = _Segment(os.path.join(self.spool, name), self.schema)
+            self._open.write(table)
+            if not self.pending:
                 self._oldest = time.monotonic()
-            self._rows.extend(rows)
-            full = len(self._rows) >= self.flush_rows
-        if full:
-            try:
-                self.flush()
-            except Exception:  # the rows stay buffered; the next flush retries them
-                log.exception(
-                    "writing the %s log failed; %d rows kept", self.directory, self.pending
-                )
-
-    @property
-    def pending(self) -> int:
-        return len(self._rows)
+            self.pending += table.num_rows
 
     def due(self) -> bool:
-        return bool(self._rows) and time.monotonic() - self._oldest >= self.flush_seconds
+        """Enough rows, or the oldest old enough, to write."""
+        return self.pending >= self.flush_rows or (
+            self.pending > 0 and time.monotonic() - self._oldest >= self.flush_seconds
+        )
 
     def flush(self) -> list[str]:
-        """Write the buffered rows, a file per day. Rows of a day whose write fails go back to
-        the buffer (written days do not) and the error rises: nothing lost, nothing twice."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-            by_day: dict[str, list[dict[str, Any]]] = {}
-            for row in rows:
-                day = row["ts"].astimezone(timezone.utc).strftime("%Y-%m-%d")
-                by_day.setdefault(day, []).append(row)
-            paths = []
-            for day, part in sorted(by_day.items()):
-                try:
-                    paths.append(self._write(day, part))
-                except Exception:
-                    self._rows = [r for d, p in sorted(by_day.items()) if d >= day for r in p]
-                    raise
-                self.written_rows += len(part)
+        """Write every closed segment and the open one; the parquet files written. A failed
+        write raises and keeps its segment (and those after it) for the next flush."""
+        with self._flushing:
+            with self._lock:
+                if self._open is not None:
+                    self._closed.append(self._open.close())
+                    self._open = None
+            paths: list[str] = []
+            while self._closed:
+                segment = self._closed[0]
+                written, rows = _write_segment(self.directory, segment)
+                os.remove(segment)
+                self._closed.pop(0)
+                with self._lock:
+                    self.pending -= rows
+                    self.written_rows += rows
+                paths += written
             return paths
 
-    def _write(self, day: str, rows: list[dict[str, Any]]) -> str:
-        data = storage.parquet_bytes(pa.Table.from_pylist(rows, schema=self.schema))
-        self._seq += 1
-        name = f"part-{storage.stamp()}-{self.writer}-{self._seq:06d}.parquet"
-        path = storage.join(self.directory, f"date={day}", name)
-        storage.write_bytes(path, data)
-        log.debug("wrote %d rows to %s", len(rows), path)
-        return path
+    def adopt(self) -> int:
+        """Take over this log's spool segments whose writer process is gone (a killed replica
+        of this or an earlier deployment); the next flush writes them. The rows adopted."""
+        rows = 0
+        for name in sorted(os.listdir(self.spool)) if os.path.isdir(self.spool) else []:
+            if not name.endswith(SEGMENT) or _alive(name.split(".")[1]):
+                continue
+            stem = name.split(".")[0]
+            mine = os.path.join(self.spool, f"{stem}.{self.writer}{SEGMENT}")
+            try:  # a rename is atomic: of two replicas adopting at once, one wins
+                os.rename(os.path.join(self.spool, name), mine)
+            except FileNotFoundError:
+                continue
+            rows += _read_segment(mine).num_rows
+            self._closed.append(mine)
+        if rows:
+            with self._lock:
+                if not self.pending:
+                    self._oldest = time.monotonic() - self.flush_seconds  # due at once
+                self.pending += rows
+            log.warning("adopted %d %s rows a dead writer had not written", rows, self.directory)
+        return rows
+
+
+SEGMENT = ".arrows"  # <stem>.<owner><SEGMENT>: stem names the parquet files, owner the writer
+
+
+class _Segment:
+    """An open spool file: an Arrow IPC stream written straight to the OS (no user buffer)."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.path = path
+        self.sink = pa.OSFile(path, "wb")
+        self.stream = pa.ipc.new_stream(self.sink, schema)
+
+    def write(self, table: pa.Table) -> None:
+        self.stream.write_table(table)
+
+    def close(self) -> str:
+        self.stream.close()
+        self.sink.close()
+        return self.path
+
+
+def _alive(owner: str) -> bool:
+    """Whether the process of a writer id (`<pid>-<hex>`) on this machine still runs."""
+    try:
+        os.kill(int(owner.split("-")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _read_segment(path: str) -> pa.Table:
+    """A segment's rows. A writer killed mid-append leaves a partial last batch, for a request
+    it never answered: that batch is dropped."""
+    batches: list[pa.RecordBatch] = []
+    schema = None
+    try:
+        with pa.OSFile(path) as f, pa.ipc.open_stream(f) as reader:
+            schema = reader.schema
+            for batch in reader:
+                batches.append(batch)
+    except (pa.ArrowInvalid, OSError) as e:
+        log.warning("%s ends in a partial write (an unanswered request): %s", path, e)
+    return pa.Table.from_batches(batches, schema=schema) if schema else pa.table({})
+
+
+def _write_segment(directory: str, segment: str) -> tuple[list[str], int]:
+    table = _read_segment(segment)
+    name = os.path.basename(segment).split(".")[0]
+    return (write(directory, table, name) if table.num_rows else []), table.num_rows
+
+
+def write(directory: str, table: pa.Table, name: str | None = None) -> list[str]:
+    """Write rows as `<directory>/date=<d>/part-<name>.parquet`, a file per UTC day of `ts`
+    (name: a fresh one by default). Writing a name again replaces its files."""
+    name = name or f"{storage.stamp()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    days = pc.strftime(table["ts"], format="%Y-%m-%d")
+    paths = []
+    for day in sorted(pc.unique(days).to_pylist()):
+        path = storage.join(directory, f"date={day}", f"part-{name}.parquet")
+        part = table.filter(pc.equal(days, day))
+        storage.write_bytes(path, storage.parquet_bytes(part))
+        log.debug("wrote %d rows to %s", part.num_rows, path)
+        paths.append(path)
+    return paths
 
 
 def predictions_dir(logs: str, model: str) -> str:

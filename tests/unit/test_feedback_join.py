@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from keel import prediction_log as plog
@@ -40,18 +41,14 @@ def prediction(rid: str, ts: datetime, version: int, variant: str = "primary", m
 
 
 def write_predictions(logs: str, model: str, rows: list[dict]) -> None:
-    log = plog.ParquetLog(
-        plog.predictions_dir(logs, model), plog.prediction_schema(COLUMNS), 10_000, 1e9
-    )
-    log.append(rows)
-    log.flush()
+    table = pa.Table.from_pylist(rows, schema=plog.prediction_schema(COLUMNS))
+    plog.write(plog.predictions_dir(logs, model), table)
 
 
 def write_feedback(logs: str, items: list[tuple[str, datetime, object]]) -> None:
     """(request_id, ts, label): the label is stored as JSON text, as the endpoint stores it."""
-    log = plog.ParquetLog(plog.feedback_dir(logs), plog.FEEDBACK_SCHEMA, 10_000, 1e9)
-    log.append([{"request_id": r, "ts": ts, "label": json.dumps(v)} for r, ts, v in items])
-    log.flush()
+    rows = [{"request_id": r, "ts": ts, "label": json.dumps(v)} for r, ts, v in items]
+    plog.write(plog.feedback_dir(logs), pa.Table.from_pylist(rows, schema=plog.FEEDBACK_SCHEMA))
 
 
 @pytest.fixture

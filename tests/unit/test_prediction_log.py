@@ -1,9 +1,8 @@
-"""The buffered parquet prediction log: flush by size and age, partitions, typed columns,
-failed writes retried without loss or duplicates."""
+"""The spooled parquet prediction log: flush by size and age, partitions, typed columns,
+failed writes retried and a killed writer's rows adopted, without loss or duplicates."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from datetime import datetime, timedelta, timezone
@@ -54,7 +53,8 @@ def row(i: int, ts: datetime = DAY1) -> dict:
 
 def make_log(tmp_path, flush_rows=10, flush_seconds=60.0) -> plog.ParquetLog:
     directory = plog.predictions_dir(str(tmp_path / "logs"), "churn")
-    return plog.ParquetLog(directory, plog.prediction_schema(COLUMNS), flush_rows, flush_seconds)
+    schema = plog.prediction_schema(COLUMNS)
+    return plog.ParquetLog(directory, schema, flush_rows, flush_seconds, str(tmp_path / "spool"))
 
 
 def parquet_files(directory: str) -> list[str]:
@@ -109,32 +109,32 @@ def test_paths():
 # ----------------------------------------------------------------------------- flushing
 
 
-def test_append_below_flush_rows_writes_nothing(tmp_path):
+def test_append_spools_the_rows_and_writes_nothing_to_the_log(tmp_path):
     log = make_log(tmp_path, flush_rows=5)
     log.append([row(i) for i in range(4)])
-    assert log.pending == 4
+    assert log.pending == 4 and not log.due()
     assert log.written_rows == 0
     assert not os.path.exists(log.directory)
+    (segment,) = os.listdir(log.spool)  # on disk before append returned: a request's answer
+    table = plog._read_segment(os.path.join(log.spool, segment))  # is sent only after that
+    assert table.column("request_id").to_pylist() == [f"req-{i:04d}" for i in range(4)]
 
 
-def test_reaching_flush_rows_writes_one_file_under_the_date(tmp_path):
+def test_reaching_flush_rows_makes_the_log_due_and_a_flush_writes_one_file(tmp_path):
     log = make_log(tmp_path, flush_rows=5)
     log.append([row(i) for i in range(3)])
+    assert not log.due()
     log.append([row(i) for i in range(3, 5)])
-    assert log.pending == 0
+    assert log.due()
+    files = log.flush()
+    assert log.pending == 0 and not log.due()
     assert log.written_rows == 5
-    files = parquet_files(log.directory)
+    assert files == parquet_files(log.directory)
     assert len(files) == 1
     assert os.path.dirname(files[0]) == f"{log.directory}/date=2024-05-01"
     assert os.path.basename(files[0]).startswith("part-")
     assert pq.read_table(files[0]).num_rows == 5
-
-
-def test_one_append_over_flush_rows_writes_everything(tmp_path):
-    log = make_log(tmp_path, flush_rows=3)
-    log.append([row(i) for i in range(7)])
-    assert log.pending == 0
-    assert plog.read(log.directory).num_rows == 7
+    assert os.listdir(log.spool) == []  # written segments are deleted
 
 
 def test_due_after_flush_seconds(tmp_path, monkeypatch):
@@ -234,6 +234,18 @@ def test_successive_flushes_write_distinct_files(tmp_path):
     ]
 
 
+def test_write_names_files_so_a_repeated_write_replaces_them(tmp_path):
+    schema = plog.prediction_schema(COLUMNS)
+    table = pa.Table.from_pylist([row(0, DAY1), row(1, DAY2)], schema=schema)
+    directory = str(tmp_path / "logs")
+    first = plog.write(directory, table, "seg-1")
+    assert [os.path.basename(p) for p in first] == ["part-seg-1.parquet"] * 2
+    assert plog.write(directory, table, "seg-1") == first
+    assert plog.read(directory).num_rows == 2
+    assert len(plog.write(directory, table)) == 2  # a fresh name by default: new files
+    assert plog.read(directory).num_rows == 4
+
+
 # ----------------------------------------------------------------------------- failures
 
 
@@ -258,27 +270,15 @@ def test_a_failed_write_keeps_the_rows_and_a_later_flush_writes_them_once(tmp_pa
     log.append([row(i) for i in range(3)])
     with pytest.raises(OSError, match="disk on fire"):
         log.flush()
-    assert log.pending == 3
+    assert log.pending == 3 and log.due() is False  # not due before flush_seconds
     assert log.written_rows == 0
     assert parquet_files(log.directory) == []
     log.append([row(3)])  # rows appended after the failure are kept too, in order
-    assert len(log.flush()) == 1
+    assert len(log.flush()) == 2  # the failed segment, then the new one
     assert log.pending == 0 and log.written_rows == 4
     ids = plog.read(log.directory).column("request_id").to_pylist()
     assert ids == ["req-0000", "req-0001", "req-0002", "req-0003"]
-
-
-def test_a_failed_size_flush_keeps_the_rows(tmp_path, monkeypatch):
-    _fail_once(monkeypatch)
-    log = make_log(tmp_path, flush_rows=2)
-    with contextlib.suppress(OSError):  # append may report the failure or not ...
-        log.append([row(0), row(1)])
-    # ... but the rows must stay buffered
-    assert log.pending == 2
-    log.append([row(2)])  # over flush_rows again: this flush succeeds
-    assert log.pending == 0
-    ids = sorted(plog.read(log.directory).column("request_id").to_pylist())
-    assert ids == ["req-0000", "req-0001", "req-0002"]
+    assert os.listdir(log.spool) == []
 
 
 def test_a_write_failing_on_the_second_day_does_not_duplicate_the_first(tmp_path, monkeypatch):
@@ -290,6 +290,83 @@ def test_a_write_failing_on_the_second_day_does_not_duplicate_the_first(tmp_path
     log.flush()
     ids = sorted(plog.read(log.directory).column("request_id").to_pylist())
     assert ids == ["req-0000", "req-0001"]
+
+
+def test_a_flush_interrupted_before_deleting_its_segment_writes_no_duplicate(tmp_path, monkeypatch):
+    log = make_log(tmp_path)
+    log.append([row(0), row(1)])
+    real = os.remove
+    monkeypatch.setattr(plog.os, "remove", lambda path: (_ for _ in ()).throw(OSError("gone")))
+    with pytest.raises(OSError, match="gone"):
+        log.flush()  # the parquet file is written, the segment is still there
+    monkeypatch.setattr(plog.os, "remove", real)
+    log.flush()
+    assert sorted(plog.read(log.directory).column("request_id").to_pylist()) == [
+        "req-0000",
+        "req-0001",
+    ]
+    assert log.pending == 0 and log.written_rows == 2
+
+
+# ----------------------------------------------------------------------------- a killed writer
+
+KILLED_WRITER = """
+import json, os, signal, sys
+from datetime import datetime, timezone
+sys.path.insert(0, {tests!r})
+from test_prediction_log import make_log, row
+from pathlib import Path
+log = make_log(Path({tmp!r}))
+log.append([row(i) for i in range(3)])
+log.append([row(3)])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_writer(tmp_path) -> None:
+    """A process appends 4 rows in two appends and dies by SIGKILL before any flush."""
+    import subprocess
+    import sys
+
+    code = KILLED_WRITER.format(tests=os.path.dirname(__file__), tmp=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+
+
+def test_a_new_log_adopts_the_rows_of_a_killed_writer_and_writes_them_once(tmp_path):
+    _killed_writer(tmp_path)
+    log = make_log(tmp_path)
+    assert plog.read(log.directory).num_rows == 0  # the dead writer wrote nothing
+    assert log.adopt() == 4
+    assert log.pending == 4 and log.due()  # due at once
+    assert make_log(tmp_path).adopt() == 0  # adopted once, by one log
+    log.flush()
+    ids = sorted(plog.read(log.directory).column("request_id").to_pylist())
+    assert ids == [f"req-{i:04d}" for i in range(4)]
+    assert os.listdir(log.spool) == []
+
+
+def test_adopt_leaves_the_segments_of_live_writers(tmp_path):
+    live = make_log(tmp_path)
+    live.append([row(0)])
+    assert make_log(tmp_path).adopt() == 0
+    assert live.flush() and plog.read(live.directory).num_rows == 1
+
+
+def test_a_partial_last_append_is_dropped_and_the_rest_adopted(tmp_path):
+    _killed_writer(tmp_path)
+    log = make_log(tmp_path)
+    (segment,) = os.listdir(log.spool)
+    path = os.path.join(log.spool, segment)
+    with open(path, "r+b") as f:  # as if killed in the middle of writing the second append
+        f.truncate(os.path.getsize(path) - 20)
+    assert log.adopt() == 3
+    log.flush()
+    assert sorted(plog.read(log.directory).column("request_id").to_pylist()) == [
+        "req-0000",
+        "req-0001",
+        "req-0002",
+    ]
 
 
 # ----------------------------------------------------------------------------- read
@@ -315,11 +392,11 @@ def test_writes_leave_no_temporary_files_and_read_skips_hidden_ones(tmp_path):
 
 
 def test_feedback_log_round_trip(tmp_path):
-    log = plog.ParquetLog(plog.feedback_dir(str(tmp_path)), plog.FEEDBACK_SCHEMA, 2, 60.0)
+    directory = plog.feedback_dir(str(tmp_path))
+    log = plog.ParquetLog(directory, plog.FEEDBACK_SCHEMA, 2, 60.0, str(tmp_path / "spool"))
     log.append([{"request_id": "a", "ts": DAY1, "label": json.dumps(1)}])
-    assert log.pending == 1
     log.append([{"request_id": "b", "ts": DAY2, "label": json.dumps("churns")}])
-    assert log.pending == 0
+    log.flush()
     table = plog.read(plog.feedback_dir(str(tmp_path)))
     got = sorted((r["request_id"], r["label"], r["date"]) for r in table.to_pylist())
     assert got == [("a", "1", "2024-05-01"), ("b", '"churns"', "2024-05-02")]
@@ -327,7 +404,8 @@ def test_feedback_log_round_trip(tmp_path):
 
 def test_an_input_column_named_date_survives_read(tmp_path):
     columns = {"date": ColumnSpec(type=ColumnType.string)}
-    log = plog.ParquetLog(str(tmp_path / "p"), plog.prediction_schema(columns), 10, 60.0)
+    schema = plog.prediction_schema(columns)
+    log = plog.ParquetLog(str(tmp_path / "p"), schema, 10, 60.0, str(tmp_path / "spool"))
     log.append([plog.prediction_row({"request_id": "a", "ts": DAY1}, {"date": "last week"})])
     log.flush()
     rows = plog.read(str(tmp_path / "p")).to_pylist()

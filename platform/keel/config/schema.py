@@ -308,6 +308,9 @@ class BatchingConfig:
 class PredictionLogConfig:
     flush_rows: int = ranged(2000, 1)  # write a parquet file once this many rows are buffered
     flush_seconds: float = ranged(5.0, 0.0, lo_open=True)  # ... or when the oldest is this old
+    # a local directory on each serving machine where rows wait until written; a replica's
+    # rows survive its death there (null: keel-spool-<uid> in the system's temporary directory)
+    spool: str | None = None
 
 
 @dataclass

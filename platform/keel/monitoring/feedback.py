@@ -120,11 +120,8 @@ def is_label(value: Any) -> bool:
 
 
 def _write(rows: list[dict[str, Any]], logs: str) -> list[str]:
-    # one explicit flush (not the size trigger, which logs a failed write instead of raising)
-    directory = plog.feedback_dir(logs)
-    buffer = plog.ParquetLog(directory, plog.FEEDBACK_SCHEMA, len(rows) + 1, math.inf)
-    buffer.append(rows)
-    return buffer.flush()
+    table = pa.Table.from_pylist(rows, schema=plog.FEEDBACK_SCHEMA)
+    return plog.write(plog.feedback_dir(logs), table)
 
 
 def describe(result: Ingested) -> list[tuple[str, str]]:

@@ -74,6 +74,8 @@ class Ingress:
                 plog.requests_dir(logs, model), plog.REQUEST_SCHEMA
             )
         self.feedback = self._buffer(plog.feedback_dir(logs), plog.FEEDBACK_SCHEMA)
+        for buffer in self._all_logs():  # rows a killed replica spooled on this machine
+            buffer.adopt()
         self.token = _token(settings.get("auth_token_env"))
         self.metrics = ServeMetrics()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_when_due())
@@ -90,7 +92,13 @@ class Ingress:
 
     def _buffer(self, directory: str, schema: pa.Schema) -> plog.ParquetLog:
         flush = self.settings["log"]
-        return plog.ParquetLog(directory, schema, flush["flush_rows"], flush["flush_seconds"])
+        return plog.ParquetLog(
+            directory,
+            schema,
+            flush["flush_rows"],
+            flush["flush_seconds"],
+            flush["spool"] or plog.default_spool(),
+        )
 
     def _all_logs(self) -> list[plog.ParquetLog]:
         return [*self.logs.values(), *self.request_logs.values(), self.feedback]
@@ -102,12 +110,15 @@ class Ingress:
                 if buffer.due():
                     try:
                         await asyncio.to_thread(buffer.flush)
-                    except Exception:  # rows stay buffered for the next try
+                    except Exception:  # rows stay spooled for the next try
                         log.exception("flushing %s failed; will retry", buffer.directory)
 
     async def __del__(self) -> None:
-        """Serve's graceful shutdown: write whatever is still buffered."""
+        """Serve's graceful shutdown: write whatever is still spooled."""
         self._flusher.cancel()
+        for runner in self.servers.values():
+            if isinstance(runner, ModelRunner):  # fused: the models' registry watchers
+                runner.stop()
         for buffer in self._all_logs():
             try:
                 buffer.flush()

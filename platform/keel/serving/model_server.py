@@ -140,9 +140,13 @@ class ModelRunner:
             }
             start = end
 
-    def __del__(self) -> None:
+    def stop(self) -> None:
+        """Stop following the registry: a shutting-down replica loads nothing more."""
         if self._watch is not None:
-            self._watch.cancel()  # a shutting-down replica loads nothing more
+            self._watch.cancel()
+
+    def __del__(self) -> None:  # Serve's shutdown hook of a ModelServer replica
+        self.stop()
 
     def ready(self) -> bool:
         return self.loaded["primary"] is not None
