@@ -17,6 +17,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import api_fuzz
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -35,6 +36,7 @@ from keel.serving.predictor import Predictor
 from keel.traffic import TrafficError, describe, simulate, traffic_table
 
 PORT = 8020  # not Serve's default, so a developer's own `keel serve` does not collide
+FUZZ_PER_OPERATION = 2_000
 
 
 class Client:
@@ -410,6 +412,34 @@ def test_a_load_of_20000_predictions_at_concurrency_64_fails_no_request(app):
         client.answered[("churn", 200)] += load.ok
         client.acknowledged.update(p["request_id"] for p in predictions)
     print(f"load: 20,000 predictions, p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms")
+
+
+def test_fuzzed_requests_to_every_operation_get_no_5xx_and_the_app_stays_up(app):
+    """Requests to every operation of the served OpenAPI document, generated from it (see
+    api_fuzz): every answer is one the document declares, none a 5xx. 2,000 per operation on
+    the fused topology; every tenth of them on the other, whose API is the same code. The
+    predict ones join the client's counts, so the module's last test finds them in the logs."""
+    cfg, client = app
+    spec = requests.get(f"{client.base}/openapi.json", timeout=10)
+    generated = api_fuzz.requests_for(spec.text, FUZZ_PER_OPERATION)
+    assert len(generated) == 6  # 2 predict routes, feedback, models, healthz, readyz
+    for (method, path), fuzz in generated.items():
+        assert len(fuzz) == FUZZ_PER_OPERATION, (method, path)
+        answers = api_fuzz.send(client.base, fuzz if cfg.serve.fused else fuzz[::10])
+        statuses = Counter(a.status for a in answers)
+        declared = {int(s) for s in spec.json()["paths"][path][method.lower()]["responses"]}
+        crashed = [a for a in answers if a.status >= 500 or a.status not in declared]
+        assert not crashed, (method, path, statuses, crashed[:3])
+        if predict := re.fullmatch(r"/v1/models/(\w+):predict", path):
+            with client.lock:
+                for a in answers:
+                    client.answered[(predict[1], a.status)] += 1
+                    if a.status == 200:
+                        ids = (p["request_id"] for p in json.loads(a.body)["predictions"])
+                        client.acknowledged.update(ids)
+        print(f"fuzz {method} {path}: {len(answers)} requests, {dict(statuses)}")
+    assert requests.get(f"{client.base}/readyz", timeout=10).status_code == 200
+    assert client.predict("churn", _rows("churn", 3, seed=5)).status_code == 200
 
 
 def test_auth_requires_the_bearer_token(app, monkeypatch):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+):predict")
+REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}}  # malformed, no token, too large, invalid
 
 
 def build_api(ingress: Ingress) -> FastAPI:
@@ -60,18 +61,25 @@ def build_api(ingress: Ingress) -> FastAPI:
             f"/v1/models/{model}:predict",
             summary=f"Predict with {model}",
             tags=["predict"],
-            responses={400: {}, 401: {}, 413: {}, 422: {}},
+            responses=REFUSALS,
         )(predict_route(model))
 
     @app.post("/v1/models/{model}:predict", include_in_schema=False)
     async def predict_unknown(model: str, request: Request):
         return await ingress.predict(model, request)
 
-    @app.post("/v1/feedback", tags=["feedback"], summary="Ground-truth labels for request ids")
+    @app.post(
+        "/v1/feedback",
+        tags=["feedback"],
+        summary="Ground-truth labels for request ids",
+        responses=REFUSALS,
+    )
     async def feedback(request: Request):
         return await ingress.record_feedback(request)
 
-    @app.get("/v1/models", tags=["models"], summary="What is served, by version")
+    @app.get(
+        "/v1/models", tags=["models"], summary="What is served, by version", responses={401: {}}
+    )
     async def models():
         return await ingress.list_models()
 
@@ -79,7 +87,7 @@ def build_api(ingress: Ingress) -> FastAPI:
     async def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={503: {}})
     async def readyz():
         return await ingress.ready()
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -60,12 +60,12 @@ class Ingress:
         self.servers: dict[str, DeploymentHandle | ModelRunner] = servers or {
             model: ModelRunner(model, *args) for model, args in settings["runners"].items()
         }
-        self.info = {m: await self._call(m, "info") for m in self.servers}
         logs = settings["logs"]
         self.requests, self.logs, self.request_logs = {}, {}, {}
-        for model, info in self.info.items():
-            columns = {c: ColumnSpec(**s) for c, s in info["columns"].items()}
-            instance = instance_model(model, columns, set(info["required"]))
+        for model in self.servers:
+            contract = await self._call(model, "contract")
+            columns = {c: ColumnSpec(**s) for c, s in contract["columns"].items()}
+            instance = instance_model(model, columns, set(contract["required"]))
             self.requests[model] = request_model(model, instance, settings["max_rows_per_request"])
             self.logs[model] = self._buffer(
                 plog.predictions_dir(logs, model), plog.prediction_schema(columns)
@@ -240,7 +240,7 @@ class Ingress:
 
     async def list_models(self) -> dict[str, Any]:
         infos = await asyncio.gather(*(self._call(m, "info") for m in self.servers))
-        return {"models": [{k: v for k, v in i.items() if k != "columns"} for i in infos]}
+        return {"models": infos}
 
     async def ready(self) -> JSONResponse:
         try:
@@ -266,20 +266,25 @@ class Ingress:
         )
 
     def openapi(self, app: FastAPI) -> dict:
-        """FastAPI's document plus the request schema generated for each model."""
+        """FastAPI's document plus the request bodies the routes validate themselves: each
+        model's generated request schema, and feedback (one label or a list of them)."""
         doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
         components = doc.setdefault("components", {}).setdefault("schemas", {})
+
+        def body(path: str, *models: type[BaseModel]) -> None:
+            refs = []
+            for m in models:
+                schema = m.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema.pop("$defs", {}))
+                components[m.__name__] = schema
+                refs.append({"$ref": f"#/components/schemas/{m.__name__}"})
+            content = {"schema": refs[0] if len(refs) == 1 else {"anyOf": refs}}
+            op = doc["paths"][path]["post"]
+            op["requestBody"] = {"required": True, "content": {"application/json": content}}
+
         for model, req in self.requests.items():
-            schema = req.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(schema.pop("$defs", {}))
-            components[req.__name__] = schema
-            op = doc["paths"][f"/v1/models/{model}:predict"]["post"]
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{req.__name__}"}}
-                },
-            }
+            body(f"/v1/models/{model}:predict", req)
+        body("/v1/feedback", Feedback, FeedbackRequest)
         return doc
 
 

@@ -85,19 +85,25 @@ class ModelRunner:
                     self.errors[variant] = str(e)
 
     async def info(self) -> dict[str, Any]:
+        """What is served now (GET /v1/models)."""
         self._follow_stages()
-        primary = self.loaded["primary"]
-        ds = primary.dataset
+        ds = self.loaded["primary"].dataset
         return {
             "model": self.model,
             "task": ds.task.value,
             "versions": {v: p.version.version if p else None for v, p in self.loaded.items()},
             "refs": self.refs,
             "canary_percent": self.served.canary.percent if self.refs["canary"] else 0.0,
-            "columns": {c: to_dict(s) for c, s in primary.request_columns.items()},
-            "required": primary.features.input_columns,
             "id_column": ds.id_column,
             "errors": dict(self.errors),
+        }
+
+    async def contract(self) -> dict[str, Any]:
+        """The request columns and the required ones: what the ingress validates requests by."""
+        primary = self.loaded["primary"]
+        return {
+            "columns": {c: to_dict(s) for c, s in primary.request_columns.items()},
+            "required": primary.features.input_columns,
         }
 
     async def predict(self, rows: list[dict]) -> dict[str, Any]:

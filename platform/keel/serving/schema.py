@@ -1,9 +1,10 @@
 """Request models generated from a dataset's column schema, and readable validation errors.
 
 A request is `{"instances": [{column: value, ...}, ...]}`. Each column gets its declared type
-(strict: "30" is not an int), range, allowed values, regex and nullability; NaN and infinity are
-refused; unknown fields are refused; the feature inputs are required. The same models produce
-the OpenAPI document, so the published contract is the one that is enforced.
+(strict: "30" is not an int, but 30.0 is, as JSON Schema says), range, allowed values, regex
+and nullability; NaN and infinity are refused; unknown fields are refused; the feature inputs
+are required. The same models produce the OpenAPI document, so the published contract is the
+one that is enforced (the API fuzz test sends bodies generated from it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -39,6 +41,11 @@ def _label(value: Any) -> bool | int | float | str:
     raise ValueError("a label is a finite number, a boolean or a string of 1-256 characters")
 
 
+def _json_integer(value: Any) -> Any:
+    """JSON has one number type: 30.0 is the integer 30 (true and "30" are still refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _iso_timestamp(value: str) -> str:
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -51,13 +58,17 @@ def _column_type(spec: ColumnSpec) -> Any:
     bounds = {"ge": spec.min, "le": spec.max}
     kind = ColumnType(spec.type)
     if kind == ColumnType.int:
-        return Annotated[StrictInt, Field(**bounds)]
+        return Annotated[StrictInt, Field(**bounds), BeforeValidator(_json_integer)]
     if kind == ColumnType.float:
         return Annotated[float, Strict(), Field(allow_inf_nan=False, **bounds)]  # ints welcome
     if kind == ColumnType.bool:
         return StrictBool
     if kind == ColumnType.timestamp:
-        return Annotated[StrictStr, AfterValidator(_iso_timestamp)]
+        return Annotated[
+            StrictStr,
+            AfterValidator(_iso_timestamp),
+            WithJsonSchema({"type": "string", "format": "date-time"}),
+        ]
     if spec.allowed:
         return Literal[tuple(spec.allowed)]
     return Annotated[StrictStr, Field(pattern=spec.regex)] if spec.regex else StrictStr
@@ -95,7 +106,7 @@ class Feedback(BaseModel):
     label: Annotated[
         bool | int | float | str,
         PlainValidator(_label),
-        WithJsonSchema({"type": ["number", "boolean", "string"], "maxLength": 256}),
+        WithJsonSchema({"type": ["number", "boolean", "string"], "minLength": 1, "maxLength": 256}),
     ]
 
 
