@@ -26,6 +26,7 @@ FORWARDED_ENV = (
     "WANDB_DIR",
     "WANDB_SILENT",
     "KEEL_PROJECT_ROOT",
+    "KEEL_MODEL_MODULES",  # where a model config's _target_ may import from
     "AWS_ENDPOINT_URL",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",

@@ -1,11 +1,14 @@
 """Tabular models and task heads: shapes, user models by _target_, losses and predictions."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from keel.config.schema import Task
+from keel.errors import ConfigError
 from keel.models import MLP, Head, build
 
 
@@ -33,10 +36,41 @@ def test_linear_model_has_no_hidden_layers():
     assert isinstance(model, MLP) and [type(m) for m in model.net] == [nn.Linear]
 
 
-def test_user_model_by_target_gets_sizes_and_params():
+def test_user_model_by_target_gets_sizes_and_params(monkeypatch):
+    monkeypatch.setenv("KEEL_MODEL_MODULES", f"numpy, {__name__}")
     model = build({"_target_": f"{__name__}.TinyUserModel", "params": {"width": 9}}, 4, 2)
     assert isinstance(model, TinyUserModel) and model.width == 9
     assert model(torch.zeros(1, 4)).shape == (1, 2)
+
+
+def test_a_target_outside_the_allowed_packages_is_refused_before_its_import(tmp_path, monkeypatch):
+    """A registry's model config must not make serving import (and so run) a module."""
+    marker = tmp_path / "ran"
+    (tmp_path / "planted.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KEEL_MODEL_MODULES", "my_models, planted_other")
+    with pytest.raises(ConfigError, match=r"'planted'.*KEEL_MODEL_MODULES=planted"):
+        build({"_target_": "planted.Net"}, 4, 2)
+    monkeypatch.delenv("KEEL_MODEL_MODULES")
+    with pytest.raises(ConfigError, match="allowed: none"):
+        build({"_target_": "planted.Net"}, 4, 2)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("os.system", "not a torch.nn.Module class"),  # allowed package, not a model
+        ("os.path.NoSuchThing", "not a torch.nn.Module class"),
+        ("os", "not a dotted name"),
+        ("os.system; rm -rf /", "not a dotted name"),
+        ("__import__('os').system", "not a dotted name"),
+    ],
+)
+def test_a_target_must_name_a_torch_module_class(monkeypatch, target, error):
+    monkeypatch.setenv("KEEL_MODEL_MODULES", "os")
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        build({"_target_": target}, 4, 2)
 
 
 def test_binary_head_encodes_labels_and_predicts_probabilities():

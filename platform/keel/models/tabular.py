@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from typing import Any
 
 from torch import nn
+
+from keel.errors import ConfigError
+
+MODULES_ENV = "KEEL_MODEL_MODULES"  # packages whose classes `_target_` may name, comma-separated
+TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 NORMS = {"none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
@@ -49,8 +56,7 @@ def build(model: dict[str, Any], in_features: int, out_features: int) -> nn.Modu
     """
     target = model.get("_target_")
     if target:
-        module_name, _, cls_name = target.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), cls_name)
+        cls = user_model_class(target)
         return cls(in_features=in_features, out_features=out_features, **model.get("params", {}))
     return MLP(
         in_features,
@@ -60,3 +66,25 @@ def build(model: dict[str, Any], in_features: int, out_features: int) -> nn.Modu
         norm=model.get("norm", "none"),
         activation=model.get("activation", "relu"),
     )
+
+
+def user_model_class(target: str) -> type[nn.Module]:
+    """The class a `_target_` names, imported only from packages listed in KEEL_MODEL_MODULES.
+
+    A model config travels in the registry, and importing a module runs its code: whoever can
+    write the registry must not choose what serving imports. The environment of the processes
+    that train and serve does (keel forwards it to Ray workers and Serve replicas)."""
+    allowed = [p.strip() for p in os.environ.get(MODULES_ENV, "").split(",") if p.strip()]
+    if not TARGET.fullmatch(target):
+        raise ConfigError(f"model._target_ {target!r} is not a dotted name like my_models.Net")
+    module_name, _, cls_name = target.rpartition(".")
+    if not any(module_name == p or module_name.startswith(p + ".") for p in allowed):
+        raise ConfigError(
+            f"model._target_ {target!r} is in module {module_name!r}, which {MODULES_ENV} does "
+            f"not allow (allowed: {', '.join(allowed) or 'none'}): add its package, e.g. "
+            f"{MODULES_ENV}={module_name.split('.')[0]}"
+        )
+    cls = getattr(importlib.import_module(module_name), cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"model._target_ {target!r} is not a torch.nn.Module class")
+    return cls
