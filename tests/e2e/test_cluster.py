@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from ray_nodes import BIN, Cluster, alive_nodes, node_env, ray_cluster, state
@@ -223,3 +224,15 @@ def test_submit_fails_fast_with_a_reason(cluster, s3, tmp_path):
     no_token = keel("submit", "train", address, env={**s3, "HOME": str(tmp_path)})
     assert no_token.returncode == 2, no_token.stdout + no_token.stderr
     assert "token" in no_token.stdout and "ray get-auth-token" in no_token.stdout
+
+
+def test_the_jobs_api_listens_on_localhost_only_and_wants_the_token(cluster):
+    """The head starts as cluster.yaml starts it (no --dashboard-host)."""
+    port = int(cluster.dashboard.rsplit(":", 1)[1])
+    bound = {
+        c.laddr.ip
+        for c in psutil.net_connections("inet")
+        if c.laddr and c.laddr.port == port and c.status == "LISTEN"
+    }
+    assert bound == {"127.0.0.1"}, bound
+    assert requests.get(f"{cluster.dashboard}/api/jobs/", timeout=10).status_code == 401
