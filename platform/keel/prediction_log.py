@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -25,6 +26,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -170,10 +172,10 @@ class ParquetLog:
         of this or an earlier deployment); the next flush writes them. The rows adopted."""
         rows = 0
         for name in sorted(os.listdir(self.spool)) if os.path.isdir(self.spool) else []:
-            if not name.endswith(SEGMENT) or _alive(name.split(".")[1]):
+            segment = SEGMENT_NAME.fullmatch(name)
+            if segment is None or _alive(int(segment["pid"]), segment["stamp"]):
                 continue
-            stem = name.split(".")[0]
-            mine = os.path.join(self.spool, f"{stem}.{self.writer}{SEGMENT}")
+            mine = os.path.join(self.spool, f"{segment['stem']}.{self.writer}{SEGMENT}")
             try:  # a rename is atomic: of two replicas adopting at once, one wins
                 os.rename(os.path.join(self.spool, name), mine)
             except FileNotFoundError:
@@ -190,6 +192,9 @@ class ParquetLog:
 
 
 SEGMENT = ".arrows"  # <stem>.<owner><SEGMENT>: stem names the parquet files, owner the writer
+SEGMENT_NAME = re.compile(  # stem: <stamp>-<writer>-<seq>; owner, a writer: <pid>-<hex>
+    r"(?P<stem>(?P<stamp>\d{8}-\d{6}-\d{3})-[\w-]+)\.(?P<pid>\d+)-[0-9a-f]+" + re.escape(SEGMENT)
+)
 
 
 class _Segment:
@@ -210,15 +215,17 @@ class _Segment:
         return self.path
 
 
-def _alive(owner: str) -> bool:
-    """Whether the process of a writer id (`<pid>-<hex>`) on this machine still runs."""
+def _alive(pid: int, stamp: str) -> bool:
+    """Whether the process that opened a segment at `stamp` (storage.stamp, UTC) still runs:
+    a process with its pid that started later (a pid reused, say in a new container) is not
+    the writer."""
+    opened = datetime.strptime(stamp, "%Y%m%d-%H%M%S-%f").replace(tzinfo=timezone.utc)
     try:
-        os.kill(int(owner.split("-")[0]), 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).create_time() <= opened.timestamp() + 1
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # another user's process
+    except psutil.AccessDenied:  # another user's process
         return True
-    return True
 
 
 def _read_segment(path: str) -> pa.Table:

@@ -353,6 +353,22 @@ def test_adopt_leaves_the_segments_of_live_writers(tmp_path):
     assert live.flush() and plog.read(live.directory).num_rows == 1
 
 
+def test_a_segment_whose_pid_now_belongs_to_a_younger_process_is_adopted(tmp_path):
+    """A pid reused (a new container starts its processes at the same pids): the process
+    that runs under it started after the segment was opened, so it is not the writer."""
+    old = make_log(tmp_path)
+    old.append([row(0)])
+    (name,) = os.listdir(old.spool)
+    reused = "20200101-000000-000" + name[19:]  # opened long before this live process started
+    os.rename(os.path.join(old.spool, name), os.path.join(old.spool, reused))
+    (tmp_path / "spool" / os.path.basename(old.spool) / "notes.txt").write_text("not ours")
+    log = make_log(tmp_path)
+    assert log.adopt() == 1
+    log.flush()
+    assert plog.read(log.directory).column("request_id").to_pylist() == ["req-0000"]
+    assert os.listdir(log.spool) == ["notes.txt"]  # a file not named as a segment is left
+
+
 def test_a_partial_last_append_is_dropped_and_the_rest_adopted(tmp_path):
     _killed_writer(tmp_path)
     log = make_log(tmp_path)
