@@ -102,6 +102,17 @@ def default_spool() -> str:
     return os.path.join(tempfile.gettempdir(), f"keel-spool-{os.getuid()}")
 
 
+# A spool segment is named <stem>.<owner>.arrows: the stem (<stamp>-<writer>-<seq>) names the
+# parquet files it becomes, the owner (a writer id, <pid>-<hex>) is the process writing it.
+SEGMENT_NAME = re.compile(
+    r"(?P<stem>(?P<stamp>\d{8}-\d{6}-\d{3})-[\w-]+)\.(?P<pid>\d+)-[0-9a-f]+\.arrows"
+)
+
+
+def _segment_name(stem: str, owner: str) -> str:
+    return f"{stem}.{owner}.arrows"
+
+
 class ParquetLog:
     """Append rows; flush them to `<directory>/date=<d>/part-<segment>.parquet`.
 
@@ -134,8 +145,9 @@ class ParquetLog:
         with self._lock:
             if self._open is None:
                 self._seq += 1
-                name = f"{storage.stamp()}-{self.writer}-{self._seq:06d}.{self.writer}{SEGMENT}"
-                self._open = _Segment(os.path.join(self.spool, name), self.schema)
+                stem = f"{storage.stamp()}-{self.writer}-{self._seq:06d}"
+                path = os.path.join(self.spool, _segment_name(stem, self.writer))
+                self._open = _Segment(path, self.schema)
             self._open.write(table)
             if not self.pending:
                 self._oldest = time.monotonic()
@@ -175,7 +187,7 @@ class ParquetLog:
             segment = SEGMENT_NAME.fullmatch(name)
             if segment is None or _alive(int(segment["pid"]), segment["stamp"]):
                 continue
-            mine = os.path.join(self.spool, f"{segment['stem']}.{self.writer}{SEGMENT}")
+            mine = os.path.join(self.spool, _segment_name(segment["stem"], self.writer))
             try:  # a rename is atomic: of two replicas adopting at once, one wins
                 os.rename(os.path.join(self.spool, name), mine)
             except FileNotFoundError:
@@ -189,12 +201,6 @@ class ParquetLog:
                 self.pending += rows
             log.warning("adopted %d %s rows a dead writer had not written", rows, self.directory)
         return rows
-
-
-SEGMENT = ".arrows"  # <stem>.<owner><SEGMENT>: stem names the parquet files, owner the writer
-SEGMENT_NAME = re.compile(  # stem: <stamp>-<writer>-<seq>; owner, a writer: <pid>-<hex>
-    r"(?P<stem>(?P<stamp>\d{8}-\d{6}-\d{3})-[\w-]+)\.(?P<pid>\d+)-[0-9a-f]+" + re.escape(SEGMENT)
-)
 
 
 class _Segment:
@@ -245,8 +251,8 @@ def _read_segment(path: str) -> pa.Table:
 
 def _write_segment(directory: str, segment: str) -> tuple[list[str], int]:
     table = _read_segment(segment)
-    name = os.path.basename(segment).split(".")[0]
-    return (write(directory, table, name) if table.num_rows else []), table.num_rows
+    stem = SEGMENT_NAME.fullmatch(os.path.basename(segment))["stem"]
+    return (write(directory, table, stem) if table.num_rows else []), table.num_rows
 
 
 def write(directory: str, table: pa.Table, name: str | None = None) -> list[str]:
