@@ -46,6 +46,9 @@ class SourceFormat(str, Enum):
     json = "json"
 
 
+NULL_VALUES = ("", "NA", "N/A", "null", "NaN")  # what files commonly write for "missing"
+
+
 class OnInvalid(str, Enum):
     quarantine = "quarantine"  # write invalid rows aside, continue with the valid ones
     fail = "fail"  # any invalid row fails the job
@@ -64,6 +67,12 @@ class ColumnSpec:
     regex: str | None = None
     unique: bool = False
     description: str = ""
+    # the column's name in the file when it differs (spaces, capitals): read under this name,
+    # known everywhere else by its key
+    source: str | None = None
+    # timestamps not in ISO 8601: a strptime format such as "%m/%d/%Y %H:%M" (null: ISO 8601,
+    # with or without a zone; zoned times are converted to UTC)
+    format: str | None = None
 
 
 @dataclass
@@ -86,6 +95,8 @@ class SourceConfig:
     days: int = ranged(365, 1)
     chunk_rows: int = ranged(50_000, 1)  # rows per generator task
     drift: DriftConfig = field(default_factory=DriftConfig)
+    # file sources: text values that mean "missing" in any column (CSV cells, JSON strings)
+    null_values: list[str] = field(default_factory=lambda: list(NULL_VALUES))
 
 
 @dataclass
@@ -214,8 +225,15 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = ranged(10, 1)
-    batch_size: int = ranged(256, 1)
+    # How long: `steps` optimizer steps (epochs = steps / batches per epoch, kept within
+    # [min_epochs, max_epochs]) and early stopping, so small and large data both train enough;
+    # a number in `epochs` pins the epochs instead.
+    epochs: int | None = ranged(None, 1)
+    steps: int = ranged(3000, 1)
+    min_epochs: int = ranged(5, 1)
+    max_epochs: int = ranged(300, 1)
+    # rows per optimizer step; null: auto, from the training rows (see keel.training.plan)
+    batch_size: int | None = ranged(None, 1)
     optimizer: str = "adamw"
     lr: float = ranged(1e-3, 0.0, lo_open=True)
     weight_decay: float = ranged(0.0, 0.0)
@@ -224,7 +242,13 @@ class TrainConfig:
     cpus_per_worker: float = ranged(1.0, 0.0, lo_open=True)
     placement_strategy: str = "PACK"  # PACK | SPREAD (one worker per node when possible)
     precision: str = "auto"  # auto (bf16 on GPU) | fp32 | bf16
-    early_stopping_patience: int = ranged(3, 0)
+    early_stopping_patience: int = ranged(5, 0)  # epochs without a better val_loss; 0: never
+    # a resumable checkpoint at most this often (0: every epoch); the last epoch always has one,
+    # holding the best weights
+    checkpoint_seconds: float = ranged(10.0, 0.0)
+    # a worker whose shard holds at most this many feature values loads it once into tensors
+    # and shuffles it itself each epoch; larger shards stream from Ray Data every epoch
+    in_memory_values: int = ranged(50_000_000, 0)
     checkpoints_to_keep: int = ranged(2, 1)
     max_failures: int = ranged(1, -1)
     seed: int = 0
@@ -387,6 +411,10 @@ class SimulateConfig:
     concurrency: int = ranged(4, 1, 256)
     feedback_fraction: float = ranged(1.0, 0.0, 1.0)  # share of served rows whose label is posted
     feedback_delay_seconds: float = ranged(1.0, 0.0)
+    # file datasets: the rows to replay, drawn under `seed` (with replacement when fewer than
+    # `rows`); null: the dataset's test split, which training never saw; or a second file of
+    # the dataset's format
+    path: str | None = None
 
 
 # ----------------------------------------------------------------------------- infrastructure
