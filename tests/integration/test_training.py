@@ -30,6 +30,21 @@ def test_same_seed_and_data_give_the_same_metrics(make_cfg):
     assert first.metrics["test"]["roc_auc"] > first.metrics["baseline"]["roc_auc"] + 0.15
 
 
+def test_a_dataset_without_slices_is_evaluated(make_cfg):
+    """The raw target travelled only with slice columns: no slices was a KeyError 'y'."""
+    from keel.config import to_dict
+    from keel.models import build
+    from keel.training.evaluate import evaluate
+
+    cfg = make_cfg("dataset.source.rows=2000", "dataset.slices=[]")
+    data = prepare(cfg)
+    model = build(to_dict(cfg.model), len(data.features.output_columns), data.head.outputs)
+    metrics = evaluate(model, data.head, data.datasets["test"], cfg.dataset, data.y_train)
+    assert metrics["slices"] == {}
+    assert metrics["rows"] == data.datasets["test"].count() > 0
+    assert 0.0 <= metrics["test"]["roc_auc"] <= 1.0
+
+
 def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(make_cfg):
     cfg = make_cfg(
         "dataset.source.rows=60000",
@@ -37,6 +52,8 @@ def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(make_
         "train.batch_size=64",
         "train.early_stopping_patience=0",
         "train.max_failures=2",
+        "train.checkpoint_seconds=0",  # a checkpoint every epoch: one to resume from early
+        "train.in_memory_values=0",  # streams from Ray Data each epoch: that path resumes too
     )
     outcome: dict = {}
     started = time.time()

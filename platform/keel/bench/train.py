@@ -27,6 +27,7 @@ from keel.models import build
 from keel.storage import stamp
 from keel.training.dataset import Prepared, prepare
 from keel.training.loop import make_optimizer, seed_everything
+from keel.training.plan import plan
 from keel.training.run import fit
 
 from . import common
@@ -45,14 +46,15 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
         cfg.bench.repeats,
     )
     rows = len(arrays["train"][1])
+    schedule = plan(cfg.train, rows)
     med = {side: common.medians(r) for side, r in runs.items()}
     ratio = med["keel"]["samples_per_s"] / med["baseline"]["samples_per_s"]
     report = common.write_report(
         cfg,
         {
             "rows": rows,
-            "epochs": cfg.train.epochs,
-            "batch_size": cfg.train.batch_size,
+            "epochs": schedule.epochs,
+            "batch_size": schedule.batch_size,
             "model": to_dict(cfg.model),
             "torch_threads_baseline": torch.get_num_threads(),
             "cpus_per_worker": cfg.train.cpus_per_worker,
@@ -63,7 +65,7 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
         },
     )
     s = Summary(
-        f"bench train: {rows:,} training rows x {cfg.train.epochs} epochs, "
+        f"bench train: {rows:,} training rows x {schedule.epochs} epochs, "
         f"median of {cfg.bench.repeats} interleaved runs"
     )
     for side in ("keel", "baseline"):
@@ -95,6 +97,7 @@ def run_keel(cfg: KeelConfig, data: Prepared) -> common.Phases:
 def run_baseline(cfg: KeelConfig, data: Prepared, arrays: dict) -> common.Phases:
     started = time.perf_counter()
     t = cfg.train
+    schedule = plan(t, len(arrays["train"][1]))
     seed_everything(t.seed)
     head = data.head
     model = build(to_dict(cfg.model), arrays["train"][0].shape[1], head.outputs)
@@ -102,12 +105,12 @@ def run_baseline(cfg: KeelConfig, data: Prepared, arrays: dict) -> common.Phases
     x, y = (torch.from_numpy(a) for a in arrays["train"])
     vx, vy = (torch.from_numpy(a) for a in arrays["val"])
     rates = []
-    for _ in range(t.epochs):
+    for _ in range(schedule.epochs):
         epoch_start = time.perf_counter()
         model.train()
         order = torch.randperm(len(x))
-        for i in range(0, len(x), t.batch_size):
-            idx = order[i : i + t.batch_size]
+        for i in range(0, len(x), schedule.batch_size):
+            idx = order[i : i + schedule.batch_size]
             loss = head.loss(model(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -115,6 +118,6 @@ def run_baseline(cfg: KeelConfig, data: Prepared, arrays: dict) -> common.Phases
         rates.append(len(x) / (time.perf_counter() - epoch_start))
         model.eval()
         with torch.no_grad():
-            for i in range(0, len(vx), t.batch_size):
-                head.loss(model(vx[i : i + t.batch_size]), vy[i : i + t.batch_size])
+            for i in range(0, len(vx), schedule.batch_size):
+                head.loss(model(vx[i : i + schedule.batch_size]), vy[i : i + schedule.batch_size])
     return {"samples_per_s": _steady(rates), "wall_s": time.perf_counter() - started}

@@ -196,6 +196,8 @@ def _train(t: TrainConfig, _: KeelConfig) -> Iterator[Problem]:
         yield "placement_strategy", f"must be PACK or SPREAD, got '{t.placement_strategy}'"
     if t.optimizer not in ("adam", "adamw", "sgd"):
         yield "optimizer", f"must be adam, adamw or sgd, got '{t.optimizer}'"
+    if t.min_epochs > t.max_epochs:
+        yield "min_epochs", f"({t.min_epochs}) is greater than max_epochs ({t.max_epochs})"
 
 
 def _sweep(s: SweepConfig, root: KeelConfig) -> Iterator[Problem]:

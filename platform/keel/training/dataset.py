@@ -38,14 +38,20 @@ class Prepared:
 
 
 def encode(
-    batch: pa.Table, features: FeaturePipeline, head: Head, target: str, keep: tuple[str, ...] = ()
+    batch: pa.Table,
+    features: FeaturePipeline,
+    head: Head,
+    target: str,
+    keep: tuple[str, ...] = (),
+    raw_target: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Raw rows -> {"features", "target"} (+ the raw target as "y" and `keep` columns)."""
+    """Raw rows -> {"features", "target"} (+ the raw target as "y" when evaluation needs it,
+    and `keep` columns such as slices)."""
     table = to_table(batch)
     out = features.transform_batch(table, keep)
     y = table.column(target).to_numpy(zero_copy_only=False)
     out["target"] = head.encode(y)
-    if keep:
+    if raw_target:
         out["y"] = y
     return out
 
@@ -64,7 +70,12 @@ def prepare(cfg: KeelConfig) -> Prepared:
     encoded = {
         name: part.map_batches(
             encode,
-            fn_kwargs={**common, "keep": tuple(ds.slices) if name == "test" else ()},
+            # the test split keeps the raw target and the slice columns for evaluation
+            fn_kwargs={
+                **common,
+                "keep": tuple(ds.slices) if name == "test" else (),
+                "raw_target": name == "test",
+            },
             batch_format="pyarrow",
             batch_size=cfg.features.batch_size,
         ).materialize()

@@ -72,19 +72,17 @@ def train_loop(config: dict[str, Any]) -> None:
                 progress = json.load(f)
             progress["resumed_from"] = progress["epoch"]
 
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
+    plan = config["plan"]
     patience = train_cfg["early_stopping_patience"]
-    batches = dict(batch_size=train_cfg["batch_size"], dtypes=torch.float32, device=device)
-    for epoch in range(progress["epoch"] + 1, train_cfg["epochs"]):
+    batches = dict(batch_size=plan["batch_size"], dtypes=torch.float32, device=device)
+    train_data = _Data.of(ray.train.get_dataset_shard("train"), config, device)
+    val_data = _Data.of(ray.train.get_dataset_shard("val"), config, device)
+    last_checkpoint = time.monotonic()
+    for epoch in range(progress["epoch"] + 1, plan["epochs"]):
         started = time.perf_counter()
         model.train()
         total, rows = 0.0, 0
-        for batch in train_shard.iter_torch_batches(
-            **batches,
-            local_shuffle_buffer_size=4 * train_cfg["batch_size"],
-            local_shuffle_seed=train_cfg["seed"] + epoch,
-        ):
+        for batch in train_data.batches(batches, shuffle_seed=train_cfg["seed"] + epoch):
             with autocast(device, train_cfg["precision"]):
                 loss = head.loss(model(batch[FEATURES]), batch[TARGET])
             optimizer.zero_grad(set_to_none=True)
@@ -93,7 +91,7 @@ def train_loop(config: dict[str, Any]) -> None:
             total += loss.item() * len(batch[TARGET])
             rows += len(batch[TARGET])
         seconds = time.perf_counter() - started
-        val_loss = _validation_loss(model, head, val_shard, batches, device, train_cfg["precision"])
+        val_loss = _validation_loss(model, head, val_data, batches, device, train_cfg["precision"])
         improved = val_loss < progress["best_val_loss"] - 1e-7
         if improved or best_state is None:
             best_state = {
@@ -104,19 +102,88 @@ def train_loop(config: dict[str, Any]) -> None:
             best_val_loss=min(val_loss, progress["best_val_loss"]),
             bad_epochs=0 if improved else progress["bad_epochs"] + 1,
         )
+        stop = bool(patience) and progress["bad_epochs"] >= patience
         metrics = {
             "epoch": epoch,
+            "epochs": plan["epochs"],
             "train_loss": total / max(rows, 1),
             "val_loss": val_loss,
             "best_val_loss": progress["best_val_loss"],
             "samples_per_s": rows / seconds if seconds else 0.0,
             "train_seconds": seconds,
             "resumed_from": progress["resumed_from"],
+            "stopped_early": stop,
         }
         progress["history"].append(metrics)
-        _report(metrics, model, optimizer, best_state, progress)
-        if patience and progress["bad_epochs"] >= patience:
+        # A checkpoint costs a write and a copy to storage: on small data that dominated the
+        # epoch. One every checkpoint_seconds bounds what a failure loses; the last epoch always
+        # has one, so the final checkpoint holds the best weights.
+        final = stop or epoch == plan["epochs"] - 1
+        due = time.monotonic() - last_checkpoint >= train_cfg["checkpoint_seconds"]
+        if final or due:
+            _report(metrics, model, optimizer, best_state, progress)
+            last_checkpoint = time.monotonic()
+        else:
+            ray.train.report(metrics)
+        if stop:
             break
+
+
+class _Data:
+    """A worker's shard of encoded rows. Small shards are read once into tensors and shuffled
+    here each epoch (a Ray Data pass per epoch cost ~1 s of fixed overhead, more than a small
+    epoch's whole work); large ones stream from Ray Data with its local shuffle buffer."""
+
+    def __init__(self, shard, tensors: dict[str, torch.Tensor] | None) -> None:
+        self.shard, self.tensors = shard, tensors
+
+    @classmethod
+    def of(cls, shard, config: dict[str, Any], device) -> _Data:
+        limit = config["train"]["in_memory_values"]
+        if config["plan"]["rows"] * max(config["in_features"], 1) > limit:
+            return cls(shard, None)
+        parts = list(shard.iter_batches(batch_format="numpy", batch_size=65_536))
+        tensors = (
+            {
+                key: torch.from_numpy(
+                    np.concatenate([p[key] for p in parts]).astype(np.float32, copy=False)
+                ).to(device)
+                for key in (FEATURES, TARGET)
+            }
+            if parts
+            else None
+        )
+        return cls(
+            shard,
+            tensors
+            or {
+                FEATURES: torch.zeros((0, config["in_features"]), device=device),
+                TARGET: torch.zeros(0, device=device),
+            },
+        )
+
+    def batches(self, options: dict, shuffle_seed: int | None = None):
+        size = options["batch_size"]
+        if self.tensors is None:
+            shuffle = (
+                {}
+                if shuffle_seed is None
+                else {
+                    "local_shuffle_buffer_size": 4 * size,
+                    "local_shuffle_seed": shuffle_seed,
+                }
+            )
+            yield from self.shard.iter_torch_batches(**options, **shuffle)
+            return
+        x, y = self.tensors[FEATURES], self.tensors[TARGET]
+        if shuffle_seed is None:
+            order = None
+        else:
+            generator = torch.Generator().manual_seed(shuffle_seed)
+            order = torch.randperm(len(y), generator=generator).to(x.device)
+        for i in range(0, len(y), size):
+            idx = slice(i, i + size) if order is None else order[i : i + size]
+            yield {FEATURES: x[idx], TARGET: y[idx]}
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -124,11 +191,11 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def _validation_loss(model, head, shard, batches, device, precision) -> float:
+def _validation_loss(model, head, data: _Data, batches, device, precision) -> float:
     """Every worker sees the whole validation set (it is not split), so all agree on it."""
     model.eval()
     total, rows = 0.0, 0
-    for batch in shard.iter_torch_batches(**batches):
+    for batch in data.batches(batches):
         with autocast(device, precision):
             loss = head.loss(model(batch[FEATURES]), batch[TARGET])
         total += loss.item() * len(batch[TARGET])

@@ -20,6 +20,7 @@ from keel.config import KeelConfig
 from keel.storage import join, stamp, write_text
 
 from .dataset import Prepared, prepare
+from .plan import plan
 from .run import Trained, from_checkpoint, register
 from .trainer import trainer
 
@@ -69,6 +70,9 @@ def _trial(params: dict[str, Any], cfg: KeelConfig, data: Prepared) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_cfg = with_params(cfg, params)
+    # ASHA may stop a trial after any epoch, and the best trial's last checkpoint is what gets
+    # registered: every epoch reports one, so the registered weights match the reported metric.
+    trial_cfg.train.checkpoint_seconds = 0
     datasets = {"train": data.datasets["train"], "val": data.datasets["val"]}
     in_features = len(data.features.output_columns)
     name = f"{cfg.dataset.name}-trial-{tune.get_context().get_trial_id()}"
@@ -88,7 +92,7 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
     scheduler = (
         ASHAScheduler(
             time_attr="epoch",
-            max_t=cfg.train.epochs,
+            max_t=plan(cfg.train, data.datasets["train"].count()).epochs,
             grace_period=s.grace_period,
             reduction_factor=s.reduction_factor,
         )

@@ -10,6 +10,7 @@ from keel.models import Head
 from keel.runtime import worker_env
 
 from .loop import train_loop
+from .plan import Plan, plan
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,12 @@ def use_gpu(setting: str) -> bool:
     return setting == "true"
 
 
-def loop_config(cfg: KeelConfig, in_features: int, head: Head) -> dict[str, Any]:
+def loop_config(cfg: KeelConfig, in_features: int, head: Head, plan: Plan) -> dict[str, Any]:
     """The plain dict each worker receives."""
     return {
         "model": to_dict(cfg.model),
         "train": to_dict(cfg.train),
+        "plan": plan.to_dict(),
         "in_features": in_features,
         "head": head.to_state(),
     }
@@ -61,16 +63,18 @@ def trainer(
         worker_runtime_env={"env_vars": worker_env(cfg)},
         callbacks=extra_callbacks or None,
     )
+    schedule = plan(cfg.train, datasets["train"].count())
     log.info(
-        "training %s: %d worker(s), gpu=%s, %s CPU each",
+        "training %s: %d worker(s), gpu=%s, %s CPU each; %s",
         name,
         cfg.train.num_workers,
         gpu,
         cfg.train.cpus_per_worker,
+        schedule.describe(),
     )
     return TorchTrainer(
         train_loop,
-        train_loop_config=loop_config(cfg, in_features, head),
+        train_loop_config=loop_config(cfg, in_features, head, schedule),
         scaling_config=scaling,
         run_config=run,
         datasets=datasets,
