@@ -43,6 +43,9 @@ class Summary:
         console.print(table)
 
 
+VERBOSE = "--verbose"
+
+
 def setup_logging() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -90,6 +93,10 @@ def main(job: Callable[[KeelConfig], Summary | None], argv: Sequence[str] | None
     """Entry point of a job: `python jobs/train.py experiment=churn train.epochs=3`."""
     setup_logging()
     args = list(sys.argv[1:] if argv is None else argv)
+    if VERBOSE in args:  # every job's flag: Ray's own output on the console too
+        args = [a for a in args if a != VERBOSE] + ["ray.verbose=true"]
+        if argv is None:  # jobs that re-read their overrides (keel pipeline) see the same
+            sys.argv = [sys.argv[0], *args]
     try:
         summary = job(load(args))
     except KeelError as e:

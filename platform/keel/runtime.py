@@ -64,6 +64,9 @@ def ensure(cfg: KeelConfig) -> None:
         runtime_env={"env_vars": {k: v for k, v in env.items() if k not in (job or {})}},
         logging_level=logging.WARNING,
         configure_logging=True,
+        # workers' and actors' output (Train's controller polls, Ray Data's per-operator
+        # progress) stays in Ray's log files unless asked for
+        log_to_driver=cfg.ray.verbose,
     )
     # A Ray job's driver (keel submit, or keel retrain from keel monitor --every) joins its
     # cluster.
@@ -87,6 +90,25 @@ def ensure(cfg: KeelConfig) -> None:
     # cluster, not another Ray on the same machine.
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     configure_data(cfg)
+    if not cfg.ray.verbose:
+        quiet_ray()
+
+
+# Ray's driver-side loggers that print per-dataset and per-operator progress at INFO.
+RAY_CHATTY_LOGGERS = ("ray.data", "ray.train", "ray.tune", "ray.serve")
+
+
+def quiet_ray() -> None:
+    """Ray's INFO chatter off the console; where its logs are, said once."""
+    import ray
+
+    for name in RAY_CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        session = ray._private.worker.global_worker.node.get_session_dir_path()
+    except AttributeError:  # a connection without a local node (ray://) has no local logs
+        return
+    log.info("Ray's own logs: %s/logs (--verbose shows them here)", session)
 
 
 # Serve's HAProxy binds these on every interface; Ray's defaults (8404, 9101) are fixed, so a

@@ -344,7 +344,8 @@ class ServeConfig:
     port: int = ranged(8000, 1, 65535)
     # where Serve runs HTTP proxies: EveryNode (each node with a replica) | HeadOnly | Disabled
     proxy_location: str = "EveryNode"
-    models: dict[str, ServedModel] = field(default_factory=dict)  # registry model -> how
+    # registry model -> how it is served; empty: the experiment's own model (dataset.name)
+    models: dict[str, ServedModel] = field(default_factory=dict)
     # true: the models run inside each ingress replica (one hop fewer; they scale together);
     # false: a deployment per model behind the ingress (own batching, scaling, GPU placement)
     fused: bool = True
@@ -451,6 +452,10 @@ class RayConfig:
     include_dashboard: bool = False
     namespace: str = "keel"
     progress_bars: bool = True
+    # true: Ray's own output (workers, Train's controller, Ray Data's progress logs) on the
+    # console too; false: only keel's progress and summaries there, Ray's in its log files
+    # (`keel JOB --verbose` sets it)
+    verbose: bool = False
     env_vars: dict[str, str] = field(default_factory=dict)  # forwarded to every worker
     # the environment of the embedded Ray keel starts (Ray reads it at start); never sent to a
     # cluster, whose nodes set their own
