@@ -283,3 +283,31 @@ def test_categorical_features_refuse_numeric_imputation():
     with pytest.raises(ConfigError, match=r"features.columns.contract.impute: one_hot inputs"):
         load(["features.columns.contract.impute=median"])
     assert load(["features.columns.contract.impute=most_frequent"])
+
+
+def test_the_demo_serves_both_demo_models_and_an_experiment_without_a_list_serves_its_own():
+    assert set(load([]).serve.models) == {"churn", "listings"}  # conf/serve/demo.yaml
+    own = load(["experiment=listings", "serve=default"]).serve.models
+    assert list(own) == ["listings"]  # serve/default.yaml lists none: the experiment's model
+    assert own["listings"].postprocess.rules == []  # the task's default post-processing
+
+
+def test_an_experiment_may_list_its_served_models_without_the_demo_ones(tmp_path, monkeypatch):
+    shutil.copytree(project_root() / "conf", tmp_path / "conf")
+    (tmp_path / "conf" / "experiment" / "own.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /dataset: listings\n  - override /features: listings\n"
+        "  - override /serve: default\n"
+        "serve:\n  models:\n    listings: {version: production, postprocess: {round: 1}}\n"
+    )
+    monkeypatch.setenv("KEEL_PROJECT_ROOT", str(tmp_path))
+    cfg = load(["experiment=own"])
+    assert list(cfg.serve.models) == ["listings"]
+    assert cfg.serve.models["listings"].postprocess.round == 1
+
+
+def test_training_length_defaults_to_steps_and_its_bounds_are_checked():
+    t = load([]).train
+    assert t.epochs is None and t.batch_size is None and t.steps > 0
+    assert "train.min_epochs" in _error(("train.min_epochs=50", "train.max_epochs=10"))
+    assert "train.batch_size: must be >= 1" in _error(("train.batch_size=0",))

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from keel.errors import ConfigError
 
 from .check import problems
-from .schema import KeelConfig, register
+from .schema import KeelConfig, ServedModel, register
 
 
 def project_root() -> Path:
@@ -64,9 +64,17 @@ def load(overrides: Sequence[str] = ()) -> KeelConfig:
         cfg: KeelConfig = OmegaConf.to_object(raw)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e)) from None
+    _own_model(cfg)
     _check(cfg)
     _absolute_paths(cfg)
     return cfg
+
+
+def _own_model(cfg: KeelConfig) -> None:
+    # An experiment that lists no served models serves its own: `keel serve experiment=X`
+    # needs no serve config of its own, and post-processing defaults to the task's.
+    if not cfg.serve.models:
+        cfg.serve.models = {cfg.dataset.name: ServedModel()}
 
 
 def _check(cfg: KeelConfig) -> None:
