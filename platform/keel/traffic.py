@@ -1,10 +1,14 @@
-"""`keel simulate`: generated traffic for a running app, then its ground truth as feedback.
+"""`keel simulate`: traffic for a running app, then its ground truth as feedback.
 
-The rows come from the dataset's synthetic generator under the traffic's own seed (not the
-training data's), with dataset.source.drift as given, so a drifted stream is one override away.
-The target column is held back as ground truth: after `feedback_delay_seconds` the labels of a
-`feedback_fraction` of the served rows are posted to /v1/feedback, the way late labels arrive in
-production. Everything goes over HTTP, so the app's validation, logs and metrics see real traffic.
+A synthetic dataset's rows come from its generator under the traffic's own seed (not the
+training data's). A file dataset's rows are replayed: rows the model never trained on (the
+test split, or the file at simulate.path), read here with pyarrow (a client starts no Ray),
+cast by the column schema with the invalid ones left out, drawn under the traffic's seed. Both
+take dataset.source.drift as given (keel.data.drift for file rows), so a drifted stream is one
+override away. The target column is held back as ground truth: after `feedback_delay_seconds`
+the labels of a `feedback_fraction` of the served rows are posted to /v1/feedback, the way late
+labels arrive in production. Everything goes over HTTP, so the app's validation, logs and
+metrics see real traffic.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ import numpy as np
 import pyarrow as pa
 
 from keel.config import KeelConfig
-from keel.config.schema import SimulateConfig
-from keel.data import synthetic
+from keel.config.schema import SimulateConfig, SourceFormat
+from keel.data import drift, synthetic
 from keel.data.batch import json_rows
-from keel.errors import ConfigError, KeelError
+from keel.data.sources import read_table
+from keel.data.split import keep
+from keel.data.validation import check_rows, only
+from keel.errors import ConfigError, DataError, KeelError
 from keel.monitoring.feedback import is_label
 
 log = logging.getLogger(__name__)
@@ -71,8 +78,21 @@ class Answer(NamedTuple):
 
 
 def traffic_table(cfg: KeelConfig) -> pa.Table:
-    """The generated rows, target included: the dataset's generator under simulate's knobs."""
+    """The rows to send, target included: generated for a synthetic dataset, replayed from the
+    files of a file dataset; see the module docstring."""
+    if cfg.dataset.source.format == SourceFormat.synthetic:
+        return _generated(cfg)
+    return _replayed(cfg)
+
+
+def _generated(cfg: KeelConfig) -> pa.Table:
+    """The dataset's generator under simulate's knobs."""
     sim = cfg.simulate
+    if sim.path:
+        raise ConfigError(
+            f"simulate.path: dataset '{cfg.dataset.name}' is synthetic; its traffic is generated "
+            "(simulate.path replays files of a file dataset)"
+        )
     source = dataclasses.replace(
         cfg.dataset.source,
         seed=sim.seed,
@@ -84,6 +104,31 @@ def traffic_table(cfg: KeelConfig) -> pa.Table:
     except ValueError as e:
         name = cfg.dataset.name
         raise ConfigError(f"keel simulate cannot generate dataset '{name}': {e}") from None
+
+
+def _replayed(cfg: KeelConfig) -> pa.Table:
+    """simulate.rows valid rows the model did not train on (the test split, or the rows of
+    simulate.path), drawn under simulate.seed, with the dataset's drift knobs applied."""
+    ds, sim = cfg.dataset, cfg.simulate
+    if sim.invalid_fraction:
+        # planting broken rows is the synthetic generators' (keel.data.synthetic)
+        raise ConfigError(
+            "simulate.invalid_fraction: planted invalid rows need a synthetic dataset; "
+            f"'{ds.name}' replays its files (set it to 0)"
+        )
+    rows = only(check_rows(read_table(ds, sim.path), ds), valid=True)
+    if sim.path is None:
+        rows = keep(rows, ds, "test")  # what training put in its test split: never trained on
+    if not len(rows):
+        where = sim.path or f"the test split of {ds.source.path}"
+        raise DataError(f"keel simulate: no valid rows to replay in {where}")
+    return drift.apply(rows.take(_draw(len(rows), sim.rows, sim.seed)), ds, sim.seed)
+
+
+def _draw(available: int, rows: int, seed: int) -> np.ndarray:
+    """`rows` row indices drawn under the seed, with replacement only when too few exist."""
+    rng = np.random.default_rng([seed, 0])  # drift draws from streams 1 and 2
+    return rng.choice(available, rows, replace=available < rows)
 
 
 def simulate(cfg: KeelConfig) -> Traffic:

@@ -70,16 +70,24 @@ def _float_text(v: float | None) -> str | None:
     return str(int(v)) if float(v).is_integer() else repr(v)
 
 
-def timestamps(table: pa.Table, name: str) -> np.ndarray:
+def timestamps(table: pa.Table, name: str, format: str | None = None) -> np.ndarray:
+    """A column as naive UTC datetime64[us]; text is read by `format` (strptime directives)
+    where given, and as ISO 8601 where it does not match, so a file's own spelling and a JSON
+    client's ISO times both work. Zoned times are converted to UTC; unreadable text is NaT."""
     col = table.column(name)
     if pa.types.is_timestamp(col.type):
         if col.type.tz is not None:
             col = pc.cast(col, pa.timestamp(col.type.unit))
         return col.to_numpy(zero_copy_only=False).astype("datetime64[us]")
-    values = pd.to_datetime(
-        pd.Series(col.to_pylist(), dtype=object), errors="coerce", utc=True, format="ISO8601"
-    )
+    text = pd.Series(col.to_pylist(), dtype=object)
+    values = _utc_times(text, format or "ISO8601")
+    if format and (retry := values.isna() & text.notna()).any():
+        values[retry] = _utc_times(text[retry], "ISO8601")
     return values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+
+
+def _utc_times(text: pd.Series, format: str) -> pd.Series:
+    return pd.to_datetime(text, errors="coerce", utc=True, format=format)
 
 
 def reduce_batches(

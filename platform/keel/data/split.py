@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from keel.config.schema import DatasetConfig
 
@@ -20,8 +21,16 @@ def position(batch: pa.Table, dataset: DatasetConfig) -> np.ndarray:
     salt = f"{dataset.split.seed}:"
     if dataset.id_column:
         return key_position(batch.column(dataset.id_column).to_pylist(), salt)
-    frame = batch.select(list(dataset.columns)).to_pandas()
+    # Each column as text: through pandas an int column with a null somewhere in its batch
+    # turns float, so a row's hash (and split) would depend on the rows beside it.
+    frame = pd.DataFrame(
+        {name: _text(batch.column(name)) for name in dataset.columns}, dtype=object
+    )
     return _unit(pd.util.hash_pandas_object(frame, index=False).to_numpy() ^ _hash_salt(salt))
+
+
+def _text(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
 
 
 def key_position(keys: list, salt: str) -> np.ndarray:

@@ -95,12 +95,12 @@ def coerce(table: pa.Table, name: str, spec: ColumnSpec) -> tuple[pa.Array, np.n
     if t == ColumnType.bool:
         if pa.types.is_boolean(raw.type):
             return raw.combine_chunks(), np.zeros(len(raw), bool)
-        text = np.char.lower(strings(table, name).astype(str))
+        text = np.char.lower(np.char.strip(strings(table, name).astype(str)))
         is_true, is_false = np.isin(text, list(_TRUE)), np.isin(text, list(_FALSE))
         bad = present & ~(is_true | is_false)
         return pa.array(is_true, type=pa.bool_(), mask=~(is_true | is_false)), bad
     if t == ColumnType.timestamp:
-        values = timestamps(table, name)
+        values = timestamps(table, name, spec.format)
         missing = np.isnat(values)
         return pa.array(values, type=pa.timestamp("us"), mask=missing), present & missing
     return pa.array(strings(table, name), type=pa.string()), np.zeros(len(raw), bool)

@@ -10,6 +10,7 @@ one that is enforced (the API fuzz test sends bodies generated from it).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -54,6 +55,27 @@ def _iso_timestamp(value: str) -> str:
     return value
 
 
+def _timestamp_as(format: str) -> Callable[[str], str]:
+    """A column with a declared strptime format takes times as its file writes them, or ISO
+    8601 (what keel's own clients send), the same two spellings validation reads. Formatted
+    times are passed on in ISO 8601, so the features and the prediction log, which read ISO
+    times, see one spelling."""
+
+    def check(value: str) -> str:
+        try:
+            return datetime.strptime(value, format).isoformat()
+        except ValueError:
+            pass
+        try:
+            return _iso_timestamp(value)
+        except ValueError:
+            raise ValueError(
+                f"not a timestamp as {format!r} or ISO 8601 (e.g. 2024-05-01T12:00:00Z)"
+            ) from None
+
+    return check
+
+
 def _column_type(spec: ColumnSpec) -> Any:
     bounds = {"ge": spec.min, "le": spec.max}
     kind = ColumnType(spec.type)
@@ -63,6 +85,13 @@ def _column_type(spec: ColumnSpec) -> Any:
         return Annotated[float, Strict(), Field(allow_inf_nan=False, **bounds)]  # ints welcome
     if kind == ColumnType.bool:
         return StrictBool
+    if kind == ColumnType.timestamp and spec.format:
+        return Annotated[
+            StrictStr,
+            AfterValidator(_timestamp_as(spec.format)),
+            # no "format": "date-time" here, as that would refuse the file's own spelling
+            WithJsonSchema({"type": "string", "x-strptime": spec.format}),
+        ]
     if kind == ColumnType.timestamp:
         return Annotated[
             StrictStr,
