@@ -44,6 +44,7 @@ _ARROW = {
     ColumnType.bool: pa.bool_(),
 }
 
+PROBABILITIES = "probabilities"  # every class's probability of a multiclass prediction
 PREDICTION_FIELDS = [
     ("request_id", pa.string()),
     ("ts", pa.timestamp("us", tz="UTC")),
@@ -52,6 +53,9 @@ PREDICTION_FIELDS = [
     ("variant", pa.string()),  # primary | canary | shadow
     ("latency_ms", pa.float64()),
     ("prediction", pa.float64()),  # P(positive), the value, or the top class probability
+    # multiclass: one per class in the head's label order (what quality needs); else null.
+    # Files written before the field existed lack the column: `read(fields=...)` gives nulls.
+    (PROBABILITIES, pa.list_(pa.float64())),
     ("output", pa.string()),  # the post-processed output as JSON
 ]
 REQUEST_SCHEMA = pa.schema(
@@ -288,13 +292,20 @@ def read(
     start: datetime | None = None,
     end: datetime | None = None,
     columns: list[str] | None = None,
+    fields: list[tuple[str, pa.DataType]] | None = None,
 ) -> pa.Table:
     """Rows logged under a directory with start <= ts < end (bounds optional); an empty table
-    when nothing was logged yet. Day partitions outside the bounds are not opened."""
+    when nothing was logged yet. Day partitions outside the bounds are not opened.
+
+    `fields` (e.g. PREDICTION_FIELDS) are read from every file, as nulls from files written
+    before a field existed: a dataset takes its schema from one file, which may be such an old
+    one, and would then drop the field from all of them."""
     fs, path = storage.resolve(directory)
     if not storage.exists(directory):
         return pa.table({})
     data = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+    if fields:
+        data = data.replace_schema(pa.unify_schemas([data.schema, pa.schema(fields)]))
     where = None
     for bound, keep in ((start, _at_or_after), (end, _before)):
         if bound is not None:

@@ -12,7 +12,13 @@ import pytest
 
 from keel import prediction_log as plog
 from keel.config.schema import ColumnSpec, ColumnType, Task
-from keel.monitoring.logs import Window, join_feedback, parse_label, predictions
+from keel.monitoring.logs import (
+    Window,
+    class_probabilities,
+    join_feedback,
+    parse_label,
+    predictions,
+)
 
 COLUMNS = {"age": ColumnSpec(type=ColumnType.int)}
 START = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -272,3 +278,105 @@ def test_parse_label_regression_int_too_large_for_a_float_is_invalid_not_an_erro
 def test_parse_label_bad_json_is_none(raw):
     assert parse_label(raw, BINARY, [0, 1]) is None
     assert parse_label(raw, Task.regression, []) is None
+
+
+# ----------------------------------------------------------------------------- multiclass
+
+MULTI = Task.multiclass_classification
+SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def multiclass_prediction(rid: str, ts: datetime, proba: list[float] | None) -> dict:
+    row = prediction(rid, ts, 1, model="penguins")
+    row["prediction"] = max(proba) if proba else 0.5
+    row[plog.PROBABILITIES] = proba
+    return row
+
+
+def old_prediction_table(rows: list[dict]) -> pa.Table:
+    """Rows as a log written before the log kept class probabilities: no such column."""
+    fields = [f for f in plog.prediction_schema(COLUMNS) if f.name != plog.PROBABILITIES]
+    old = [{k: v for k, v in r.items() if k != plog.PROBABILITIES} for r in rows]
+    return pa.Table.from_pylist(old, schema=pa.schema(fields))
+
+
+@pytest.mark.parametrize("old_first", [True, False], ids=["old-file-first", "new-file-first"])
+def test_old_log_files_without_probabilities_read_as_null(tmp_path, old_first):
+    """A dataset takes its schema from one file: whichever comes first, old rows read with a
+    null `probabilities` and new rows keep theirs."""
+    logs = str(tmp_path / "logs")
+    directory = plog.predictions_dir(logs, "penguins")
+    old = old_prediction_table([multiclass_prediction("old", at(1), None)])
+    new = pa.Table.from_pylist(
+        [multiclass_prediction("new", at(2), [0.1, 0.7, 0.2])],
+        schema=plog.prediction_schema(COLUMNS),
+    )
+    plog.write(directory, old, "a-old" if old_first else "z-old")  # file names sort: read order
+    plog.write(directory, new, "m-new")
+    served = predictions(logs, "penguins", 1, WINDOW)
+    assert served.schema.field(plog.PROBABILITIES).type == pa.list_(pa.float64())
+    ids, logged = served["request_id"].to_pylist(), served[plog.PROBABILITIES].to_pylist()
+    got = dict(zip(ids, logged, strict=True))
+    assert got == {"old": None, "new": [0.1, 0.7, 0.2]}
+    matrix = class_probabilities(served[plog.PROBABILITIES], 3)
+    rows = {rid: matrix[i] for i, rid in enumerate(served["request_id"].to_pylist())}
+    assert np.isnan(rows["old"]).all()
+    np.testing.assert_array_equal(rows["new"], [0.1, 0.7, 0.2])
+
+
+def test_a_window_of_old_files_only_still_has_the_field(tmp_path):
+    logs = str(tmp_path / "logs")
+    table = old_prediction_table([multiclass_prediction("old", at(1), None)])
+    plog.write(plog.predictions_dir(logs, "penguins"), table)
+    served = predictions(logs, "penguins", 1, WINDOW)
+    assert served[plog.PROBABILITIES].to_pylist() == [None]
+
+
+def test_class_probabilities_need_exactly_k_values():
+    logged = pa.array([[0.2, 0.8], None, [0.1, 0.2, 0.7], [], [0.5, None]], pa.list_(pa.float64()))
+    matrix = class_probabilities(logged, 2)
+    assert matrix.shape == (5, 2)
+    np.testing.assert_array_equal(matrix[0], [0.2, 0.8])
+    assert np.isnan(matrix[1:4]).all()  # none, three classes, none at all
+    assert np.isnan(matrix[4, 1])  # a null probability cannot be scored either
+    assert class_probabilities(pa.chunked_array([], pa.list_(pa.float64())), 3).shape == (0, 3)
+
+
+def test_join_multiclass_text_labels_and_an_unknown_class_is_invalid(tmp_path):
+    logs = str(tmp_path / "logs")
+    rows = [multiclass_prediction(f"p{i}", at(1), [0.2, 0.3, 0.5]) for i in range(5)]
+    write_predictions(logs, "penguins", rows)
+    write_feedback(
+        logs,
+        [
+            ("p0", at(2), "Adelie"),
+            ("p1", at(2), "Gentoo"),
+            ("p2", at(2), "Unicorn"),  # not a class of the model: invalid, not a crash
+            ("p3", at(2), 2),  # an index is not a species
+            ("p4", at(2), "chinstrap"),  # nor is another spelling
+        ],
+    )
+    served = predictions(logs, "penguins", 1, WINDOW)
+    labels = join_feedback(logs, "penguins", 1, served, WINDOW, MULTI, SPECIES)
+    assert joined(labels, served) == {"p0": 0.0, "p1": 2.0}
+    assert (labels.counts["matched"], labels.counts["invalid"]) == (2, 3)
+
+
+def test_join_multiclass_int_classes_take_numbers_and_their_text(tmp_path):
+    logs = str(tmp_path / "logs")
+    rows = [multiclass_prediction(f"p{i}", at(1), [0.2, 0.3, 0.5]) for i in range(5)]
+    write_predictions(logs, "penguins", rows)
+    write_feedback(
+        logs,
+        [
+            ("p0", at(2), 2),
+            ("p1", at(2), "1"),
+            ("p2", at(2), 0.0),
+            ("p3", at(2), 3),
+            ("p4", at(2), True),
+        ],
+    )
+    served = predictions(logs, "penguins", 1, WINDOW)
+    labels = join_feedback(logs, "penguins", 1, served, WINDOW, MULTI, [0, 1, 2])
+    assert joined(labels, served) == {"p0": 2.0, "p1": 1.0, "p2": 0.0}
+    assert labels.counts["invalid"] == 2  # 3 is no class, true is no number

@@ -436,3 +436,76 @@ def test_large_input_is_fast():
     classification(y, proba)
     by_slice(B, y, proba, {"g": group})
     assert time.perf_counter() - start < 10.0
+
+
+# ----------------------------------------------------------------------------- per-class recall
+
+
+def test_per_class_recall_hand_checked():
+    # class 0: 2 of 3 rows right; class 1: 1 of 1; class 2: 0 of 2 (both taken for class 0)
+    y = [0, 0, 0, 1, 2, 2]
+    proba = np.array(
+        [
+            [0.8, 0.1, 0.1],
+            [0.6, 0.3, 0.1],
+            [0.2, 0.7, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.5, 0.2, 0.3],
+            [0.4, 0.3, 0.3],
+        ]
+    )
+    assert M.per_class_recall(y, proba) == pytest.approx([2 / 3, 1.0, 0.0])
+    # the macro recall evaluate reports is their mean when every class occurs
+    assert evaluate(MC, y, proba)["recall"] == pytest.approx(np.mean([2 / 3, 1.0, 0.0]))
+
+
+def test_per_class_recall_matches_sklearn():
+    y, proba = multiclass_data(5, k=4)
+    expected = skm.recall_score(y, proba.argmax(1), average=None, labels=range(4))
+    np.testing.assert_allclose(M.per_class_recall(y, proba), expected, rtol=TOL)
+
+
+def test_per_class_recall_is_nan_for_a_class_without_rows():
+    recall = M.per_class_recall([0, 0, 1], np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0, 1, 0]]))
+    assert recall[:2] == pytest.approx([0.5, 1.0])
+    assert math.isnan(recall[2])
+
+
+def test_per_class_recall_refuses_binary_and_bad_labels():
+    with pytest.raises(ValueError, match=r"shape \(n, k\)"):
+        M.per_class_recall([0, 1], np.array([0.2, 0.9]))
+    with pytest.raises(ValueError, match=r"class labels in 0\.\.1"):
+        M.per_class_recall([0, 2], np.array([[0.5, 0.5], [0.5, 0.5]]))
+
+
+# ----------------------------------------------------------------------------- class_index
+
+
+def test_class_index_matches_text_and_numbers_and_marks_the_rest_nan():
+    got = M.class_index(["Gentoo", "Adelie", "gentoo", None, 3], ["Adelie", "Chinstrap", "Gentoo"])
+    assert got[:2].tolist() == [2.0, 0.0]
+    assert np.isnan(got[2:]).all()  # case matters; None and numbers are no species
+
+
+@pytest.mark.parametrize("value", [2, 2.0, "2", np.int64(2), np.float32(2.0)])
+def test_class_index_int_classes_match_by_value(value):
+    assert M.class_index([value], [0, 1, 2]).tolist() == [2.0]
+
+
+@pytest.mark.parametrize(("value", "index"), [(2, 2.0), ("2", 2.0), (np.int64(2), 2.0)])
+def test_class_index_text_classes_match_the_same_text(value, index):
+    assert M.class_index([value], ["0", "1", "2"]).tolist() == [index]
+    # a float is no text: "2.0" names no class "2" (as parse_label has always read it)
+    assert np.isnan(M.class_index([2.0, "2.0"], ["0", "1", "2"])).all()
+
+
+def test_class_index_bools_are_no_numbers():
+    assert M.class_index([True, False], [False, True]).tolist() == [1.0, 0.0]
+    assert M.class_index([np.bool_(True)], [False, True]).tolist() == [1.0]
+    assert np.isnan(M.class_index([True, 1], [0, 2])).tolist() == [True, True]
+    assert np.isnan(M.class_index([1], [False, True])).all()
+
+
+def test_class_index_of_nothing_and_of_huge_numbers():
+    assert M.class_index([], ["a"]).shape == (0,)
+    assert np.isnan(M.class_index([10**400], [0, 1])).all()

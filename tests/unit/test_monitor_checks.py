@@ -156,13 +156,73 @@ def test_quality_regression_r2_floor():
     assert "slo.quality_floor.r2" in bad["failures"][0]
 
 
-def test_quality_multiclass_is_skipped_however_many_labels():
-    y = np.arange(300) % 3
-    result = checks.quality(
-        Task.multiclass_classification, y, np.full(300, 0.5), {"f1": 0.5}, min_rows=10
+MULTI = Task.multiclass_classification
+SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def multiclass_data(n: int, right: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class indexes and probabilities whose top class (0.7) is the label for a `right` share
+    of the rows and the next class otherwise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    top = np.where(rng.random(n) < right, y, (y + 1) % 3)
+    proba = np.full((n, 3), 0.15)
+    proba[np.arange(n), top] = 0.7
+    return y.astype(np.float64), proba
+
+
+def test_quality_multiclass_above_the_floor_passes_with_every_number():
+    y, proba = multiclass_data(300, right=0.9)
+    result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
+    assert result["status"] == checks.PASS and result["failures"] == []
+    assert result["labeled"] == 300 and result["unscored"] == 0
+    metrics = result["metrics"]
+    assert {"accuracy", "f1", "log_loss", "recall"} <= set(metrics)
+    assert metrics["accuracy"] == pytest.approx(np.mean(proba.argmax(1) == y))
+    assert metrics["f1"] > 0.8
+    assert metrics["log_loss"] == pytest.approx(
+        -np.mean(np.log(proba[np.arange(300), y.astype(int)]))
     )
+    recall = result["per_class_recall"]
+    assert list(recall) == SPECIES
+    for i, name in enumerate(SPECIES):
+        rows = y == i
+        assert recall[name] == pytest.approx(np.mean(proba[rows].argmax(1) == i))
+    assert json.loads(json.dumps(result)) == result  # it goes into verdict.json
+
+
+def test_quality_multiclass_below_the_floor_fails_naming_f1():
+    """A concept shift: the model still answers confidently, the labels moved."""
+    y, proba = multiclass_data(300, right=0.3)
+    result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
+    assert result["status"] == checks.FAIL
+    assert result["metrics"]["f1"] < 0.6
+    (failure,) = result["failures"]
+    assert failure.startswith("f1 ") and "slo.quality_floor.f1" in failure
+
+
+def test_quality_multiclass_leaves_out_rows_logged_without_probabilities():
+    y, proba = multiclass_data(300, right=0.9)
+    proba[:40] = np.nan  # logged before the log kept class probabilities
+    result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
+    assert (result["labeled"], result["unscored"]) == (260, 40)
+    expected = checks.quality(MULTI, y[40:], proba[40:], {"f1": 0.6}, 100, SPECIES)
+    assert result["metrics"] == expected["metrics"]
+
+
+def test_quality_multiclass_skipped_when_too_few_rows_have_probabilities():
+    y, proba = multiclass_data(300, right=0.9)
+    proba[:250] = np.nan
+    result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
     assert result["status"] == checks.SKIPPED
-    assert "multiclass" in result["reason"]
+    assert result["unscored"] == 250
+    assert "50 labeled predictions (and 250 unscored)" in result["reason"]
+
+
+def test_quality_multiclass_needs_the_probability_matrix():
+    y, proba = multiclass_data(300, right=0.9)
+    with pytest.raises(ValueError, match=r"\(n, k\) probabilities"):
+        checks.quality(MULTI, y, proba.max(1), {"f1": 0.6}, min_rows=10, classes=SPECIES)
 
 
 # ----------------------------------------------------------------------------- drift

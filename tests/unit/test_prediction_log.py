@@ -37,6 +37,7 @@ def row(i: int, ts: datetime = DAY1) -> dict:
         "variant": "primary",
         "latency_ms": 1.5 + i,
         "prediction": i / 100,
+        plog.PROBABILITIES: None,  # a binary model's row
         "output": json.dumps({"label": "churns", "rules": []}),
     }
     inputs = {

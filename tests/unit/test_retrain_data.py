@@ -21,7 +21,7 @@ from keel.monitoring.retrain import (
     _decoded_target,
     _encoded_target,
     _holdout,
-    _repeatable_ids,
+    _retrain_columns,
     _trigger,
     _window,
 )
@@ -142,10 +142,10 @@ def test_combined_with_weight_one_and_no_recent_rows():
 # ----------------------------------------------------------------------------- repeatable ids
 
 
-def test_repeatable_ids_relaxes_only_the_id_column(churn_cfg):
+def test_retrain_columns_relax_only_the_id_column(churn_cfg):
     ds = churn_cfg.dataset
     assert ds.columns["customer_id"].unique is True  # what the relaxation is for
-    columns = _repeatable_ids(ds)
+    columns = _retrain_columns(ds)
     spec = columns["customer_id"]
     assert (spec.unique, spec.nullable) == (False, True)
     assert spec.regex == ds.columns["customer_id"].regex  # the rest of the spec stays
@@ -156,9 +156,18 @@ def test_repeatable_ids_relaxes_only_the_id_column(churn_cfg):
     assert ds.columns["customer_id"].unique is True  # the config itself is not changed
 
 
-def test_repeatable_ids_without_an_id_column_changes_nothing(churn_cfg):
+def test_retrain_columns_without_an_id_column_change_nothing(churn_cfg):
     ds = dataclasses.replace(churn_cfg.dataset, id_column=None)
-    assert _repeatable_ids(ds) == ds.columns
+    assert _retrain_columns(ds) == ds.columns
+
+
+def test_retrain_columns_are_read_under_their_keys(churn_cfg):
+    """The retraining file is written under the keys: a `source:` file name no longer applies."""
+    ds = churn_cfg.dataset
+    renamed = {**ds.columns, "age": dataclasses.replace(ds.columns["age"], source="Age (years)")}
+    columns = _retrain_columns(dataclasses.replace(ds, columns=renamed))
+    assert columns["age"].source is None
+    assert columns["age"].min == ds.columns["age"].min
 
 
 # ----------------------------------------------------------------------------- challenger config

@@ -210,6 +210,7 @@ def log_table(
         "ts": [plog.now()] * n,
         "latency_ms": np.full(n, 5.0),
         "prediction": prediction,
+        plog.PROBABILITIES: [None] * n,  # a binary model logs none
         "output": [json.dumps(o) for o in outputs],
     }
     inputs = {plog.logged_name(c): rows[c].combine_chunks() for c in rows.column_names}

@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from keel.config.schema import Task
+from keel.training.metrics import class_index
 
 
 @dataclass
@@ -38,11 +39,12 @@ class Head:
         return len(self.labels) if self.task == Task.multiclass_classification else 1
 
     def encode(self, y: np.ndarray) -> np.ndarray:
-        """Targets as the float32 values the loss expects (class index or scaled value)."""
+        """Targets as the float32 values the loss expects (class index or scaled value); -1
+        for a class the head was not fitted on (metrics refuse it rather than miscount it)."""
         if self.task == Task.regression:
             return ((np.asarray(y, np.float64) - self.mean) / self.scale).astype(np.float32)
-        index = {label: i for i, label in enumerate(self.labels)}
-        return np.array([index.get(v, -1) for v in np.asarray(y).tolist()], np.float32)
+        index = class_index(np.asarray(y).tolist(), self.labels)
+        return np.where(np.isnan(index), -1.0, index).astype(np.float32)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from keel.config.schema import MonitorConfig, SloConfig, Task
 from keel.registry import check_floor
-from keel.training.metrics import evaluate
+from keel.training.metrics import evaluate, per_class_recall
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 INVALID_STATUS = (400, 413, 422)  # the request itself was bad: malformed, too large, invalid
@@ -48,16 +48,44 @@ def drift(result: Any, max_share: float) -> dict[str, Any]:
 
 
 def quality(
-    task: Task, y: np.ndarray, prediction: np.ndarray, floor: dict[str, float], min_rows: int
+    task: Task,
+    y: np.ndarray,
+    prediction: np.ndarray,
+    floor: dict[str, float],
+    min_rows: int,
+    classes: list = (),
 ) -> dict[str, Any]:
-    """The task's metrics on labeled predictions against slo.quality_floor."""
+    """The task's metrics on labeled predictions against slo.quality_floor.
+
+    `y` holds class indexes (classification) or values. `prediction` is the logged one, or
+    for multiclass the (n, k) class probabilities in the order of `classes`, with a NaN row
+    for a prediction logged without them (before the log kept them): such rows are counted
+    as `unscored` and left out. Multiclass also reports `per_class_recall` by class label,
+    NaN for a class without labeled rows.
+    """
+    numbers: dict[str, Any] = {}
+    multiclass = Task(task) is Task.multiclass_classification
+    if multiclass:
+        prediction = np.asarray(prediction, np.float64)
+        if prediction.ndim != 2:
+            raise ValueError(
+                f"multiclass quality needs (n, k) probabilities, got {prediction.shape}"
+            )
+        scored = np.isfinite(prediction).all(axis=1)
+        numbers["unscored"] = int(np.count_nonzero(~scored))
+        y, prediction = np.asarray(y)[scored], prediction[scored]
     if len(y) < min_rows:
-        return skipped(f"{len(y)} labeled predictions, fewer than monitor.min_rows {min_rows}")
-    if Task(task) is Task.multiclass_classification:
-        return skipped("the log keeps the top class probability only; multiclass needs all")
+        more = f" (and {numbers['unscored']} unscored)" if numbers.get("unscored") else ""
+        return skipped(
+            f"{len(y)} labeled predictions{more}, fewer than monitor.min_rows {min_rows}",
+            **numbers,
+        )
     metrics = evaluate(task, y, prediction)
+    if multiclass:
+        recall = per_class_recall(y, prediction)
+        numbers["per_class_recall"] = dict(zip(map(str, classes), recall, strict=True))
     failures = check_floor({"test": metrics}, floor)
-    return _judged(failures, labeled=len(y), metrics=metrics, floor=floor)
+    return _judged(failures, labeled=len(y), metrics=metrics, floor=floor, **numbers)
 
 
 def slo(requests: pa.Table, limits: SloConfig) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from keel import storage
 from keel.config.check import duration_seconds
 from keel.config.schema import KeelConfig, Task
 from keel.errors import KeelError
+from keel.training.metrics import as_float, class_index
 
 REQUEST_ID = "request_id"
 
@@ -42,9 +43,24 @@ class Window:
 
 
 def predictions(logs: str, model: str, version: int | None, window: Window) -> pa.Table:
-    """The rows a version (None: any) answered in the window; shadow rows were no answers."""
-    table = plog.read(plog.predictions_dir(logs, model), window.start, window.end)
+    """The rows a version (None: any) answered in the window; shadow rows were no answers.
+    Every fixed field is there, null in rows logged before it existed."""
+    directory = plog.predictions_dir(logs, model)
+    table = plog.read(directory, window.start, window.end, fields=plog.PREDICTION_FIELDS)
     return table.filter(_answered_by(table, version)) if table.num_rows else table
+
+
+def class_probabilities(logged: pa.Array | pa.ChunkedArray, k: int) -> np.ndarray:
+    """The logged class probabilities (prediction_log.PROBABILITIES) of k classes as an (n, k)
+    matrix. A row without k of them (logged before the log kept them, or by a model with
+    other classes) is all NaN: it cannot be scored, and quality counts it as unscored."""
+    column = logged.combine_chunks() if isinstance(logged, pa.ChunkedArray) else logged
+    out = np.full((len(column), k), np.nan)
+    whole = np.asarray(pc.list_value_length(column).fill_null(0).to_numpy(), np.int64) == k
+    if whole.any():
+        values = pc.list_flatten(column.filter(pa.array(whole)))
+        out[whole] = np.asarray(values.to_numpy(zero_copy_only=False), np.float64).reshape(-1, k)
+    return out
 
 
 class NotLogged(KeelError):
@@ -170,26 +186,14 @@ def _elsewhere(
 
 def parse_label(raw: str, task: Task, classes: list) -> float | None:
     """A logged label (JSON text) as the number metrics need: the class index for
-    classification (matched by value, so 1 and "1" are the same class), the value for
+    classification (by metrics.class_index, so 1 and "1" are the same class), the value for
     regression; None when it is neither."""
     try:
         value: Any = json.loads(raw)
     except (TypeError, ValueError):
         return None
-    number = _number(value)
     if Task(task) is Task.regression:
+        number = as_float(value)
         return number if number is not None and math.isfinite(number) else None
-    for i, c in enumerate(classes):
-        if str(c) == str(value) or (number is not None and number == _number(c)):
-            return float(i)
-    return None
-
-
-def _number(value: Any) -> float | None:
-    """A JSON number as a float (None for bools, text and numbers too large for a float)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
+    index = class_index([value], classes)[0]
+    return None if np.isnan(index) else float(index)

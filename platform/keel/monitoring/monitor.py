@@ -24,12 +24,13 @@ from keel import storage
 from keel.config import KeelConfig
 from keel.config.schema import ColumnType, DatasetConfig, Task
 from keel.errors import KeelError
-from keel.prediction_log import logged_name
+from keel.prediction_log import PROBABILITIES, logged_name
 from keel.registry import REFERENCE, ModelVersion, Registry
 from keel.registry.configs import dataset_config
+from keel.training.metrics import class_index
 
 from . import checks
-from .logs import Labels, Window, join_feedback, predictions, requests
+from .logs import Labels, Window, class_probabilities, join_feedback, predictions, requests
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Served:
     dataset: DatasetConfig
     columns: dict  # monitored input column -> ColumnSpec
     classes: list  # class labels in output order (classification)
-    reference: pd.DataFrame  # monitored inputs, prediction, label
+    reference: pd.DataFrame  # monitored inputs, prediction, label (+ probabilities: multiclass)
 
     @classmethod
     def load(cls, registry: Registry, mv: ModelVersion) -> Served:
@@ -85,22 +86,38 @@ class Served:
         }
         classes = spec["head"].get("labels", [])
         table = pq.read_table(io.BytesIO(registry.read_bytes(mv, REFERENCE)))
-        reference = table.select([*columns, "prediction"]).to_pandas()
+        # versions trained before the reference kept class probabilities have none
+        kept = [PROBABILITIES] if PROBABILITIES in table.column_names else []
+        reference = table.select([*columns, "prediction", *kept]).to_pandas()
         target = table[dataset.target].to_pandas()
         reference["label"] = _encode(target, dataset.task, classes)
         return cls(mv, dataset, columns, classes, reference)
+
+    @property
+    def multiclass(self) -> bool:
+        return Task(self.dataset.task) is Task.multiclass_classification
 
     def frame(self, rows: pa.Table) -> pd.DataFrame:
         """Logged rows as the reference's columns (inputs by their dataset names)."""
         names = {logged_name(c): c for c in self.columns}
         return rows.select([*names, "prediction"]).rename_columns([*names.values(), "prediction"])
 
+    def scored(self, logged: pa.Table, index: np.ndarray) -> np.ndarray:
+        """What quality is computed from for the logged rows at `index`: the (n, k) class
+        probabilities for multiclass (a NaN row where they were not logged), else the
+        logged prediction."""
+        rows = logged.take(pa.array(index, pa.int64())) if len(index) else None
+        if self.multiclass:
+            k = len(self.classes)
+            return np.zeros((0, k)) if rows is None else class_probabilities(rows[PROBABILITIES], k)
+        return np.zeros(0) if rows is None else rows["prediction"].to_numpy(zero_copy_only=False)
+
 
 def _encode(target: pd.Series, task: Task, classes: list) -> np.ndarray:
+    """Reference labels as metrics take them: the value, or the class index (NaN: no class)."""
     if Task(task) is Task.regression:
         return target.astype(float).to_numpy()
-    index = {str(c): float(i) for i, c in enumerate(classes)}
-    return target.map(lambda v: index.get(str(v), np.nan)).to_numpy(np.float64)
+    return class_index(target.tolist(), classes)
 
 
 def _sample(table: pa.Table, rows: int, seed: int) -> pa.Table:
@@ -128,9 +145,11 @@ def run(
     labels = join_feedback(
         cfg.paths.logs, model, number, logged, window, served.dataset.task, served.classes
     )
+    scored = served.scored(logged, labels.index)
     out_dir = storage.join(cfg.paths.reports, model, "monitor", storage.stamp())
     minimum = cfg.monitor.min_rows
     files: dict[str, str] = {}
+    report_skipped = None  # why labeled rows got no quality report
     if logged.num_rows < minimum:
         drift = checks.skipped(
             f"{logged.num_rows} predictions of v{number} in the window, "
@@ -144,20 +163,24 @@ def run(
             served.columns,
             served.dataset.task,
             cfg.monitor,
-            labeled=_labeled(served, logged, labels),
+            labeled=_labeled(served, logged, labels, scored),
             drift_share=cfg.slo.max_drift_share,
+            classes=served.classes,
         )
         files = report.save(built, out_dir)
         drift = checks.drift(built.drift, cfg.slo.max_drift_share)
-    prediction = logged["prediction"].to_numpy(zero_copy_only=False) if logged.num_rows else []
+        report_skipped = built.quality_skipped
     quality = checks.quality(
         served.dataset.task,
         labels.y,
-        np.asarray(prediction)[labels.index] if len(labels.index) else np.zeros(0),
+        scored,
         dict(cfg.slo.quality_floor),
         minimum,
+        served.classes,
     )
     quality["feedback"] = labels.counts
+    if report_skipped:
+        quality["report_skipped"] = report_skipped
     slo = checks.slo(requests(cfg.paths.logs, model, window), cfg.slo)
     verdict = {
         "model": model,
@@ -174,11 +197,17 @@ def run(
     return Monitored(model, number, window, logged.num_rows, verdict, out_dir, files)
 
 
-def _labeled(served: Served, logged: pa.Table, labels: Labels) -> pd.DataFrame | None:
+def _labeled(
+    served: Served, logged: pa.Table, labels: Labels, scored: np.ndarray
+) -> pd.DataFrame | None:
+    """The labeled rows as the reference's columns, with their label (and, for multiclass,
+    their class probabilities: `scored`'s rows)."""
     if len(labels.index) == 0:
         return None
     frame = served.frame(logged.take(pa.array(labels.index))).to_pandas()
     frame["label"] = labels.y
+    if served.multiclass:
+        frame[PROBABILITIES] = pd.Series(list(scored), index=frame.index, dtype=object)
     return frame
 
 
@@ -219,8 +248,14 @@ def _summary(name: str, check: dict) -> str:
         return f"{head}: {check['share']:.0%} of columns drifted ({cols})"
     if name == "quality":
         shown = ", ".join(f"{k} {v:.4f}" for k, v in check["metrics"].items())
+        if "per_class_recall" in check:  # multiclass
+            recalls = ", ".join(f"{c} {r:.4f}" for c, r in check["per_class_recall"].items())
+            shown += f"; recall per class: {recalls}"
+        unscored = check.get("unscored")
+        extra = f", {unscored:,} logged without class probabilities" if unscored else ""
         fb = check["feedback"]
-        return f"{head}: {shown} on {check['labeled']:,} labels (feedback {fb})"
+        no_report = f"; no quality report: {why}" if (why := check.get("report_skipped")) else ""
+        return f"{head}: {shown} on {check['labeled']:,} labels{extra} (feedback {fb}){no_report}"
     p99 = check["latency_p99_ms"]
     return (
         f"{head}: {check['requests']:,} requests, p99 "

@@ -13,11 +13,16 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from keel import storage
 from keel.config.schema import ColumnSpec, ColumnType, DriftSpec, MonitorConfig, Task
 from keel.errors import ConfigError
+from keel.prediction_log import PROBABILITIES
+
+from .logs import class_probabilities
 
 PREDICTION, LABEL = "prediction", "label"
 NUMERICAL, CATEGORICAL = "num", "cat"  # Evidently's names for the two kinds of drift column
@@ -42,6 +47,7 @@ class DriftResult:
 class Report:
     drift: DriftResult
     snapshots: list  # Evidently Snapshots: the drift report, then quality when labels were given
+    quality_skipped: str | None = None  # why labeled rows got no quality snapshot
 
 
 def build(
@@ -52,9 +58,11 @@ def build(
     monitor: MonitorConfig,
     labeled: pd.DataFrame | None = None,
     drift_share: float = 0.5,
+    classes: list = (),
 ) -> Report:
     """Drift of the inputs and of the prediction (current against reference), a summary of both,
-    and, given labeled rows, the model's quality on them next to its quality on the reference.
+    and, given labeled rows, the model's quality on them next to its quality on the reference
+    (multiclass: from the rows' class probabilities, `classes` naming them).
 
     Input columns that are all null on either side cannot be compared: they are left out of
     `DriftResult.columns` and of its share (the summary still shows them). `drift_share` is
@@ -102,9 +110,10 @@ def build(
     prediction = results.pop(PREDICTION, None)
     share = sum(r["drifted"] for r in results.values()) / len(results) if results else 0.0
     snapshots = [snapshot]
-    if (quality := _quality(labeled, reference, Task(task))) is not None:
+    quality, skipped = _quality(labeled, reference, Task(task), list(classes))
+    if quality is not None:
         snapshots.append(quality)
-    return Report(DriftResult(results, prediction, share), snapshots)
+    return Report(DriftResult(results, prediction, share), snapshots, skipped)
 
 
 def save(report: Report, out_dir: str) -> dict[str, str]:
@@ -253,18 +262,44 @@ def _frame(
 # ----------------------------------------------------------------------------- quality
 
 
-def _quality(labeled: pd.DataFrame | None, reference: pd.DataFrame, task: Task) -> Any | None:
+def _quality(
+    labeled: pd.DataFrame | None, reference: pd.DataFrame, task: Task, classes: list
+) -> tuple[Any | None, str | None]:
     """Classification or regression quality on the labeled rows (the reference's next to it
-    when it has labels). A separate snapshot: its current data are the labeled rows only.
-    Multiclass gets none: the log keeps only the top class's probability, and Evidently's
-    multiclass metrics need every class's."""
-    if labeled is None or labeled.empty or task is Task.multiclass_classification:
-        return None
-    from evidently import BinaryClassification, Regression
+    when it has labels): a separate snapshot whose current data are the labeled rows only, or
+    None and why not."""
+    if labeled is None or labeled.empty:
+        return None, None
+    from evidently import BinaryClassification, MulticlassClassification, Regression
     from evidently import Report as Evidently
     from evidently.presets import ClassificationPreset, RegressionPreset
 
-    if task is Task.binary_classification:
+    if task is Task.multiclass_classification:
+        # Evidently fails (KeyError, sklearn's roc_auc) on a class without a labeled row
+        names = _class_columns(len(classes))
+        cur = _class_frame(labeled, len(classes))
+        if missing := [c for c, n in zip(classes, names, strict=True) if n not in set(cur[LABEL])]:
+            why = (
+                f"no labeled row with class {', '.join(map(str, missing))} among {len(cur)} "
+                "scored ones: Evidently's multiclass report needs every class"
+            )
+            return None, why
+        ref = _class_frame(reference, len(classes))
+        if not set(names) <= set(ref[LABEL]):
+            ref = ref.iloc[:0]  # the reference lacks a class, or its probabilities
+        definition = _definition(
+            names,
+            [LABEL],
+            classification=[
+                MulticlassClassification(
+                    target=LABEL,
+                    prediction_probas=names,
+                    labels=dict(zip(names, map(str, classes), strict=True)),
+                )
+            ],
+        )
+        preset = ClassificationPreset()
+    elif task is Task.binary_classification:
         definition = _definition(
             [PREDICTION],
             [LABEL],
@@ -273,16 +308,19 @@ def _quality(labeled: pd.DataFrame | None, reference: pd.DataFrame, task: Task) 
             ],
         )
         preset = ClassificationPreset()
+        cur = _labeled(labeled, task)
+        ref = _labeled(reference, task) if LABEL in reference else None
     else:
         definition = _definition(
             [LABEL, PREDICTION], [], regression=[Regression(target=LABEL, prediction=PREDICTION)]
         )
         preset = RegressionPreset()
-    cur = _labeled(labeled, task)
-    ref = _labeled(reference, task) if LABEL in reference else None
-    return Evidently([preset]).run(
+        cur = _labeled(labeled, task)
+        ref = _labeled(reference, task) if LABEL in reference else None
+    snapshot = Evidently([preset]).run(
         _dataset(cur, definition), None if ref is None or ref.empty else _dataset(ref, definition)
     )
+    return snapshot, None
 
 
 def _labeled(df: pd.DataFrame, task: Task) -> pd.DataFrame:
@@ -290,4 +328,24 @@ def _labeled(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     out = df[[LABEL, PREDICTION]].dropna()
     if task is Task.binary_classification:
         out[LABEL] = out[LABEL].astype("int64")
+    return out
+
+
+def _class_columns(k: int) -> list[str]:
+    """The multiclass snapshot's column per class probability, named by class index: the
+    label column holds the same names, and a class label could clash with another column."""
+    return [str(i) for i in range(k)]
+
+
+def _class_frame(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The label (class index as text) and one column per class probability of the rows that
+    have a label and all k probabilities; no rows when the frame has no probabilities."""
+    names = _class_columns(k)
+    if LABEL not in df or PROBABILITIES not in df:
+        return pd.DataFrame({**{n: [] for n in names}, LABEL: []})
+    proba = class_probabilities(pa.array(df[PROBABILITIES], pa.list_(pa.float64())), k)
+    label = df[LABEL].to_numpy(np.float64)
+    keep = np.isfinite(label) & np.isfinite(proba).all(axis=1)
+    out = pd.DataFrame(proba[keep], columns=names)
+    out[LABEL] = label[keep].astype(np.int64).astype(str)
     return out

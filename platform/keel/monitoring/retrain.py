@@ -36,7 +36,7 @@ from keel.registry import PromotionRefused, Registry, check_floor
 from keel.registry.configs import version_config
 from keel.serving.predictor import Predictor
 from keel.training.dataset import prepare
-from keel.training.metrics import PRIMARY, better, evaluate
+from keel.training.metrics import PRIMARY, better, class_index, evaluate
 from keel.training.run import train
 
 from .logs import Window, join_feedback, predictions
@@ -99,7 +99,7 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
         dataset=dataclasses.replace(
             ds,
             source=SourceConfig(format=SourceFormat.parquet, path=data_file),
-            columns=_repeatable_ids(ds),
+            columns=_retrain_columns(ds),
         ),
     )
     log.info("training a challenger for %s on %s", model, data_file)
@@ -114,7 +114,9 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
     primary = PRIMARY[task]
     y = _encoded_target(holdout[ds.target], task, served.classes)
     for role, version in (("champion", champion.version), ("challenger", challenger.version)):
-        record[role]["holdout"] = _holdout_metrics(registry, model, version, holdout, task, y)
+        record[role]["holdout"] = _holdout_metrics(
+            registry, model, version, holdout, task, y, served.classes
+        )
     ch, cp = record["challenger"]["holdout"][primary], record["champion"]["holdout"][primary]
     floor = dict(cfg.slo.quality_floor)
     record.update(primary=primary, margin=settings.margin, floor=floor)
@@ -192,10 +194,16 @@ def _decoded_target(y: np.ndarray, task: Task, classes: list) -> list:
 
 
 def _encoded_target(target: pa.ChunkedArray, task: Task, classes: list) -> np.ndarray:
+    """Holdout targets as metrics take them. They were decoded from the champion's classes
+    (_decoded_target), so every one is a class: one that is not is a bug, not data."""
     if task is Task.regression:
         return np.asarray(target.to_numpy(zero_copy_only=False), np.float64)
-    index = {str(c): i for i, c in enumerate(classes)}
-    return np.array([index[str(v)] for v in target.to_pylist()], np.int64)
+    values = target.to_pylist()
+    index = class_index(values, classes)
+    if np.isnan(index).any():
+        unknown = sorted({str(v) for v, i in zip(values, index, strict=True) if np.isnan(i)})
+        raise ValueError(f"holdout labels {unknown} are none of the classes {classes}")
+    return index.astype(np.int64)
 
 
 def _holdout(ids: pa.ChunkedArray, share: float, seed: int) -> pa.Array:
@@ -219,12 +227,16 @@ def _challenger_config(cfg: KeelConfig, champion: dict, overrides: list[str]) ->
     return from_dict(OmegaConf.to_container(merged, resolve=True))
 
 
-def _repeatable_ids(ds) -> dict:
-    """Weighted rows repeat their id, and production rows may lack one: relax the id column."""
-    if not ds.id_column:
-        return ds.columns
-    spec = dataclasses.replace(ds.columns[ds.id_column], unique=False, nullable=True)
-    return {**ds.columns, ds.id_column: spec}
+def _retrain_columns(ds) -> dict:
+    """The columns as the retraining file holds them: under their keys (a `source:` name was
+    the original file's), and with an id that weighted rows repeat and production rows may
+    lack."""
+    columns = {name: dataclasses.replace(spec, source=None) for name, spec in ds.columns.items()}
+    if ds.id_column:
+        columns[ds.id_column] = dataclasses.replace(
+            columns[ds.id_column], unique=False, nullable=True
+        )
+    return columns
 
 
 def _original_rows(ds, fraction: float, seed: int) -> pa.Table:
@@ -257,11 +269,35 @@ def _combined(original: pa.Table, recent: pa.Table, weight: int) -> pa.Table:
 
 
 def _holdout_metrics(
-    registry: Registry, model: str, version: int, rows: pa.Table, task: Task, y: np.ndarray
+    registry: Registry,
+    model: str,
+    version: int,
+    rows: pa.Table,
+    task: Task,
+    y: np.ndarray,
+    classes: list,
 ) -> dict[str, float]:
-    """A version's metrics on the holdout, predicted exactly as serving predicts."""
+    """A version's metrics on the holdout, predicted exactly as serving predicts; `y` holds
+    indexes of `classes` (the champion's) for classification."""
     predictor = Predictor.load(registry, model, version)
-    return evaluate(task, y, predictor.predict(rows))
+    proba = predictor.predict(rows)
+    if task is Task.multiclass_classification:
+        proba = _in_class_order(proba, predictor.head.labels, classes)
+    return evaluate(task, y, proba)
+
+
+def _in_class_order(proba: np.ndarray, labels: list, classes: list) -> np.ndarray:
+    """A version's class probabilities (columns in its head's `labels` order) as columns of
+    `classes`, the order the holdout labels are encoded in. A challenger's head holds the
+    classes its training rows held, so the two may differ: a class it lacks gets 0, one the
+    champion lacks is dropped and the row renormalized (uniform when nothing is left)."""
+    position = class_index(labels, classes)
+    known = ~np.isnan(position)
+    out = np.zeros((len(proba), len(classes)))
+    out[:, position[known].astype(np.int64)] = np.asarray(proba, np.float64)[:, known]
+    total = out.sum(axis=1, keepdims=True)
+    uniform = np.full_like(out, 1.0 / len(classes))
+    return np.divide(out, total, out=uniform, where=total > 0)
 
 
 def describe(d: Decision) -> list[tuple[str, str]]:

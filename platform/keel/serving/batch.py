@@ -22,6 +22,8 @@ from keel.data import sources
 from keel.data.validation import ValidationReport, validate_source
 from keel.data.validation import describe as describe_validation
 from keel.errors import DataError
+from keel.models import infer
+from keel.prediction_log import PROBABILITIES
 from keel.registry import Registry
 from keel.storage import join, resolve, stamp
 
@@ -68,12 +70,9 @@ def score(predictor: Predictor, batch: pa.Table, id_column: str | None) -> pa.Ta
     out: dict[str, pa.Array] = {}
     if id_column:
         out[id_column] = batch.column(id_column)
-    if raw.ndim == 2:  # multiclass: every class probability, and the top one as the prediction
-        offsets = np.arange(0, raw.size + 1, raw.shape[1], dtype=np.int32)
-        out["probabilities"] = pa.ListArray.from_arrays(offsets, raw.ravel())
-        out["prediction"] = pa.array(raw.max(axis=1))
-    else:
-        out["prediction"] = pa.array(raw)
+    if raw.ndim == 2:  # multiclass: every class probability, as the prediction log keeps them
+        out[PROBABILITIES] = infer.probabilities(raw)
+    out["prediction"] = pa.array(infer.score(raw))  # the top one for multiclass
     types = _output_types(predictor.post)
     for name, values in predictor.post.columns(raw).items():
         out[name] = pa.array(values, type=types[name])
@@ -101,7 +100,7 @@ def scoring_schema(dataset: DatasetConfig) -> DatasetConfig:
     if src.format == SourceFormat.synthetic:
         return dataset
     first = sources.list_files(src.path, src.format)[0]
-    if dataset.target in sources.header(first, src.format):
+    if sources.file_names(dataset)[dataset.target] in sources.header(first, src.format):
         return dataset
     columns = {n: c for n, c in dataset.columns.items() if n != dataset.target}
     return replace(dataset, columns=columns)

@@ -214,12 +214,22 @@ class Ingress:
             "variant": result["variant"],
             "latency_ms": latency_ms,
         }
+        logged = zip(
+            ids, rows, result["score"], result["probabilities"], result["outputs"], strict=True
+        )
         self.logs[model].append(
             [
                 plog.prediction_row(
-                    {**fixed, "request_id": i, "prediction": s, "output": json.dumps(o)}, row
+                    {
+                        **fixed,
+                        "request_id": i,
+                        "prediction": s,
+                        plog.PROBABILITIES: p,
+                        "output": json.dumps(o),
+                    },
+                    row,
                 )
-                for i, row, s, o in zip(ids, rows, result["score"], result["outputs"], strict=True)
+                for i, row, s, p, o in logged
             ]
         )
 

@@ -19,7 +19,7 @@ from ray import serve
 
 from keel.config import to_dict
 from keel.config.schema import ServedModel
-from keel.models import score
+from keel.models.infer import probabilities, score
 from keel.registry import Registry
 from keel.registry.store import version_number
 
@@ -142,6 +142,7 @@ class ModelRunner:
                 "variant": variant,
                 "raw": part.tolist(),
                 "score": score(part).tolist(),
+                "probabilities": probabilities(part).to_pylist(),  # None unless multiclass
                 "outputs": outputs[start:end],
             }
             start = end

@@ -19,6 +19,8 @@ Conventions
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -126,6 +128,44 @@ def _task(task: Task | str) -> Task:
         ) from None
 
 
+# ----------------------------------------------------------------------------- class labels
+
+
+def class_index(values: Iterable, classes: list) -> np.ndarray:
+    """Each value's index in `classes` (a head's labels, in output order) as float64; NaN for a
+    value that is none of them. The one rule by which training, monitoring (reference and
+    feedback labels) and retraining turn class labels into the indexes metrics take.
+
+    A value matches a class by value, wherever it was read from (a typed column, a parquet
+    file, JSON feedback): as text (`"Adelie"`; `"2"` and `2`) or as a number (`2.0` and `2`).
+    Bools are no numbers: `true` is not class 1. Pass plain Python values (`tolist()`); numpy
+    scalars are taken too.
+    """
+    by_text: dict[str, int] = {}
+    by_number: dict[float, int] = {}
+    for i, c in enumerate(classes):
+        by_text.setdefault(str(c), i)
+        if (number := as_float(c)) is not None:
+            by_number.setdefault(number, i)
+    out = []
+    for v in values:
+        i = by_text.get(str(v))
+        if i is None and (number := as_float(v)) is not None:
+            i = by_number.get(number)
+        out.append(NAN if i is None else float(i))
+    return np.asarray(out, np.float64)
+
+
+def as_float(value: Any) -> float | None:
+    """A real number as a float; None for bools, text and numbers too large for a float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 # ----------------------------------------------------------------------------- building blocks
 
 
@@ -161,6 +201,11 @@ def _calibration_error(prob: np.ndarray, hit: np.ndarray) -> float:
         b, weights=prob, minlength=CALIBRATION_BINS
     )
     return float(np.abs(gap).sum() / n)
+
+
+def _confusion(yl: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) counts: row = true class, column = predicted class."""
+    return np.bincount(yl * k + predicted, minlength=k * k).reshape(k, k)
 
 
 def _prf(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray):
@@ -220,7 +265,7 @@ def classification(y: Any, proba: Any, threshold: float = 0.5) -> dict[str, floa
         ece = _calibration_error(p, positive.astype(np.float64))
     else:
         predicted = np.argmax(p, axis=1)
-        confusion = np.bincount(yl * k + predicted, minlength=k * k).reshape(k, k)
+        confusion = _confusion(yl, predicted, k)
         n_true, n_pred = confusion.sum(axis=1), confusion.sum(axis=0)
         tp = np.diag(confusion)
         present = (n_true + n_pred) > 0
@@ -241,6 +286,22 @@ def classification(y: Any, proba: Any, threshold: float = 0.5) -> dict[str, floa
         "log_loss": float(-np.log(p_true).mean()),
         "calibration_error": float(ece),
     }
+
+
+def per_class_recall(y: Any, proba: Any) -> list[float]:
+    """Multiclass recall of each class (`proba` shape (n, k), prediction the argmax): the share
+    of the class's rows predicted as it, in class index order; NaN for a class with no row in
+    `y` (0 would read as a class the model always misses). What a macro average hides: one
+    class collapsing while the others hold up."""
+    p = _probabilities(proba)
+    if p.ndim != 2:
+        raise ValueError(f"per-class recall needs multiclass proba of shape (n, k), got {p.shape}")
+    k = p.shape[1]
+    yl = _labels(y, k)
+    _same_length(yl, p, "proba")
+    confusion = _confusion(yl, np.argmax(p, axis=1), k)
+    n_true = confusion.sum(axis=1)
+    return [float(tp / n) if n else NAN for tp, n in zip(np.diag(confusion), n_true, strict=True)]
 
 
 def regression(y: Any, pred: Any) -> dict[str, float]:

@@ -16,11 +16,14 @@ import torch
 from keel import storage
 from keel.config import KeelConfig, to_dict, to_yaml
 from keel.models import build, predict, score
+from keel.models.infer import probabilities
+from keel.prediction_log import PROBABILITIES
 from keel.registry import REFERENCE, ModelVersion, Registry, model_card, register_candidate
 from keel.registry.lineage import lineage
 
 from .dataset import Prepared, prepare
 from .evaluate import evaluate, latency_profile
+from .progress import reporter
 from .trainer import trainer
 
 
@@ -38,7 +41,10 @@ def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = Non
     """Run Ray Train; returns (best weights, per-epoch history, checkpoint path)."""
     train_ds = {"train": data.datasets["train"], "val": data.datasets["val"]}
     in_features = len(data.features.output_columns)
-    result = trainer(cfg, train_ds, in_features, data.head, name, callbacks).fit()
+    forward, lines = reporter()
+    run = trainer(cfg, train_ds, in_features, data.head, name, [*(callbacks or []), forward])
+    with lines:
+        result = run.fit()
     return from_checkpoint(cfg, result.checkpoint)
 
 
@@ -105,10 +111,12 @@ def register(
 
 
 def with_predictions(rows: pa.Table, model: torch.nn.Module, data: Prepared) -> pa.Table:
-    """Raw rows plus the model's logged score, as the prediction log would hold them: the
-    reference that monitoring compares live traffic (inputs and predictions) with."""
+    """Raw rows plus the model's logged score and class probabilities, as the prediction log
+    would hold them: the reference that monitoring compares live traffic (inputs and
+    predictions) with, and whose multiclass quality it computes from the probabilities."""
     raw = predict(model, data.head, data.features.transform(rows))
-    return rows.append_column("prediction", pa.array(score(raw)))
+    rows = rows.append_column("prediction", pa.array(score(raw)))
+    return rows.append_column(PROBABILITIES, probabilities(raw))
 
 
 def _production(registry: Registry, model: str) -> int | None:
