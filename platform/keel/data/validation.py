@@ -29,8 +29,9 @@ from .sources import PATH_COLUMN
 log = logging.getLogger(__name__)
 
 RULES_COLUMN = "_rules"  # "col:rule; col:rule" for invalid rows, "" for valid ones
-_TRUE = {"true", "1", "yes", "t", "y"}
-_FALSE = {"false", "0", "no", "f", "n"}
+# the text a bool column reads as true or false (any case; keel init infers bool from them)
+TRUE_WORDS = {"true", "1", "yes", "t", "y"}
+FALSE_WORDS = {"false", "0", "no", "f", "n"}
 
 
 @dataclass
@@ -96,7 +97,7 @@ def coerce(table: pa.Table, name: str, spec: ColumnSpec) -> tuple[pa.Array, np.n
         if pa.types.is_boolean(raw.type):
             return raw.combine_chunks(), np.zeros(len(raw), bool)
         text = np.char.lower(np.char.strip(strings(table, name).astype(str)))
-        is_true, is_false = np.isin(text, list(_TRUE)), np.isin(text, list(_FALSE))
+        is_true, is_false = np.isin(text, list(TRUE_WORDS)), np.isin(text, list(FALSE_WORDS))
         bad = present & ~(is_true | is_false)
         return pa.array(is_true, type=pa.bool_(), mask=~(is_true | is_false)), bad
     if t == ColumnType.timestamp:
