@@ -1,9 +1,11 @@
-"""The whole loop on the demo datasets, on one embedded Ray (what `make demo` runs).
+"""The whole loop on one embedded Ray: the demo datasets (what `make demo` runs), or any one
+dataset with `keel pipeline experiment=NAME`.
 
-validate -> train both demo models -> serve -> normal traffic -> monitor passes -> drifted
-churn traffic (covariate shift on three columns and a concept shift) with feedback -> monitor
-fails and names the drifted columns -> retrain -> the challenger is promoted -> the running
-app switches to it without a failed request -> monitor on new traffic passes -> a summary.
+validate -> train -> serve -> normal traffic -> monitor passes -> drifted traffic (covariate
+shift on enough columns to break slo.max_drift_share, and a concept shift) with feedback ->
+monitor fails and names the drifted columns -> retrain -> the challenger is promoted -> the
+running app switches to it without a failed request -> monitor on new traffic passes -> a
+summary.
 
 Every step is the same code as its own job (`keel train`, `keel simulate`, `keel monitor`,
 `keel retrain`); this module only orders them and checks that each did what the loop needs.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -24,10 +27,11 @@ from keel import prediction_log as plog
 from keel import runtime, tracking
 from keel.app import Summary
 from keel.config import KeelConfig, load, to_dict
+from keel.config.schema import ColumnType
 from keel.data.batch import json_rows
 from keel.errors import KeelError
 from keel.monitoring.logs import wait_logged
-from keel.monitoring.monitor import Monitored
+from keel.monitoring.monitor import Monitored, Served
 from keel.monitoring.monitor import run as monitor
 from keel.monitoring.retrain import retrain
 from keel.registry import Registry
@@ -48,6 +52,13 @@ DRIFT = (
 )
 RETRAIN = ("monitor.retrain.original_fraction=0.2", "monitor.retrain.recent_weight=3")
 LOOP = ("serve.log.flush_seconds=1",)  # monitoring reads the logs seconds after the traffic
+# Another dataset's drift: numeric inputs move this many standard deviations, categorical ones
+# move this share of rows to their rarest value.
+NUMERIC_SHIFT, CATEGORY_SHIFT = 1.5, 0.5
+FIRST_SEED = 2_000  # traffic seeds: normal, drifted, after retraining (+1000 each)
+
+
+NUMERIC_TYPES = (ColumnType.int, ColumnType.float)
 
 
 class PipelineError(KeelError):
@@ -71,30 +82,110 @@ class Loop:
         self.steps.append(Step(what, time.perf_counter() - since, result))
         log.info("[%5.1fs] %s: %s", time.perf_counter() - self.started, what, result)
 
+    def note(self, what: str, result: str) -> None:
+        self.step(what, result, time.perf_counter())
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the loop runs on: the models it trains and serves, and the one it drifts."""
+
+    models: tuple[str, ...]
+    drifted: str
+    experiment: str | None  # None: the demo datasets
+
 
 def pipeline(overrides: Sequence[str]) -> Summary:
-    base = [*LOOP, *RETRAIN, *overrides]
-    cfgs = {name: load([*base, f"experiment={name}"]) for name in DEMO}
-    first = cfgs[DEMO[0]]
+    experiment = _experiment(overrides)
+    base = [*LOOP, *RETRAIN, *[o for o in overrides if not _is_experiment(o)]]
+    if experiment is None:
+        cfgs = {name: load([*base, f"experiment={name}"]) for name in DEMO}
+        target = Target(DEMO, "churn", None)
+    else:
+        cfg = load([*base, f"experiment={experiment}"])
+        base.append(f"experiment={experiment}")
+        cfgs = {cfg.dataset.name: cfg}
+        target = Target((cfg.dataset.name,), cfg.dataset.name, experiment)
+    first = cfgs[target.models[0]]
     runtime.ensure(first)
     loop = Loop(cfgs)
-    versions = {name: _train(loop, name) for name in DEMO}
+    trained = {name: _train(loop, name) for name in target.models}
+    versions = {name: version for name, (version, _) in trained.items()}
+    drift = DRIFT
+    if target.experiment is not None:
+        base += _small_data(loop, first, test_rows=trained[target.drifted][1])
+        loop.cfgs = cfgs = {target.drifted: load(base)}
+        drift = _drift(first, target.drifted)
+        loop.note("drift planted", "; ".join(drift))
     t = time.perf_counter()
-    url = service.start(first)
+    url = service.start(cfgs[target.models[0]])
     loop.step("serve", url, t)
     try:
-        for name in DEMO:
-            _expect(loop, name, _traffic(loop, name, seed=2_000), passes=True)
-        drifted = load([*base, "experiment=churn", *DRIFT])
-        verdict = _expect(loop, "churn", _traffic(loop, "churn", 3_000, drifted), passes=False)
-        switch = _retrain_and_switch(loop, drifted, url)
-        after = _expect(loop, "churn", _traffic(loop, "churn", 4_000, drifted), passes=True)
+        for i, name in enumerate(target.models):
+            _expect(loop, name, _traffic(loop, name, seed=FIRST_SEED + i), passes=True)
+        drifted_cfg = load([*_for(base, target, target.drifted), *drift])
+        seed = FIRST_SEED + 1_000
+        verdict = _expect(
+            loop, target.drifted, _traffic(loop, target.drifted, seed, drifted_cfg), passes=False
+        )
+        switch = _retrain_and_switch(loop, drifted_cfg, url, drift)
+        after = _expect(
+            loop,
+            target.drifted,
+            _traffic(loop, target.drifted, seed + 1_000, drifted_cfg),
+            passes=True,
+        )
     finally:
         service.stop(first)
     return _summary(loop, url, versions, verdict, switch, after)
 
 
-def _train(loop: Loop, name: str) -> int:
+def _experiment(overrides: Sequence[str]) -> str | None:
+    """The experiment named on the command line (`experiment=NAME`), if any."""
+    named = [o.split("=", 1)[1] for o in overrides if _is_experiment(o)]
+    return named[-1] if named else None
+
+
+def _is_experiment(override: str) -> bool:
+    return override.lstrip("+~").startswith("experiment=")
+
+
+def _for(base: list[str], target: Target, name: str) -> list[str]:
+    return base if target.experiment is not None else [*base, f"experiment={name}"]
+
+
+def _small_data(loop: Loop, cfg: KeelConfig, test_rows: int) -> list[str]:
+    """Overrides that let the loop judge a small file: traffic replays the test split without
+    repeating rows (repeats would make a drift test see a small sample as a large one), and
+    the monitor and retraining minimums shrink to what that traffic can give."""
+    rows = min(cfg.simulate.rows, test_rows)
+    out = [f"simulate.rows={rows}"]
+    enough = max(20, rows // 2)
+    if rows < cfg.monitor.min_rows:
+        out.append(f"monitor.min_rows={enough}")
+    if rows < cfg.monitor.retrain.min_labeled:
+        out.append(f"monitor.retrain.min_labeled={enough}")
+    if len(out) > 1 or rows < cfg.simulate.rows:
+        loop.note("small data", f"{test_rows} test rows: " + " ".join(out))
+    return out
+
+
+def _drift(cfg: KeelConfig, model: str) -> tuple[str, ...]:
+    """Covariate shift on the first monitored inputs, enough of them to exceed
+    slo.max_drift_share, and a full concept shift."""
+    registry = Registry(cfg.paths.registry)
+    columns = Served.load(registry, registry.get(model, "production")).columns
+    count = min(len(columns), math.floor(cfg.slo.max_drift_share * len(columns)) + 1)
+    moved = {
+        name: NUMERIC_SHIFT if ColumnType(spec.type) in NUMERIC_TYPES else CATEGORY_SHIFT
+        for name, spec in list(columns.items())[:count]
+    }
+    shifts = ", ".join(f"{name}: {shift}" for name, shift in moved.items())
+    return (f"+dataset.source.drift.covariate={{{shifts}}}", "dataset.source.drift.concept=1.0")
+
+
+def _train(loop: Loop, name: str) -> tuple[int, int]:
+    """Train and register; (the production version, the test split's rows)."""
     cfg, t = loop.cfgs[name], time.perf_counter()
     data = prepare(cfg)
     trained = train(cfg, data)
@@ -107,9 +198,17 @@ def _train(loop: Loop, name: str) -> int:
         trained.promoted,
     )
     primary = trained.metrics["primary_metric"]
-    score = trained.metrics["test"][primary]
-    loop.step(f"train {name}", f"v{trained.version.version} {primary} {score:.3f}", t)
-    return Registry(cfg.paths.registry).stages(name)["production"]
+    score, base = trained.metrics["test"][primary], trained.metrics["baseline"][primary]
+    result = f"v{trained.version.version} {primary} {score:.3f} (baseline {base:.3f})"
+    loop.step(f"train {name}", result, t)
+    production = Registry(cfg.paths.registry).stages(name).get("production")
+    if production is None:
+        raise PipelineError(
+            f"{name} v{trained.version.version} misses slo.quality_floor "
+            f"{dict(cfg.slo.quality_floor)} ({primary} {score:.3f}): nothing to serve; "
+            f"see {trained.version.path}/MODEL_CARD.md"
+        )
+    return production, trained.metrics["rows"]
 
 
 def _traffic(loop: Loop, name: str, seed: int, cfg: KeelConfig | None = None) -> tuple:
@@ -156,19 +255,20 @@ class Switch:
     decision: str
 
 
-def _retrain_and_switch(loop: Loop, cfg: KeelConfig, url: str) -> Switch:
+def _retrain_and_switch(loop: Loop, cfg: KeelConfig, url: str, drift: Sequence[str]) -> Switch:
     """Retrain while probes hit the app; wait until the app answers with the new version."""
     registry = Registry(cfg.paths.registry)
-    before = registry.stages("churn")["production"]
+    model = cfg.dataset.name
+    before = registry.stages(model)["production"]
     probe = _Probe(url, cfg)
     probe.start()
     t = time.perf_counter()
     try:
-        decision = retrain(cfg, [*RETRAIN, *DRIFT])
-        loop.step("retrain churn", decision.reason, t)
+        decision = retrain(cfg, [*RETRAIN, *drift])
+        loop.step(f"retrain {model}", decision.reason, t)
         if not decision.promoted:
             raise PipelineError(f"the challenger was not promoted: {decision.reason}")
-        after = registry.stages("churn")["production"]
+        after = registry.stages(model)["production"]
         switched = time.perf_counter()
         probe.wait_for(after, timeout_s=120)
         seconds = time.perf_counter() - switched
@@ -188,7 +288,7 @@ class _Probe(threading.Thread):
         super().__init__(daemon=True)
         row = traffic_table(_seeded(cfg, 5_000)).slice(0, 1)
         self.body = {"instances": json_rows(row, drop=(cfg.dataset.target,))}
-        self.endpoint = f"{url}/v1/models/churn:predict"
+        self.endpoint = f"{url}/v1/models/{cfg.dataset.name}:predict"
         self.sent = self.failed = 0
         self.version: int | None = None
         self.halt = threading.Event()
@@ -224,9 +324,9 @@ def _summary(
     summary = Summary(f"keel pipeline: the whole loop in {total:.0f} s")
     for s in loop.steps:
         summary.add(f"{s.what} ({s.seconds:.1f} s)", s.result)
-    where = loop.cfgs[DEMO[0]].paths.registry
+    where = next(iter(loop.cfgs.values())).paths.registry
     registry = Registry(where)
-    for name in DEMO:
+    for name in versions:
         stages = registry.stages(name)
         summary.add(
             f"registry {name}", f"production v{stages['production']} (was v{versions[name]})"
