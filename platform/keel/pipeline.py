@@ -118,11 +118,11 @@ def pipeline(overrides: Sequence[str]) -> Summary:
         drift = _drift(first, target.drifted)
         loop.note("drift planted", "; ".join(drift))
     t = time.perf_counter()
-    url = service.start(cfgs[target.models[0]])
-    loop.step("serve", url, t)
-    try:
-        for i, name in enumerate(target.models):
-            _expect(loop, name, _traffic(loop, name, seed=FIRST_SEED + i), passes=True)
+    try:  # an app that never became ready is deleted too
+        url = service.start(cfgs[target.models[0]])
+        loop.step("serve", url, t)
+        for name in target.models:
+            _expect(loop, name, _traffic(loop, name, seed=FIRST_SEED), passes=True)
         drifted_cfg = load([*_for(base, target, target.drifted), *drift])
         seed = FIRST_SEED + 1_000
         verdict = _expect(

@@ -59,7 +59,10 @@ def class_probabilities(logged: pa.Array | pa.ChunkedArray, k: int) -> np.ndarra
     whole = np.asarray(pc.list_value_length(column).fill_null(0).to_numpy(), np.int64) == k
     if whole.any():
         values = pc.list_flatten(column.filter(pa.array(whole)))
-        out[whole] = np.asarray(values.to_numpy(zero_copy_only=False), np.float64).reshape(-1, k)
+        rows = np.asarray(values.to_numpy(zero_copy_only=False), np.float64).reshape(-1, k)
+        # a float32 softmax sums to 1 only within ~1e-7; metrics that check the sum in float64
+        # (scikit-learn's log loss, under Evidently) warned on every report
+        out[whole] = rows / rows.sum(axis=1, keepdims=True)
     return out
 
 
