@@ -156,15 +156,18 @@ def _for(base: list[str], target: Target, name: str) -> list[str]:
 
 def _small_data(loop: Loop, cfg: KeelConfig, test_rows: int) -> list[str]:
     """Overrides that let the loop judge a small file: traffic replays the test split without
-    repeating rows (repeats would make a drift test see a small sample as a large one), and
-    the monitor and retraining minimums shrink to what that traffic can give."""
+    repeating rows (repeats would make a drift test see a small sample as a large one), the
+    monitor and retraining minimums shrink to what that traffic can give, and retraining
+    learns from the recent rows alone."""
     rows = min(cfg.simulate.rows, test_rows)
     out = [f"simulate.rows={rows}"]
     enough = max(20, rows // 2)
     if rows < cfg.monitor.min_rows:
         out.append(f"monitor.min_rows={enough}")
     if rows < cfg.monitor.retrain.min_labeled:
-        out.append(f"monitor.retrain.min_labeled={enough}")
+        # A few dozen recent rows: any share of the original rows, labelled under the concept
+        # the loop has just flipped, outweighs them, and the challenger learns neither.
+        out += [f"monitor.retrain.min_labeled={enough}", "monitor.retrain.original_fraction=0"]
     if len(out) > 1 or rows < cfg.simulate.rows:
         loop.note("small data", f"{test_rows} test rows: " + " ".join(out))
     return out
