@@ -100,6 +100,9 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
             ds,
             source=SourceConfig(format=SourceFormat.parquet, path=data_file),
             columns=_retrain_columns(ds),
+            # Replayed traffic repeats the ids of the champion's test split: under the same
+            # seed every recent row would land in test again and the challenger train on none.
+            split=dataclasses.replace(ds.split, seed=ds.split.seed + 1),
         ),
     )
     log.info("training a challenger for %s on %s", model, data_file)
