@@ -342,41 +342,27 @@ def test_class_probabilities_need_exactly_k_values():
     assert class_probabilities(pa.chunked_array([], pa.list_(pa.float64())), 3).shape == (0, 3)
 
 
-def test_join_multiclass_text_labels_and_an_unknown_class_is_invalid(tmp_path):
+def _join_multiclass(tmp_path, labels: list, classes: list):
+    """Five served multiclass predictions p0..p4, one label each: (joined labels, served)."""
     logs = str(tmp_path / "logs")
     rows = [multiclass_prediction(f"p{i}", at(1), [0.2, 0.3, 0.5]) for i in range(5)]
     write_predictions(logs, "penguins", rows)
-    write_feedback(
-        logs,
-        [
-            ("p0", at(2), "Adelie"),
-            ("p1", at(2), "Gentoo"),
-            ("p2", at(2), "Unicorn"),  # not a class of the model: invalid, not a crash
-            ("p3", at(2), 2),  # an index is not a species
-            ("p4", at(2), "chinstrap"),  # nor is another spelling
-        ],
-    )
+    write_feedback(logs, [(f"p{i}", at(2), label) for i, label in enumerate(labels)])
     served = predictions(logs, "penguins", 1, WINDOW)
-    labels = join_feedback(logs, "penguins", 1, served, WINDOW, MULTI, SPECIES)
+    return join_feedback(logs, "penguins", 1, served, WINDOW, MULTI, classes), served
+
+
+def test_join_multiclass_text_labels_and_an_unknown_class_is_invalid(tmp_path):
+    # "Unicorn" is no class of the model (invalid, not a crash), an index is not a species,
+    # nor is another spelling
+    labels, served = _join_multiclass(
+        tmp_path, ["Adelie", "Gentoo", "Unicorn", 2, "chinstrap"], SPECIES
+    )
     assert joined(labels, served) == {"p0": 0.0, "p1": 2.0}
     assert (labels.counts["matched"], labels.counts["invalid"]) == (2, 3)
 
 
 def test_join_multiclass_int_classes_take_numbers_and_their_text(tmp_path):
-    logs = str(tmp_path / "logs")
-    rows = [multiclass_prediction(f"p{i}", at(1), [0.2, 0.3, 0.5]) for i in range(5)]
-    write_predictions(logs, "penguins", rows)
-    write_feedback(
-        logs,
-        [
-            ("p0", at(2), 2),
-            ("p1", at(2), "1"),
-            ("p2", at(2), 0.0),
-            ("p3", at(2), 3),
-            ("p4", at(2), True),
-        ],
-    )
-    served = predictions(logs, "penguins", 1, WINDOW)
-    labels = join_feedback(logs, "penguins", 1, served, WINDOW, MULTI, [0, 1, 2])
+    labels, served = _join_multiclass(tmp_path, [2, "1", 0.0, 3, True], [0, 1, 2])
     assert joined(labels, served) == {"p0": 2.0, "p1": 1.0, "p2": 0.0}
     assert labels.counts["invalid"] == 2  # 3 is no class, true is no number

@@ -5,7 +5,7 @@ its training rows with the model's own predictions), so monitoring needs neither
 original data source. The window is sampled to `monitor.current_sample` rows before Evidently
 sees it; feedback joins over the whole window. Writes, under
 `<reports>/<model>/monitor/<run>/`: report.html and report.json (Evidently) and verdict.json
-(DESIGN section 4), which `keel retrain` reads.
+(README.md, "Monitoring, feedback and retraining"), which `keel retrain` reads.
 """
 
 from __future__ import annotations

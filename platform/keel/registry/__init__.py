@@ -1,4 +1,6 @@
-"""Versioned model store with lineage, stages and promotion (see DESIGN.md section 4).
+"""Versioned model store with lineage, stages and promotion.
+
+The files and stages are described in README.md, "Training, registry, sweeps".
 
 `keel.registry.lineage` stays the module (lineage() lives there): re-exporting a function of
 the same name here would shadow it.

@@ -1,4 +1,4 @@
-"""The HTTP front of the Serve application: the versioned API of DESIGN section 4.
+"""The HTTP front of the Serve application: the versioned API in README.md, "Serving".
 
 Hops on the request path: the Serve proxy (HTTP termination and routing, unavoidable) and this
 ingress (auth, limits, validation, request ids, the prediction and request logs: one place for
