@@ -36,6 +36,12 @@ def loop_config(cfg: KeelConfig, in_features: int, head: Head, plan: Plan) -> di
     }
 
 
+def split_datasets(num_workers: int) -> list[str]:
+    """The training split is sharded across workers; one worker reads it whole, without the
+    split coordinator actor a shard needs (a process start, ~5 s here, before the first batch)."""
+    return ["train"] if num_workers > 1 else []
+
+
 def trainer(
     cfg: KeelConfig,
     datasets: dict,
@@ -78,5 +84,7 @@ def trainer(
         scaling_config=scaling,
         run_config=run,
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=split_datasets(cfg.train.num_workers)
+        ),
     )
