@@ -42,11 +42,18 @@ def start_ray(cfg: KeelConfig) -> Phases:
     ctx.enable_progress_bars = False  # bars redraw from the driver and skew short timings
     ctx.enable_operator_progress_bars = False
     started = time.perf_counter()
-    cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+    cpus = cpus_of_ray()
     ray.data.range(4 * cpus, override_num_blocks=2 * cpus).map_batches(_touch).materialize()
     warmup = time.perf_counter() - started
     log.info("Ray up in %.1f s, %d worker(s) warmed up in %.1f s", startup, cpus, warmup)
     return {"ray_startup_s": startup, "ray_warmup_s": warmup}
+
+
+def cpus_of_ray() -> int:
+    """The CPUs of the Ray keel runs on: what a baseline may use to be fair to it."""
+    import ray
+
+    return max(int(ray.cluster_resources().get("CPU", 1)), 1)
 
 
 def _touch(batch: dict) -> dict:

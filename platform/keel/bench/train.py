@@ -2,13 +2,18 @@
 
 Both sides train the same model (same init seed, loss, optimizer, batch size and epochs) on the
 same encoded features, prepared once by keel (validation, split, features) and not timed.
-keel runs one TorchTrainer worker fed by Ray Data (`iter_torch_batches` over the materialized
-shard, with local shuffling); the baseline shuffles in-memory tensors and slices batches, the
-fastest loop a user would write by hand. Both validate every epoch, as keel does.
+keel runs one TorchTrainer worker fed by Ray Data (its shard read once into tensors when under
+`train.in_memory_values`, as here, then a seeded permutation per epoch); the baseline shuffles
+in-memory tensors and slices batches, the fastest loop a user would write by hand, in the same
+order, so both reach the same validation loss. Both validate every epoch, as keel does.
+
+Equal resources: keel's worker gets `bench.params.threads` CPUs (Ray sets its torch intra-op
+threads to match) and the baseline runs with as many torch threads.
 
 Reported: samples/s of the training passes (steady state: the median over epochs after the
-first), the ratio keel / baseline, and wall time per run including keel's worker-group start.
-Ray's own start-up is measured once and reported apart.
+first), the ratio keel / baseline, wall time per run, and keel's fixed cost: its wall time less
+its training passes (Ray Train's controller and worker group start, the shard read, validation,
+checkpoints, shutdown). Ray's own start-up is measured once and reported apart.
 """
 
 from __future__ import annotations
@@ -38,11 +43,16 @@ log = logging.getLogger(__name__)
 def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
     cfg = dataclasses.replace(cfg, dataset=common.bench_dataset(cfg))
     cfg.train.early_stopping_patience = 0  # both sides run every epoch
+    threads = int(cfg.bench.params.get("threads", 1))
+    cfg.train.cpus_per_worker = threads  # Ray gives the worker as many intra-op threads
     log.info("preparing %s rows of %s (not timed) ...", f"{cfg.bench.rows:,}", cfg.dataset.name)
     data = prepare(cfg)
-    arrays = {name: _arrays(data.datasets[name]) for name in ("train", "val")}
+    arrays = {name: arrays_of(data.datasets[name]) for name in ("train", "val")}
     runs = common.interleave(
-        {"keel": lambda: run_keel(cfg, data), "baseline": lambda: run_baseline(cfg, data, arrays)},
+        {
+            "keel": lambda: run_keel(cfg, data),
+            "baseline": lambda: run_baseline(cfg, data, arrays, threads),
+        },
         cfg.bench.repeats,
     )
     rows = len(arrays["train"][1])
@@ -56,8 +66,7 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
             "epochs": schedule.epochs,
             "batch_size": schedule.batch_size,
             "model": to_dict(cfg.model),
-            "torch_threads_baseline": torch.get_num_threads(),
-            "cpus_per_worker": cfg.train.cpus_per_worker,
+            "threads": threads,
             **ray_times,
             "runs": runs,
             "median": med,
@@ -71,13 +80,17 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
     for side in ("keel", "baseline"):
         m = med[side]
         s.add(f"{side}", f"{m['samples_per_s']:>10,.0f} samples/s   {m['wall_s']:6.1f} s per run")
-    s.add("keel / baseline", f"{ratio:.2f}x samples/s (steady-state epochs)")
+    s.add(
+        "keel / baseline", f"{ratio:.2f}x samples/s (steady-state epochs, {threads} thread(s) each)"
+    )
+    s.add("keel fixed cost", f"{med['keel']['fixed_s']:.1f} s per run (wall less training passes)")
     s.add("ray start-up", f"{ray_times['ray_startup_s']:.1f} s (not in the figures above)")
     s.add("report", report)
     return s
 
 
-def _arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+def arrays_of(ds) -> tuple[np.ndarray, np.ndarray]:
+    """A split's encoded features and targets as float32 arrays, in Ray Data's block order."""
     batches = list(ds.iter_batches(batch_format="numpy", batch_size=None))
     x = np.concatenate([b["features"] for b in batches]).astype(np.float32)
     return x, np.concatenate([b["target"] for b in batches]).astype(np.float32)
@@ -91,10 +104,24 @@ def run_keel(cfg: KeelConfig, data: Prepared) -> common.Phases:
     started = time.perf_counter()
     _, history, _ = fit(cfg, data, f"bench-train-{stamp()}")
     wall = time.perf_counter() - started
-    return {"samples_per_s": _steady([h["samples_per_s"] for h in history]), "wall_s": wall}
+    return {
+        "samples_per_s": _steady([h["samples_per_s"] for h in history]),
+        "wall_s": wall,
+        "fixed_s": wall - sum(h["train_seconds"] for h in history),
+        "val_loss": history[-1]["val_loss"],
+    }
 
 
-def run_baseline(cfg: KeelConfig, data: Prepared, arrays: dict) -> common.Phases:
+def run_baseline(cfg: KeelConfig, data: Prepared, arrays: dict, threads: int) -> common.Phases:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _baseline(cfg, data, arrays)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _baseline(cfg: KeelConfig, data: Prepared, arrays: dict) -> common.Phases:
     started = time.perf_counter()
     t = cfg.train
     schedule = plan(t, len(arrays["train"][1]))
@@ -104,11 +131,12 @@ def run_baseline(cfg: KeelConfig, data: Prepared, arrays: dict) -> common.Phases
     optimizer = make_optimizer(t.optimizer, model.parameters(), t.lr, t.weight_decay)
     x, y = (torch.from_numpy(a) for a in arrays["train"])
     vx, vy = (torch.from_numpy(a) for a in arrays["val"])
-    rates = []
-    for _ in range(schedule.epochs):
+    rates, val_loss = [], float("nan")
+    for epoch in range(schedule.epochs):
         epoch_start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(x))
+        # the order keel's loop draws: a reproducible permutation per epoch under the seed
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(t.seed + epoch))
         for i in range(0, len(x), schedule.batch_size):
             idx = order[i : i + schedule.batch_size]
             loss = head.loss(model(x[idx]), y[idx])
@@ -117,7 +145,14 @@ def run_baseline(cfg: KeelConfig, data: Prepared, arrays: dict) -> common.Phases
             optimizer.step()
         rates.append(len(x) / (time.perf_counter() - epoch_start))
         model.eval()
+        total = 0.0
         with torch.no_grad():
             for i in range(0, len(vx), schedule.batch_size):
-                head.loss(model(vx[i : i + schedule.batch_size]), vy[i : i + schedule.batch_size])
-    return {"samples_per_s": _steady(rates), "wall_s": time.perf_counter() - started}
+                batch = slice(i, i + schedule.batch_size)
+                total += head.loss(model(vx[batch]), vy[batch]).item() * len(vy[batch])
+        val_loss = total / max(len(vy), 1)
+    return {
+        "samples_per_s": _steady(rates),
+        "wall_s": time.perf_counter() - started,
+        "val_loss": val_loss,
+    }
