@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 
 LAB_PORT ?= 8888
 
-.PHONY: install install-dev demo test lint format kernel lab bench clean
+.PHONY: install install-dev demo test test-fast lint format kernel lab bench clean
 
 # Stamps make installs idempotent: re-run only when the dependency files change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -38,8 +38,14 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
-	WANDB_MODE=disabled $(BIN)/python -m pytest
+# Every test: the unit tests over every core (test-fast), then the tests on Ray one at a time
+# (they share one Ray session and its Serve port; two at once would fight over 2 cores).
+test: lint test-fast
+	WANDB_MODE=disabled $(BIN)/python -m pytest tests/integration tests/e2e
+
+# The inner loop: the unit tests alone (no Ray, no servers, no kernels) over every core.
+test-fast: install-dev
+	WANDB_MODE=disabled $(BIN)/python -m pytest tests/unit -q -n auto
 
 # The `keel` Jupyter kernel: this .venv's Python, installed into the .venv itself.
 kernel: install
