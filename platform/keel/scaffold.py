@@ -36,7 +36,7 @@ KEY_COLUMN = 18  # entries start after here (keys longer than this push only the
 COMMENT_COLUMN = 36  # where the comments of top-level keys start
 # a column's keys in the order people read them (type first, the file's name last)
 COLUMN_ORDER = ("type", "format", "nullable", "min", "max", "allowed", "regex", "unique")
-FEATURE_ORDER = ("transform", "input", "inputs", "parts")
+FEATURE_ORDER = ("transform", "input", "inputs", "parts", "cyclic")
 GROUPS = ("dataset", "features", "experiment")
 _PLAIN = re.compile(r"[A-Za-z_/][\w.\-/ ]*")  # text YAML reads back unchanged without quotes
 
@@ -70,7 +70,8 @@ FEATURES_LEGEND = [
     "else hashed",
     f"#   text        more than {CATEGORY_MAX} values: hashed when values repeat, else not used",
     "#   booleans    identity (1/0)",
-    "#   timestamps  date_parts: the parts that vary in the sample, scaled to [0, 1]",
+    "#   timestamps  date_parts: the parts that vary in the sample, as sine and cosine of "
+    "their cycle",
     "# Add ratios, differences, buckets or group statistics: see README.md, Features.",
 ]
 

@@ -28,14 +28,18 @@ OWN = ROOT / "tests" / "data" / "own"
 CASES = [
     ("penguins.csv", "species", "penguins", "f1", 0.90),
     ("tumors.csv", "diagnosis", "tumors", "roc_auc", 0.90),
-    ("rentals.csv", "rentals", "rentals", "r2", 0.35),  # 420 training rows of an hourly curve
+    # 420 training rows of an hourly curve: 0.89 measured with cyclic hours, 0.39 with hour/23
+    ("rentals.csv", "rentals", "rentals", "r2", 0.60),
 ]
 
 
+PORT = 8020  # the port the shared session's Serve proxy uses (tests/integration/test_serving)
+
+
 def keel(*args: str, project: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    # Each command starts its own embedded Ray: Serve's HTTP port is fixed by whoever starts
-    # Serve first on a Ray, so a pipeline joining the tests' shared Ray would answer on the
-    # port an earlier test chose.
+    # `keel init` starts its own embedded Ray, as on a newcomer's machine; the pipeline joins
+    # the tests' shared Ray (ray.address) and its Serve port, fixed by whoever started Serve
+    # there first.
     env = {
         **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
         "KEEL_PROJECT_ROOT": str(project),
@@ -58,7 +62,7 @@ def project(tmp_path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize(("file", "target", "name", "metric", "least"), CASES)
 def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
-    file, target, name, metric, least, project
+    file, target, name, metric, least, project, ray_session
 ):
     init = keel("init", str(OWN / file), "--target", target, project=project, timeout=300)
     assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
@@ -71,7 +75,8 @@ def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
         "pipeline",
         f"experiment={name}",
         f"paths.root={out}",
-        "serve.port=8033",
+        f"ray.address={ray_session}",
+        f"serve.port={PORT}",
         "ray.progress_bars=false",
         project=project,
     )

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from keel.bench.common import bench_dataset
-from keel.bench.features import approximate, check, failures
+from keel.bench.features import approximate, baseline, check, failures
 from keel.config.schema import DatePart, FeatureSpec, GroupStat, Impute, Scale, Transform
 from keel.data import synthetic
 from keel.features import FeaturePipeline
@@ -33,6 +33,17 @@ def test_baseline_computes_the_declared_features(make_cfg, experiment):
     agreement = agree(cfg.features.columns, table)
     assert len(agreement) == len(FeaturePipeline(cfg.features.columns).fit(table).output_columns)
     assert any(a.exact for a in agreement)
+
+
+def test_the_timed_baseline_computes_the_matrix_the_check_compares(make_cfg):
+    """The timed side calls fit_transform over two processes; the check compares keel with fit
+    then transform: both must give one matrix, or the timing is of other work."""
+    cfg = make_cfg("experiment=churn", "bench=features", "bench.rows=2000")
+    rows = synthetic.generate(bench_dataset(cfg)).to_pandas()
+    timed = baseline(cfg.features.columns, n_jobs=2).fit_transform(rows)
+    checked = baseline(cfg.features.columns).fit(rows).transform(rows)
+    assert timed.shape == checked.shape and timed.shape[0] == 2000
+    np.testing.assert_array_equal(timed, checked)
 
 
 def frame(rng: np.random.Generator, n: int, groups: list[str]) -> pd.DataFrame:
@@ -78,6 +89,7 @@ EVERY = {
         transform=T.hashed, input="c", buckets=5, impute=Impute.constant, fill_value="zz"
     ),
     "dates": FeatureSpec(transform=T.date_parts, input="ts", parts=list(DatePart)),
+    "cycles": FeatureSpec(transform=T.date_parts, input="ts", parts=list(DatePart), cyclic=True),
     "ratio": FeatureSpec(
         transform=T.ratio, inputs=["x", "y"], impute=Impute.constant, fill_value=1
     ),

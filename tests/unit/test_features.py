@@ -18,6 +18,7 @@ from keel.config.schema import DatePart, FeatureSpec, GroupStat, Impute, Scale, 
 from keel.errors import ConfigError, FeatureError
 from keel.features import FeaturePipeline
 from keel.features.pipeline import FORMAT
+from keel.features.steps import part_names
 
 T = Transform
 NAN = np.nan
@@ -56,6 +57,7 @@ ALL = {
     "fitted_ordinal": FeatureSpec(transform=T.ordinal, input="c", scale=Scale.minmax),
     "hashed": FeatureSpec(transform=T.hashed, input="c", buckets=4),
     "dates": FeatureSpec(transform=T.date_parts, input="ts", parts=list(DatePart)),
+    "cycles": FeatureSpec(transform=T.date_parts, input="ts", parts=list(DatePart), cyclic=True),
     "ratio": FeatureSpec(transform=T.ratio, inputs=["x", "y"], impute=Impute.mean),
     "difference": FeatureSpec(transform=T.difference, inputs=["x", "y"], scale=Scale.standardize),
     "group": FeatureSpec(transform=T.group_stat, input="x", by="g", scale=Scale.standardize),
@@ -318,6 +320,28 @@ def test_date_parts_values():
     assert got[5].tolist() == approx(np.mean(rows, axis=0).tolist())  # missing -> mean
 
 
+def test_cyclic_date_parts_put_the_last_value_beside_the_first():
+    spec = FeatureSpec(
+        transform=T.date_parts, input="ts", parts=[DatePart.year, DatePart.hour], cyclic=True
+    )
+    fitted = fit(spec, CLEAN)
+    assert fitted.output_columns == ["f.year", "f.hour_sin", "f.hour_cos"]  # a year has no cycle
+    hours = pd.DataFrame({"ts": [f"2024-05-17T{h:02d}:00:00" for h in (0, 6, 12, 23)]})
+    got = fitted.transform(hours).astype(np.float64)
+    assert got[:, 0].tolist() == [2024] * 4
+    midnight, six, noon, eleven = got[:, 1:]
+    assert midnight == approx([0, 1], abs=1e-6) and six == approx([1, 0], abs=1e-6)
+    assert noon == approx([0, -1], abs=1e-6)
+    # 23:00 is one hour from midnight, as 01:00 would be; hour/23 put them at opposite ends
+    assert np.linalg.norm(eleven - midnight) == approx(2 * np.sin(np.pi / 24), rel=1e-5)
+    assert np.linalg.norm(eleven - midnight) < np.linalg.norm(six - midnight)
+
+
+def test_cyclic_belongs_to_date_parts_only():
+    with pytest.raises(ConfigError, match="only date_parts has cycles"):
+        load(["features.columns.tenure.cyclic=true"])
+
+
 def test_date_parts_from_iso_strings():
     spec = FeatureSpec(transform=T.date_parts, input="ts", parts=[DatePart.day, DatePart.hour])
     fitted = fit(spec, CLEAN)
@@ -536,7 +560,7 @@ def expected_width(spec: FeatureSpec, columns: dict) -> int:
     if spec.transform == T.hashed:
         return spec.buckets
     if spec.transform == T.date_parts:
-        return len(spec.parts)
+        return len(part_names([p.value for p in spec.parts], spec.cyclic))
     return 1
 
 

@@ -403,7 +403,7 @@ def test_timestamps_give_the_date_parts_that_vary():
     spec = feature(profile_of(["2024-01-01 10:00", "2024-03-05 10:00", "2024-03-06 10:00"]))
     assert spec.transform == Transform.date_parts
     assert spec.parts == [DatePart.month, DatePart.dayofweek]  # the hour never changes
-    assert spec.scale == Scale.minmax
+    assert spec.cyclic  # December beside January, Sunday beside Monday
     same_day = rules.choose_feature(profile_of(["2024-01-01", "2024-01-01"]))
     assert same_day.spec is None
 

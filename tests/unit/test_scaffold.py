@@ -145,7 +145,7 @@ def test_features_file_lists_features_and_says_what_is_not_one():
         "transform": "date_parts",
         "input": "timestamp",
         "parts": ["month", "dayofweek", "hour"],
-        "scale": "minmax",
+        "cyclic": True,
     }
     assert "record_id" not in data["columns"] and "rentals" not in data["columns"]
     assert "#   record_id: the id" in text and "#   rentals: the target" in text

@@ -154,6 +154,8 @@ def _feature(spec: FeatureSpec, root: KeelConfig) -> Iterator[Problem]:
             "impute",
             f"{spec.transform.value} inputs are categories: use most_frequent or constant",
         )
+    if spec.cyclic and spec.transform != Transform.date_parts:
+        yield "cyclic", "only date_parts has cycles: remove cyclic or use transform: date_parts"
     if spec.transform == Transform.date_parts and spec.impute.value != "none":
         yield "impute", "date_parts cannot impute timestamps; missing dates give the fitted mean"
     if spec.impute.value == "constant" and spec.fill_value is None:

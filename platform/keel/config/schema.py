@@ -198,6 +198,7 @@ class FeatureSpec:
     min_frequency: int = ranged(1, 1)
     buckets: int = ranged(16, 2, 1_000_000)  # hashed
     parts: list[DatePart] = field(default_factory=lambda: [DatePart.month, DatePart.dayofweek])
+    cyclic: bool = False  # date_parts: each cyclic part as sine and cosine (hour 23 beside 0)
     by: str | None = None  # group_stat: statistic of `input` per value of `by`
     stat: GroupStat = GroupStat.mean
 

@@ -626,11 +626,13 @@ def text_feature(p: Profile) -> FeatureChoice:
 
 
 def date_feature(p: Profile) -> FeatureChoice:
-    """The date parts that vary in the sample, scaled to [0, 1]."""
+    """The date parts that vary in the sample, each as the sine and cosine of its cycle: an
+    hourly curve read from hour/23 puts 23:00 farthest from midnight, and a small MLP on a
+    600-row hourly file reached R2 ~0.35 that way against 0.45-0.75 with cycles."""
     if not p.parts:
         return FeatureChoice(p.key, None, "month, weekday and hour never vary")
     spec = FeatureSpec(
-        transform=Transform.date_parts, input=p.key, parts=list(p.parts), scale=Scale.minmax
+        transform=Transform.date_parts, input=p.key, parts=list(p.parts), cyclic=True
     )
     return FeatureChoice(p.key, spec, ", ".join(x.value for x in p.parts) + " vary")
 

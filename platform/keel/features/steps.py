@@ -301,6 +301,7 @@ class Hashed(Step):
 class DateParts(Step):
     def __init__(self, spec: FeatureSpec):
         self.parts = [p.value for p in spec.parts]
+        self.cyclic = spec.cyclic
 
     PARTS = {
         "year": pc.year,
@@ -314,13 +315,40 @@ class DateParts(Step):
 
     def apply(self, x, batch, state):
         t = x[0]
-        out = np.empty((len(t), len(self.parts)))
-        for j, p in enumerate(self.parts):
-            out[:, j] = pc.cast(self.PARTS[p](t), pa.float64()).to_numpy(zero_copy_only=False)
-        return out
+        values = [
+            pc.cast(self.PARTS[p](t), pa.float64()).to_numpy(zero_copy_only=False)
+            for p in self.parts
+        ]
+        return np.column_stack(
+            [c for p, v in zip(self.parts, values, strict=True) for c in cycle(p, v, self.cyclic)]
+        )
 
     def names(self, feature, state):
-        return [f"{feature}.{p}" for p in self.parts]
+        return [f"{feature}.{name}" for name in part_names(self.parts, self.cyclic)]
+
+
+# The length of each cyclic date part's cycle, in its own units (day of month: 31 for every
+# month, so the 1st sits beside the 31st but the 30th of April is not quite the 1st of May).
+CYCLES = {"month": 12, "day": 31, "dayofweek": 7, "dayofyear": 366, "hour": 24}
+
+
+def part_names(parts: list[str], cyclic: bool) -> list[str]:
+    """The names of date parts' columns, in `cycle`'s order: `hour`, or `hour_sin`, `hour_cos`."""
+    return [
+        f"{p}{suffix}"
+        for p in parts
+        for suffix in (("_sin", "_cos") if cyclic and p in CYCLES else ("",))
+    ]
+
+
+def cycle(part: str, values: np.ndarray, cyclic: bool) -> list[np.ndarray]:
+    """A date part's columns: its values, or (cyclic) the sine and cosine of its angle in its
+    cycle, so the last value sits beside the first (hour 23 beside hour 0, December beside
+    January); year and is_weekend have no cycle and stay as they are. NaN stays NaN."""
+    if not cyclic or part not in CYCLES:
+        return [values]
+    angle = 2 * np.pi * values / CYCLES[part]
+    return [np.sin(angle), np.cos(angle)]
 
 
 class GroupStatistic(Step):
