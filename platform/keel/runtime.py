@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Mapping
 
 from keel.config import KeelConfig, project_root
 from keel.errors import ConfigError
@@ -114,6 +115,13 @@ def quiet_ray() -> None:
 # Serve's HAProxy binds these on every interface; Ray's defaults (8404, 9101) are fixed, so a
 # second embedded Ray on the machine (a notebook's beside `make demo`) could not start Serve.
 HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+
+
+def own_ray_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a child process that starts a Ray of its own (`serve run`, `ray start`): less
+    the address and HAProxy ports that a Ray started here left in it, which would join that Ray
+    or bind the ports its HAProxy holds."""
+    return {k: v for k, v in env.items() if k not in ("RAY_ADDRESS", *HAPROXY_PORTS)}
 
 
 def _local_env(cfg: KeelConfig) -> dict[str, str]:

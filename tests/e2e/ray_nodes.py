@@ -24,7 +24,7 @@ import psutil
 import requests
 
 from keel import submission
-from keel.runtime import free_port
+from keel.runtime import free_port, own_ray_env
 
 BIN = Path(sys.executable).parent
 
@@ -33,7 +33,8 @@ def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment for a node or a CLI run against it: the venv first on PATH (a job's
     `python` is the cluster's), no address of another Ray, and Ray's token auth on every node
     (a head finding ~/.ray/auth_token turns it on; a worker must then present the token)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "KEEL_PROJECT_ROOT")}
+    env = own_ray_env(os.environ)
+    env.pop("KEEL_PROJECT_ROOT", None)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     fixed = {"RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": "disabled", "RAY_AUTH_MODE": "token"}
     return {**env, **fixed, **(extra or {})}

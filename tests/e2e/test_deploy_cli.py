@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from keel.data import synthetic
+from keel.runtime import own_ray_env
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +36,10 @@ WITH_SIGINT = (
 
 
 def clean_env() -> dict[str, str]:
-    """This shell's env less what the test session's Ray set (its address, the project root
-    it forwards), as on an operator's machine."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "KEEL_PROJECT_ROOT")}
+    """This shell's env less what the test session's Ray set (its address, HAProxy ports and
+    the project root it forwards), as on an operator's machine."""
+    env = own_ray_env(os.environ)
+    env.pop("KEEL_PROJECT_ROOT", None)
     return {**env, "RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": "disabled"}
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from keel import storage
 from keel.registry import Registry
+from keel.runtime import own_ray_env
 
 KEEL = str(Path(sys.executable).parent / "keel")
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def keel(*args: str, project: Path, timeout: int = 900) -> subprocess.CompletedP
     # the tests' shared Ray (ray.address) and its Serve port, fixed by whoever started Serve
     # there first.
     env = {
-        **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        **own_ray_env(os.environ),
         "KEEL_PROJECT_ROOT": str(project),
         "WANDB_MODE": "disabled",
     }
