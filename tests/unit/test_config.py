@@ -311,3 +311,10 @@ def test_training_length_defaults_to_steps_and_its_bounds_are_checked():
     assert t.epochs is None and t.batch_size is None and t.steps > 0
     assert "train.min_epochs" in _error(("train.min_epochs=50", "train.max_epochs=10"))
     assert "train.batch_size: must be >= 1" in _error(("train.batch_size=0",))
+
+
+def test_a_new_served_model_on_the_command_line_says_where_to_declare_it():
+    with pytest.raises(ConfigError) as e:
+        load(["+serve.models.penguins.version=1"])
+    assert "penguins" in str(e.value)
+    assert "conf/serve/NAME.yaml" in str(e.value) and "experiment=NAME" in str(e.value)

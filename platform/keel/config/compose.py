@@ -128,7 +128,19 @@ def _explain(e: Exception) -> str:
         parts.append(f"  ({context})")
     if hint:
         parts.append(hint)
+    if _NEW_ENTRY.search(head):
+        parts.append(_NEW_ENTRY_HINT)
     return "\n".join(parts)
+
+
+# OmegaConf builds a new key of a typed map (serve.models.NAME) from the command line as a plain
+# dict, which the map refuses: the cure is a config file, not another spelling of the override.
+_NEW_ENTRY = re.compile(r"Invalid type assigned: dict is not a subclass of \w+")
+_NEW_ENTRY_HINT = (
+    "  a command line can change an entry that is listed (serve.models.churn.version=2) but "
+    "not add one: list it in a config file (conf/serve/NAME.yaml, then serve=NAME), or serve an "
+    "experiment's own model with experiment=NAME"
+)
 
 
 def from_dict(config: dict) -> KeelConfig:
