@@ -147,7 +147,8 @@ def write_report(cfg: KeelConfig, result: dict[str, Any]) -> str:
 
 
 def _fmt(phases: Phases) -> str:
-    return ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+    # no unit: a phase is seconds, but a side may also report a rate or a loss
+    return ", ".join(f"{k} {v:,.2f}" for k, v in phases.items())
 
 
 def paths_under(root: str) -> PathsConfig:
