@@ -22,3 +22,15 @@ def test_haproxy_ports_named_in_the_config_are_kept(make_cfg):
 def test_without_haproxy_no_ports_are_chosen(make_cfg):
     env = runtime._local_env(make_cfg("~ray.local_env.RAY_SERVE_ENABLE_HA_PROXY"))
     assert not set(runtime.HAPROXY_PORTS) & set(env)
+
+
+def test_a_ray_process_does_not_build_the_rfc3987_grammar_on_import():
+    # Every Ray worker, actor and driver imports ray; jsonschema >= 4.25 then imports
+    # rfc3987-syntax, which builds a grammar at import (1.7 s of a 2.7 s `import ray` here).
+    # constraints.txt pins jsonschema below that.
+    import subprocess
+    import sys
+
+    code = "import sys, ray, jsonschema; print('rfc3987_syntax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
