@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,9 @@ def test_train_registers_a_version_that_beats_the_baseline(
     else:
         assert test["r2"] >= 0.7 and base["r2"] < 0.05
     assert metrics["slices"] and len(metrics["history"]) >= 1
+    # one progress line per epoch, carried from Ray Train's controller to this console
+    epochs = re.findall(r"epoch (\d+)/\d+  train_loss", proc.stdout + proc.stderr)
+    assert [int(e) for e in epochs] == list(range(1, len(metrics["history"]) + 1))
     assert set(registry.read_json(production, "latency.json")["ms_per_row"]) == {"1", "32", "256"}
     lineage = registry.read_json(production, "lineage.json")
     assert lineage["data_fingerprint"].startswith("rows=") and lineage["seed"] == 0
