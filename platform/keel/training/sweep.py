@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
@@ -64,11 +65,20 @@ def with_params(cfg: KeelConfig, params: dict[str, Any]) -> KeelConfig:
     return out
 
 
+# Ray Train's controller poll for runs inside a trial (Ray Train reads it from the process that
+# calls fit(), here the trial's, and passes it on). conf/ray/local.yaml sets 0.05 s for every
+# run; with 0.05, one 2-trial sweep in ~20 (in a notebook of the suite) had a trial whose Train
+# run had finished hang for 10 minutes, between Ray Train's report callback and Tune; none was
+# seen at 0.2 s. Trials keep 0.2 s until that is understood.
+TRIAL_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+
+
 def _trial(params: dict[str, Any], cfg: KeelConfig, data: Prepared) -> None:
     """One Tune trial: a whole Ray Train run with these parameters."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    os.environ.update(TRIAL_ENV)
     trial_cfg = with_params(cfg, params)
     # ASHA may stop a trial after any epoch, and the best trial's last checkpoint is what gets
     # registered: every epoch reports one, so the registered weights match the reported metric.
@@ -131,7 +141,10 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
         log.warning(
             "%d of %d trials failed; see %s", grid.num_errors, len(grid), grid.experiment_path
         )
-    best = grid.get_best_result()
+    # The table ranks trials by the best metric each reached, and a trial's registered weights
+    # are its best epoch's (best.pt in its last checkpoint): pick the trial the same way, not by
+    # its last epoch's metric, or the registered version is not the table's winner.
+    best = grid.get_best_result(scope="all")
     table = _table(grid, s.space, s.metric, s.mode)
     results_path = join(cfg.paths.reports, cfg.dataset.name, "sweeps", name, "results.csv")
     write_text(results_path, table.to_csv(index=False))
