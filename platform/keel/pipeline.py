@@ -246,7 +246,7 @@ def _traffic(loop: Loop, name: str, seed: int, cfg: KeelConfig | None = None) ->
     sent = simulate(cfg)
     if sent.failed_requests:
         raise PipelineError(f"{sent.failed_requests} {name} requests failed: {sent.first_errors}")
-    window = wait_logged(cfg, name, start, sent.rows_served)
+    window = wait_logged(cfg, name, start, sent.rows_served, sent.feedback_posted)
     loop.step(f"traffic {name} seed {seed}", f"{sent.rows_served:,} rows served, labels sent", t)
     return window, sent, cfg
 

@@ -11,13 +11,16 @@ import pyarrow as pa
 import pytest
 
 from keel import prediction_log as plog
+from keel.config import load
 from keel.config.schema import ColumnSpec, ColumnType, Task
 from keel.monitoring.logs import (
+    NotLogged,
     Window,
     class_probabilities,
     join_feedback,
     parse_label,
     predictions,
+    wait_logged,
 )
 
 COLUMNS = {"age": ColumnSpec(type=ColumnType.int)}
@@ -366,3 +369,24 @@ def test_join_multiclass_int_classes_take_numbers_and_their_text(tmp_path):
     labels, served = _join_multiclass(tmp_path, [2, "1", 0.0, 3, True], [0, 1, 2])
     assert joined(labels, served) == {"p0": 2.0, "p1": 1.0, "p2": 0.0}
     assert labels.counts["invalid"] == 2  # 3 is no class, true is no number
+
+
+def test_wait_logged_returns_the_window_once_predictions_and_labels_are_written(tmp_path):
+    cfg = load([f"paths.root={tmp_path}"])
+    start = plog.now() - timedelta(seconds=1)
+    rows = [prediction(f"r{i}", plog.now(), 1) for i in range(3)]
+    write_predictions(cfg.paths.logs, "churn", rows)
+    write_feedback(cfg.paths.logs, [("r0", plog.now(), 1), ("r2", plog.now(), 0)])
+    window = wait_logged(cfg, "churn", start, rows=3, labels=2, timeout_s=5)
+    assert window.start == start and window.end <= plog.now()
+    assert predictions(cfg.paths.logs, "churn", 1, window).num_rows == 3
+
+
+def test_wait_logged_names_what_is_missing(tmp_path):
+    cfg = load([f"paths.root={tmp_path}"])
+    start = plog.now() - timedelta(seconds=1)
+    write_predictions(cfg.paths.logs, "churn", [prediction("r0", plog.now(), 1)])
+    with pytest.raises(NotLogged, match="logged 1 of 1 churn rows and 0 of 1 labels"):
+        wait_logged(cfg, "churn", start, rows=1, labels=1, timeout_s=0.5)
+    with pytest.raises(NotLogged, match="logged 1 of 2 churn rows"):
+        wait_logged(cfg, "churn", start, rows=2, labels=0, timeout_s=0.5)

@@ -71,19 +71,25 @@ class NotLogged(KeelError):
 
 
 def wait_logged(
-    cfg: KeelConfig, model: str, start: datetime, rows: int, timeout_s: float = 60
+    cfg: KeelConfig, model: str, start: datetime, rows: int, labels: int, timeout_s: float = 60
 ) -> Window:
-    """Wait until the app has written `rows` predictions of `model` since `start` (replicas
-    flush by size and time), then one flush more for the feedback; the window they fill."""
+    """Wait until the app has written `rows` predictions of `model` and `labels` feedback rows
+    since `start` (replicas flush by size and time); the window they fill."""
     deadline = time.monotonic() + timeout_s
-    logged = 0
+    logged = labeled = 0
     while time.monotonic() < deadline:
-        logged = predictions(cfg.paths.logs, model, None, Window(start, plog.now())).num_rows
+        window = Window(start, plog.now())
+        logged = predictions(cfg.paths.logs, model, None, window).num_rows
         if logged >= rows:
-            time.sleep(2 * cfg.serve.log.flush_seconds)  # the feedback flushes on the same tick
-            return Window(start, plog.now())
-        time.sleep(0.5)
-    raise NotLogged(f"the app logged {logged} of {rows} {model} rows in {timeout_s:.0f} s")
+            feedback = plog.feedback_dir(cfg.paths.logs)
+            labeled = plog.read(feedback, start, window.end, columns=["request_id"]).num_rows
+            if labeled >= labels:
+                return window
+        time.sleep(0.25)
+    raise NotLogged(
+        f"the app logged {logged} of {rows} {model} rows and {labeled} of {labels} labels "
+        f"in {timeout_s:.0f} s"
+    )
 
 
 def _answered_by(table: pa.Table, version: int | None) -> pc.Expression:
