@@ -1,12 +1,14 @@
 """Requests generated from a served OpenAPI document by schemathesis, and a concurrent sender.
 
-Every operation gets `n` requests, drawn with a fixed seed (the same requests every run):
+Every operation gets `n` requests, drawn with a fixed seed (raw and bare requests are the same
+every run; schemathesis' own cases are not, seed or no seed):
 - an operation with a body gets a third valid by its schema and a third that break it
   (schemathesis' positive and negative modes), and a third of raw bodies schemathesis does
   not send: any JSON document (NaN and Infinity included, which Python's json accepts) and any
   bytes;
 - an operation without one gets any query string and, now and then, a junk header.
-Generation is the slow part (~10 ms a request), so a document's requests are made once.
+Generation is the slow part (~10 ms a request), so a document's requests are made once, over
+every core.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import multiprocessing
+import os
 import string
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,23 +63,47 @@ HEADERS = st.lists(
 
 @functools.cache
 def requests_for(spec_text: str, n: int) -> dict[tuple[str, str], list[Fuzz]]:
-    """(method, path) -> n generated requests, for every operation of the document."""
-    out = {}
+    """(method, path) -> n generated requests, for every operation of the document.
+
+    The parts are drawn in processes of their own, every core at once: they are independent of
+    each other (12,000 requests: ~70 s one after another, ~28 s on 2 cores here)."""
+    parts = []
     for result in openapi.from_dict(json.loads(spec_text)).get_all_operations():
         op = result.ok()
         method, path = op.method.upper(), op.path
         if op.body:
             third = n // 3
-            cases = [
-                *_draw(op.as_strategy(GenerationMode.POSITIVE), third),
-                *_draw(op.as_strategy(GenerationMode.NEGATIVE), third),
-            ]
-            raw = st.builds(Fuzz, st.just(method), st.just(path), QUERIES, HEADERS, RAW_BODIES)
-            out[(method, path)] = [*map(_from_case, cases), *_draw(raw, n - 2 * third)]
+            parts += [(method, path, kind, third) for kind in (POSITIVE, NEGATIVE)]
+            parts.append((method, path, RAW, n - 2 * third))
         else:
-            bare = st.builds(Fuzz, st.just(method), st.just(path), QUERIES, HEADERS, st.none())
-            out[(method, path)] = _draw(bare, n)
+            parts.append((method, path, BARE, n))
+    # spawn, not fork: the caller holds Ray's threads and sockets
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(os.cpu_count(), mp_context=context) as pool:
+        drawn = pool.map(functools.partial(_part, spec_text), parts)
+        out: dict[tuple[str, str], list[Fuzz]] = {}
+        for (method, path, _, _), fuzz in zip(parts, drawn, strict=True):
+            out.setdefault((method, path), []).extend(fuzz)
     return out
+
+
+POSITIVE, NEGATIVE, RAW, BARE = "positive", "negative", "raw", "bare"
+
+
+def _part(spec_text: str, part: tuple[str, str, str, int]) -> list[Fuzz]:
+    """One operation's requests of one kind: schema-valid or schema-breaking cases drawn by
+    schemathesis, raw bodies, or bare requests (no body) with queries and headers."""
+    method, path, kind, n = part
+    if kind in (RAW, BARE):
+        body = RAW_BODIES if kind == RAW else st.none()
+        return _draw(st.builds(Fuzz, st.just(method), st.just(path), QUERIES, HEADERS, body), n)
+    (op,) = (
+        r.ok()
+        for r in openapi.from_dict(json.loads(spec_text)).get_all_operations()
+        if r.ok().method.upper() == method and r.ok().path == path
+    )
+    mode = GenerationMode.POSITIVE if kind == POSITIVE else GenerationMode.NEGATIVE
+    return [_from_case(case) for case in _draw(op.as_strategy(mode), n)]
 
 
 def _from_case(case: Any) -> Fuzz:
