@@ -26,6 +26,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -293,25 +294,78 @@ def read(
     end: datetime | None = None,
     columns: list[str] | None = None,
     fields: list[tuple[str, pa.DataType]] | None = None,
+    where: pc.Expression | None = None,
 ) -> pa.Table:
-    """Rows logged under a directory with start <= ts < end (bounds optional); an empty table
-    when nothing was logged yet. Day partitions outside the bounds are not opened.
+    """Rows logged under a directory with start <= ts < end (bounds optional) for which `where`
+    holds; an empty table when nothing was logged yet. Day partitions outside the bounds are
+    not opened, and the filters run as the files are read (the columns they name need not be
+    among `columns`).
 
     `fields` (e.g. PREDICTION_FIELDS) are read from every file, as nulls from files written
     before a field existed: a dataset takes its schema from one file, which may be such an old
     one, and would then drop the field from all of them."""
+    scan = _scan(directory, start, end, fields, where)
+    return pa.table({}) if scan is None else scan[0].to_table(columns=columns, filter=scan[1])
+
+
+SAMPLE_FILES = 8  # a file sample spans at least this many files (or all): many points in time
+
+
+def read_sample(
+    directory: str,
+    start: datetime | None,
+    end: datetime | None,
+    rows: int,
+    seed: int,
+    columns: list[str] | None = None,
+    fields: list[tuple[str, pa.DataType]] | None = None,
+    where: pc.Expression | None = None,
+) -> pa.Table:
+    """Rows as `read` gives them, from whole files drawn at random under `seed` until they hold
+    twice `rows` rows and SAMPLE_FILES files, or from every file when there are no more.
+
+    A parquet file decodes whole, so a uniform sample of rows costs as much as reading every
+    row; drawing files first makes the cost follow `rows`, not the window (a 10M-row day reads
+    what a 1M-row day reads). The log's files are each a flush of one replica, seconds to
+    minutes of traffic, so the drawn files still spread over the window's time."""
+    scan = _scan(directory, start, end, fields, where)
+    if scan is None:
+        return pa.table({})
+    data, condition = scan
+    files = list(data.get_fragments(filter=condition))  # the window's day partitions
+    order = np.random.default_rng(seed).permutation(len(files))
+    chosen, held = [], 0
+    for i in order:
+        if held >= 2 * rows and len(chosen) >= SAMPLE_FILES:
+            break
+        chosen.append(files[i])
+        held += files[i].metadata.num_rows  # before the filter: a bound on what it keeps
+    if len(chosen) == len(files):
+        return data.to_table(columns=columns, filter=condition)
+    parts = [f.to_table(schema=data.schema, columns=columns, filter=condition) for f in chosen]
+    return pa.concat_tables(parts)
+
+
+def _scan(
+    directory: str,
+    start: datetime | None,
+    end: datetime | None,
+    fields: list[tuple[str, pa.DataType]] | None,
+    where: pc.Expression | None,
+) -> tuple[pads.Dataset, pc.Expression | None] | None:
+    """The logged files under a directory and the filter of the bounds and `where` (None: no
+    directory yet)."""
     fs, path = storage.resolve(directory)
     if not storage.exists(directory):
-        return pa.table({})
+        return None
     data = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
     if fields:
         data = data.replace_schema(pa.unify_schemas([data.schema, pa.schema(fields)]))
-    where = None
     for bound, keep in ((start, _at_or_after), (end, _before)):
         if bound is not None:
             clause = keep(bound)
             where = clause if where is None else where & clause
-    return data.to_table(columns=columns, filter=where)
+    return data, where
 
 
 def _at_or_after(t: datetime) -> pc.Expression:

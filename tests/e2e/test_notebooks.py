@@ -142,8 +142,9 @@ def test_the_serving_notebook_catches_drift_and_retrains(executed):
     assert "2000 rows served, monitor fail" in printed(nb, "drifted")
     assert re.search(r"drift\s+fail: .*age, contract, monthly_charges", shown(nb, "drifted"))
     (report,) = (h for h in displayed(nb, "text/html") if "srcdoc=" in h)
-    page = html.unescape(report)  # the saved Evidently page, whole, in the frame
-    assert len(page) > 100_000 and "Drift" in page and "monthly_charges" in page
+    page = html.unescape(report)  # the saved drift report, whole, in the frame
+    assert re.search(r"[3-9] of \d+ columns drifted .*: .*monthly_charges", page)
+    assert page.count("<svg") >= 10  # a histogram per compared column and the prediction
     promoted = re.search(r"promoted=True; production v1 -> v(\d+)", printed(nb, "retrain"))
     assert promoted, printed(nb, "retrain")
     assert f"the app now answers with churn v{promoted[1]}" in printed(nb, "switch")

@@ -1,6 +1,8 @@
-"""keel.monitoring.report on generated churn data: Evidently's drift verdicts for planted shifts,
-the prediction's drift, the quality snapshot, saved files and config errors. Each report runs
-Evidently for about two seconds, so there are few of them."""
+"""keel.monitoring.report on generated churn data: drift verdicts for planted shifts, the
+prediction's drift, Evidently's quality snapshot and, on request, Evidently's own drift report
+agreeing with keel's verdict, saved files and config errors. An Evidently report runs for
+seconds, so there are few of them (test_drift_engine.py holds the engine to Evidently's
+functions on files keel did not generate)."""
 
 from __future__ import annotations
 
@@ -78,11 +80,17 @@ def test_same_distribution_nothing_drifts(cfg, columns, tmp_path):
     assert drift.columns["contract"]["method"] == "jensenshannon"
     assert set(drift.prediction) == {"method", "score", "threshold", "drifted"}
     assert drift.prediction["drifted"] is False
-    assert len(built.snapshots) == 1
+    assert built.snapshots == {}  # no labels, no evidently_report: Evidently makes nothing
 
     files = report.save(built, str(tmp_path / "out"))
     assert set(files) == {"html", "json"}
-    assert all(Path(p).stat().st_size > 0 for p in files.values())
+    page = Path(files["html"]).read_text()
+    assert all(f"<b>{c}</b>" in page for c in [*FEATURES, "prediction"])
+    assert "0 of 9 columns drifted" in page
+    saved = json.loads(Path(files["json"]).read_text())
+    assert saved["drift"]["columns"] == drift.columns and saved["drift"]["share"] == 0.0
+    assert saved["columns"]["contract"]["kind"] == "cat"
+    assert sum(saved["columns"]["age"]["reference_share"]) == pytest.approx(1.0)
 
 
 def test_planted_shift_drifts_exactly_those_columns(cfg, columns, tmp_path):
@@ -101,8 +109,8 @@ def test_planted_shift_drifts_exactly_those_columns(cfg, columns, tmp_path):
     assert drift.prediction["drifted"] is True  # the prediction depends on age
     assert json.dumps(drift.columns)  # plain types: it goes into verdict.json
 
-    assert len(built.snapshots) == 2
-    quality = built.snapshots[1].dict()["metrics"]
+    assert set(built.snapshots) == {"quality"}
+    quality = built.snapshots["quality"].dict()["metrics"]
     assert any(m["metric_name"].startswith("RocAuc") for m in quality)
 
     out = f"file://{tmp_path}/out"  # a pyarrow filesystem URI, as for s3://
@@ -110,8 +118,33 @@ def test_planted_shift_drifts_exactly_those_columns(cfg, columns, tmp_path):
     assert set(files) == {"html", "json", "quality_html", "quality_json"}
     for name in ("report.html", "report.json", "quality.html", "quality.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0
-    metrics = json.loads((tmp_path / "out" / "report.json").read_text())["metrics"]
-    assert any(m["config"].get("column") == "age" for m in metrics)
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())["drift"]["columns"]
+    assert saved["age"]["drifted"] and saved["contract"]["drifted"]
+    assert "2 of 9 columns drifted" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_evidently_report_on_request_agrees_with_the_verdict(cfg, columns, tmp_path):
+    """Evidently's DataDriftPreset over the same frames and configured tests: the same method,
+    score and verdict per column as keel's engine, and its report saved beside keel's."""
+    reference, current = churn(cfg, 1), churn(cfg, 2, tenure_months=0.8, region=0.3)
+    current.loc[current.index[:500], "support_calls"] = np.nan  # Evidently drops nulls too
+    monitor = replace(
+        cfg.monitor,
+        evidently_report=True,
+        columns={"age": DriftSpec(method="ks"), "tenure_months": DriftSpec("psi", 0.2)},
+    )
+    built = report.build(current, reference, columns, cfg.dataset.task, monitor)
+
+    theirs = report.drift_results(built.snapshots["evidently"].dict())
+    ours = {**built.drift.columns, "prediction": built.drift.prediction}
+    assert set(theirs) == set(ours)
+    for column, result in ours.items():
+        assert {**theirs[column], "score": 0} == {**result, "score": 0}, column
+        assert theirs[column]["score"] == pytest.approx(result["score"], rel=1e-9), column
+    assert {c for c, r in built.drift.columns.items() if r["drifted"]} >= {"tenure_months"}
+    files = report.save(built, str(tmp_path / "out"))
+    assert set(files) == {"html", "json", "evidently_html", "evidently_json"}
+    assert Path(files["evidently_html"]).stat().st_size > 100_000  # Evidently's own page
 
 
 @pytest.mark.parametrize(

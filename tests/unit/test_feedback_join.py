@@ -17,9 +17,11 @@ from keel.monitoring.logs import (
     NotLogged,
     Window,
     class_probabilities,
+    feedback_given,
     join_feedback,
     parse_label,
     predictions,
+    sample,
     wait_logged,
 )
 
@@ -136,6 +138,39 @@ def test_predictions_window_bounds(logs):
 
 def test_predictions_of_an_unlogged_model_are_empty(logs):
     assert predictions(logs, "nothing", 1, WINDOW).num_rows == 0
+
+
+def test_sample_of_few_files_is_every_answered_row_of_the_window(logs):
+    drawn = sample(logs, "churn", 1, WINDOW, ["request_id"], rows=1, seed=0)
+    assert sorted(drawn["request_id"].to_pylist()) == ["a1", "a2", "a3", "a4", "start"]
+
+
+def test_sample_draws_whole_files_until_twice_the_rows_and_enough_files(tmp_path):
+    logs = str(tmp_path / "logs")
+    files = 3 * plog.SAMPLE_FILES
+    for f in range(files):  # a file per flush: 10 answers and a shadow each
+        rows = [prediction(f"r{f}-{i}", at(1 + f / files), 1) for i in range(10)]
+        write_predictions(logs, "churn", [*rows, prediction(f"s{f}", at(1), 1, "shadow")])
+
+    def ids(rows: int, seed: int) -> list[str]:
+        got = sample(logs, "churn", 1, WINDOW, ["request_id"], rows, seed)["request_id"]
+        return got.to_pylist()
+
+    few = ids(rows=5, seed=0)  # 10 rows are in one file: SAMPLE_FILES files are read anyway
+    assert len(few) == 10 * plog.SAMPLE_FILES and not any(i.startswith("s") for i in few)
+    drawn = {i.split("-")[0] for i in few}
+    assert len(drawn) == plog.SAMPLE_FILES  # whole files: each drawn file gives all 10 rows
+    assert ids(rows=5, seed=0) == few  # the seed decides
+    assert ids(rows=5, seed=1) != few
+    # twice 100 rows: 19 files of 11 logged rows (209), of which the 10 answered are kept
+    assert len(ids(rows=100, seed=0)) == 10 * 19
+    assert len(ids(rows=10_000, seed=0)) == 10 * files  # more than the window: all of it
+
+
+def test_feedback_given_only_since_the_window_began(logs, tmp_path):
+    assert feedback_given(logs, WINDOW)
+    assert not feedback_given(logs, Window(at(30), at(40)))
+    assert not feedback_given(str(tmp_path / "none"), WINDOW)
 
 
 # ----------------------------------------------------------------------------- join

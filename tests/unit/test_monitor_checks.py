@@ -17,8 +17,8 @@ from keel import prediction_log as plog
 from keel import storage
 from keel.config.schema import MonitorConfig, SloConfig, Task
 from keel.monitoring import checks
+from keel.monitoring.drift import DriftResult
 from keel.monitoring.monitor import VERDICT, latest_verdict
-from keel.monitoring.report import DriftResult
 
 TS = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

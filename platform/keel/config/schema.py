@@ -395,6 +395,9 @@ class MonitorConfig:
     drift: DriftSpec = field(default_factory=DriftSpec)  # for every column
     columns: dict[str, DriftSpec] = field(default_factory=dict)  # per-column overrides
     prediction_drift: DriftSpec = field(default_factory=DriftSpec)
+    # also write Evidently's interactive drift and summary report (evidently.html and .json),
+    # a few seconds more per run; keel's report.html and the verdict do not need it
+    evidently_report: bool = False
     retrain_on: list[str] = field(default_factory=lambda: ["drift", "quality", "slo"])
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 

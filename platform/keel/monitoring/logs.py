@@ -42,12 +42,45 @@ class Window:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
 
 
-def predictions(logs: str, model: str, version: int | None, window: Window) -> pa.Table:
+def predictions(
+    logs: str, model: str, version: int | None, window: Window, columns: list[str] | None = None
+) -> pa.Table:
     """The rows a version (None: any) answered in the window; shadow rows were no answers.
-    Every fixed field is there, null in rows logged before it existed."""
+    Every fixed field is there (or the `columns` named), null in rows logged before it existed.
+    Naming the columns saves reading the others: ids and JSON outputs are most of a log."""
     directory = plog.predictions_dir(logs, model)
-    table = plog.read(directory, window.start, window.end, fields=plog.PREDICTION_FIELDS)
-    return table.filter(_answered_by(table, version)) if table.num_rows else table
+    return plog.read(
+        directory,
+        window.start,
+        window.end,
+        columns=columns,
+        fields=plog.PREDICTION_FIELDS,
+        where=_answered_by(version),
+    )
+
+
+def sample(
+    logs: str, model: str, version: int, window: Window, columns: list[str], rows: int, seed: int
+) -> pa.Table:
+    """About twice `rows` of the rows a version answered in the window (all of them when there
+    are no more), `columns` only, from whole log files drawn at random (plog.read_sample)."""
+    directory = plog.predictions_dir(logs, model)
+    return plog.read_sample(
+        directory,
+        window.start,
+        window.end,
+        rows,
+        seed,
+        columns=columns,
+        fields=plog.PREDICTION_FIELDS,
+        where=_answered_by(version),
+    )
+
+
+def feedback_given(logs: str, window: Window) -> bool:
+    """Whether a label was posted since the window began: only then does the join need the
+    request id of every prediction in the window (most of what a log holds)."""
+    return plog.read(plog.feedback_dir(logs), window.start, columns=[REQUEST_ID]).num_rows > 0
 
 
 def class_probabilities(logged: pa.Array | pa.ChunkedArray, k: int) -> np.ndarray:
@@ -92,7 +125,7 @@ def wait_logged(
     )
 
 
-def _answered_by(table: pa.Table, version: int | None) -> pc.Expression:
+def _answered_by(version: int | None) -> pc.Expression:
     answered = pc.field("variant") != "shadow"
     return answered if version is None else answered & (pc.field("version") == version)
 
@@ -183,9 +216,7 @@ def _elsewhere(
             continue
         table = table.filter(pc.is_in(table[REQUEST_ID], pa.array(sorted(ids))))
         same = (
-            table.filter(_answered_by(table, version))
-            if name == f"model={model}"
-            else table.slice(0, 0)
+            table.filter(_answered_by(version)) if name == f"model={model}" else table.slice(0, 0)
         )
         early = same.filter(pc.field("ts") < window.start)
         late.update(early[REQUEST_ID].to_pylist())

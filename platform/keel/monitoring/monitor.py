@@ -2,10 +2,11 @@
 
 The reference is the `reference.parquet` the training job stored with the version (a sample of
 its training rows with the model's own predictions), so monitoring needs neither Ray nor the
-original data source. The window is sampled to `monitor.current_sample` rows before Evidently
-sees it; feedback joins over the whole window. Writes, under
-`<reports>/<model>/monitor/<run>/`: report.html and report.json (Evidently) and verdict.json
-(README.md, "Monitoring, feedback and retraining"), which `keel retrain` reads.
+original data source. The window is sampled to `monitor.current_sample` rows before drift is
+computed; feedback joins over the whole window. Writes, under
+`<reports>/<model>/monitor/<run>/`: report.html and report.json (drift per column), with labels
+quality.html and quality.json (Evidently), on request evidently.html and evidently.json, and
+verdict.json (README.md, "Monitoring, feedback and retraining"), which `keel retrain` reads.
 """
 
 from __future__ import annotations
@@ -29,8 +30,18 @@ from keel.registry import REFERENCE, ModelVersion, Registry
 from keel.registry.configs import dataset_config
 from keel.training.metrics import class_index
 
-from . import checks
-from .logs import Labels, Window, class_probabilities, join_feedback, predictions, requests
+from . import checks, report
+from .logs import (
+    REQUEST_ID,
+    Labels,
+    Window,
+    class_probabilities,
+    feedback_given,
+    join_feedback,
+    predictions,
+    requests,
+    sample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +108,12 @@ class Served:
     def multiclass(self) -> bool:
         return Task(self.dataset.task) is Task.multiclass_classification
 
+    @property
+    def drift_columns(self) -> list[str]:
+        """What drift reads of the sampled log rows: the monitored inputs and the prediction
+        (not the client's ids and times, nor the JSON output)."""
+        return [*map(logged_name, self.columns), "prediction"]
+
     def frame(self, rows: pa.Table) -> pd.DataFrame:
         """Logged rows as the reference's columns (inputs by their dataset names)."""
         names = {logged_name(c): c for c in self.columns}
@@ -134,14 +151,14 @@ def run(
     version: int | str = "production",
 ) -> Monitored:
     """Check one version over a window (default: the last `monitor.window` up to now)."""
-    from . import report  # Evidently: imported only when a report is made
-
     model = model or cfg.dataset.name
     window = window or Window.last(cfg.monitor.window)
     registry = Registry(cfg.paths.registry)
     served = Served.load(registry, registry.get(model, version))
     number = served.version.version
-    logged = predictions(cfg.paths.logs, model, number, window)
+    # every answered row, narrow: quality scores these; the ids only when feedback joins on them
+    ids = [REQUEST_ID] if feedback_given(cfg.paths.logs, window) else []
+    logged = predictions(cfg.paths.logs, model, number, window, [*ids, "prediction", PROBABILITIES])
     labels = join_feedback(
         cfg.paths.logs, model, number, logged, window, served.dataset.task, served.classes
     )
@@ -156,7 +173,9 @@ def run(
             f"fewer than monitor.min_rows {minimum}"
         )
     else:
-        current = served.frame(_sample(logged, cfg.monitor.current_sample, cfg.seed)).to_pandas()
+        rows, seed = cfg.monitor.current_sample, cfg.seed
+        drawn = sample(cfg.paths.logs, model, number, window, served.drift_columns, rows, seed)
+        current = served.frame(_sample(drawn, rows, seed)).to_pandas()
         built = report.build(
             current,
             served.reference,
@@ -166,6 +185,8 @@ def run(
             labeled=_labeled(served, logged, labels, scored),
             drift_share=cfg.slo.max_drift_share,
             classes=served.classes,
+            title=f"{model} v{number}: {len(current):,} of {logged.num_rows:,} predictions "
+            f"against {len(served.reference):,} reference rows",
         )
         files = report.save(built, out_dir)
         drift = checks.drift(built.drift, cfg.slo.max_drift_share)
@@ -200,11 +221,11 @@ def run(
 def _labeled(
     served: Served, logged: pa.Table, labels: Labels, scored: np.ndarray
 ) -> pd.DataFrame | None:
-    """The labeled rows as the reference's columns, with their label (and, for multiclass,
-    their class probabilities: `scored`'s rows)."""
+    """The labeled rows' prediction and label (and, for multiclass, their class probabilities:
+    `scored`'s rows): what the quality report compares."""
     if len(labels.index) == 0:
         return None
-    frame = served.frame(logged.take(pa.array(labels.index))).to_pandas()
+    frame = logged.select(["prediction"]).take(pa.array(labels.index)).to_pandas()
     frame["label"] = labels.y
     if served.multiclass:
         frame[PROBABILITIES] = pd.Series(list(scored), index=frame.index, dtype=object)

@@ -1,16 +1,15 @@
-"""Drift and quality reports: the only module in keel that touches Evidently.
+"""The monitoring report of a window: keel's drift verdict and page, and Evidently's quality
+report (and, on request, Evidently's own drift report) beside them.
 
-Evidently takes seconds to import, so it is imported inside the functions that use it. Column
-types come from the dataset's ColumnSpecs, never from Evidently's inference (which turns an int
-column with few values into a category and a mostly-unique string column into text). Drift
-verdicts are Evidently's own: its per-column drift test knows whether the method's score is a
-p-value (drift when low) or a distance (drift when high).
+Evidently takes seconds to import, so it is imported inside the functions that use it: a run
+without labels and without `monitor.evidently_report` never imports it. Column types come from
+the dataset's ColumnSpecs, never from Evidently's inference (which turns an int column with few
+values into a category and a mostly-unique string column into text).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -18,36 +17,34 @@ import pandas as pd
 import pyarrow as pa
 
 from keel import storage
-from keel.config.schema import ColumnSpec, ColumnType, DriftSpec, MonitorConfig, Task
-from keel.errors import ConfigError
+from keel.config.schema import ColumnSpec, MonitorConfig, Task
 from keel.prediction_log import PROBABILITIES
 
+from . import drift as drifts
+from . import page, summary
+from .drift import CATEGORICAL, NUMERICAL, PREDICTION, DriftResult
 from .logs import class_probabilities
 
-PREDICTION, LABEL = "prediction", "label"
-NUMERICAL, CATEGORICAL = "num", "cat"  # Evidently's names for the two kinds of drift column
-KIND = {
-    ColumnType.int: NUMERICAL,
-    ColumnType.float: NUMERICAL,
-    ColumnType.category: CATEGORICAL,
-    ColumnType.string: CATEGORICAL,
-    ColumnType.bool: CATEGORICAL,
-}  # timestamps have no drift test and are left out
-_FILES = ("report", "quality")  # file stem of each snapshot, in Report.snapshots order
-
-
-@dataclass
-class DriftResult:
-    columns: dict[str, dict]  # input column -> {"method", "score", "threshold", "drifted"}
-    prediction: dict | None  # the same for the "prediction" column (None when absent)
-    share: float  # drifted input columns / checked input columns
+LABEL = "label"
+REPORT = "report"  # keel's page and JSON: report.html, report.json
+QUALITY, EVIDENTLY = "quality", "evidently"  # Evidently snapshots' file stems
 
 
 @dataclass
 class Report:
     drift: DriftResult
-    snapshots: list  # Evidently Snapshots: the drift report, then quality when labels were given
+    columns: dict[str, summary.Column]  # what the page shows of each compared column
+    html: str  # keel's page
+    snapshots: dict[str, Any]  # Evidently Snapshots by file stem: quality, evidently
     quality_skipped: str | None = None  # why labeled rows got no quality snapshot
+
+    def to_dict(self) -> dict[str, Any]:
+        """report.json: the drift verdict per column and what the page shows of each."""
+        d = self.drift
+        return {
+            "drift": {"columns": d.columns, "prediction": d.prediction, "share": d.share},
+            "columns": {c: s.to_dict() for c, s in self.columns.items()},
+        }
 
 
 def build(
@@ -59,6 +56,7 @@ def build(
     labeled: pd.DataFrame | None = None,
     drift_share: float = 0.5,
     classes: list = (),
+    title: str = "drift report",
 ) -> Report:
     """Drift of the inputs and of the prediction (current against reference), a summary of both,
     and, given labeled rows, the model's quality on them next to its quality on the reference
@@ -66,26 +64,73 @@ def build(
 
     Input columns that are all null on either side cannot be compared: they are left out of
     `DriftResult.columns` and of its share (the summary still shows them). `drift_share` is
-    the share of drifted columns at which the HTML calls the dataset drifted (keel passes
+    the share of drifted columns at which the report calls the dataset drifted (keel passes
     slo.max_drift_share so the report and the verdict agree).
     """
+    kinds = drifts.kinds_of(columns)
+    extra = [PREDICTION] if PREDICTION in current and PREDICTION in reference else []
+    cur, ref = (drifts.frame(df, columns, extra) for df in (current, reference))
+    result = drifts.compare(cur, ref, columns, monitor)
+    shown = {c: summary.column(ref[c], cur[c], kinds.get(c, NUMERICAL)) for c in [*kinds, *extra]}
+    snapshots = {}
+    if monitor.evidently_report:
+        snapshots[EVIDENTLY] = _evidently_drift(cur, ref, columns, monitor, result, drift_share)
+    quality, skipped = _quality(labeled, reference, Task(task), list(classes))
+    if quality is not None:
+        snapshots[QUALITY] = quality
+    html = page.render(title, result, shown, drift_share)
+    return Report(result, shown, html, snapshots, skipped)
+
+
+def save(report: Report, out_dir: str) -> dict[str, str]:
+    """Write report.html/report.json (and quality.html/quality.json, evidently.html/
+    evidently.json) under a local or pyarrow URI directory; returns their paths as html, json
+    (and quality_html, quality_json, evidently_html, evidently_json)."""
+    files = {"html": storage.join(out_dir, f"{REPORT}.html")}
+    storage.write_text(files["html"], report.html)
+    files["json"] = storage.join(out_dir, f"{REPORT}.json")
+    storage.write_json(files["json"], report.to_dict())
+    for stem, snapshot in report.snapshots.items():
+        # the strings save_html/save_json write (they write nothing when given a Path)
+        for ext, text in (
+            ("html", snapshot.get_html_str(as_iframe=False)),
+            ("json", snapshot.json()),
+        ):
+            files[f"{stem}_{ext}"] = path = storage.join(out_dir, f"{stem}.{ext}")
+            storage.write_text(path, text)
+    return files
+
+
+# ----------------------------------------------------------------------------- Evidently's drift
+
+
+def _evidently_drift(
+    cur: pd.DataFrame,
+    ref: pd.DataFrame,
+    columns: dict[str, ColumnSpec],
+    monitor: MonitorConfig,
+    result: DriftResult,
+    drift_share: float,
+) -> Any:
+    """Evidently's DataDriftPreset and summary of the same columns with the same configured
+    tests: its interactive report, beside keel's verdict (which it agrees with; a test holds
+    them to it)."""
     from evidently import Report as Evidently
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset, DatasetStats, ValueStats
     from evidently.presets.dataset_stats import ValueStatsTests
 
-    kinds = {c: KIND[ColumnType(s.type)] for c, s in columns.items() if ColumnType(s.type) in KIND}
-    methods, thresholds = _column_tests(kinds, monitor)
-    pred_method, pred_threshold = _test(
-        monitor.prediction_drift, "monitor.prediction_drift", NUMERICAL
-    )
-    extra = [PREDICTION] if PREDICTION in current and PREDICTION in reference else []
-    cur, ref = (_frame(df, columns, kinds, extra) for df in (current, reference))
-    checked = [c for c in kinds if cur[c].notna().any() and ref[c].notna().any()]
+    kinds = drifts.kinds_of(columns)
+    tests = drifts.column_tests(kinds, monitor)
+    predicted = drifts.test_of(monitor.prediction_drift, "monitor.prediction_drift", NUMERICAL)
+    checked = list(result.columns)
+    extra = [PREDICTION] if result.prediction is not None else []
     definition = _definition(
         numerical=[*(c for c in kinds if kinds[c] == NUMERICAL), *extra],
         categorical=[c for c in kinds if kinds[c] == CATEGORICAL],
     )
+    methods = {c: tests[c].method.name for c in checked if tests[c].method}
+    thresholds = {c: tests[c].threshold for c in checked if tests[c].threshold is not None}
     # DataSummaryPreset's content (DatasetStats, then ValueStats per column) without its default
     # tests, which expect the window to look like the reference to within 10% (row count, every
     # mean and quantile): noise here. Each test list is given as [] because
@@ -96,114 +141,32 @@ def build(
             DataDriftPreset(
                 columns=checked,
                 drift_share=drift_share,
-                per_column_method={c: methods[c] for c in checked if c in methods} or None,
-                per_column_threshold={c: thresholds[c] for c in checked if c in thresholds} or None,
+                per_column_method=methods or None,
+                per_column_threshold=thresholds or None,
             ),
-            *(ValueDrift(column=c, method=pred_method, threshold=pred_threshold) for c in extra),
+            *(
+                ValueDrift(
+                    column=c,
+                    method=predicted.method and predicted.method.name,
+                    threshold=predicted.threshold,
+                )
+                for c in extra
+            ),
             DatasetStats(include_tests=False),
             *(ValueStats(c, **no_tests) for c in [*kinds, *extra]),
         ],
         include_tests=True,  # the per-column drift tests carry Evidently's drifted flag
     )
-    snapshot = report.run(_dataset(cur, definition), _dataset(ref, definition))
-    results = drift_results(snapshot.dict())
-    prediction = results.pop(PREDICTION, None)
-    share = sum(r["drifted"] for r in results.values()) / len(results) if results else 0.0
-    snapshots = [snapshot]
-    quality, skipped = _quality(labeled, reference, Task(task), list(classes))
-    if quality is not None:
-        snapshots.append(quality)
-    return Report(DriftResult(results, prediction, share), snapshots, skipped)
-
-
-def save(report: Report, out_dir: str) -> dict[str, str]:
-    """Write report.html/report.json (and quality.html/quality.json) under a local or pyarrow
-    URI directory; returns their paths as html, json (and quality_html, quality_json)."""
-    files = {}
-    for stem, snapshot in zip(_FILES, report.snapshots, strict=False):
-        # the strings save_html/save_json write (they write nothing when given a Path)
-        for ext, text in (
-            ("html", snapshot.get_html_str(as_iframe=False)),
-            ("json", snapshot.json()),
-        ):
-            path = storage.join(out_dir, f"{stem}.{ext}")
-            storage.write_text(path, text)
-            files[ext if stem == _FILES[0] else f"{stem}_{ext}"] = path
-    return files
-
-
-# ----------------------------------------------------------------------------- drift tests
-
-
-@cache
-def _stattests() -> dict[str, Any]:
-    """Evidently's drift methods for numerical or categorical columns, by name."""
-    from evidently.legacy.calculations import stattests
-
-    return {
-        t.name: t
-        for t in vars(stattests).values()
-        if isinstance(t, stattests.StatTest)
-        and {NUMERICAL, CATEGORICAL} & {k.value for k in t.allowed_feature_types}
-    }
-
-
-def _test(
-    spec: DriftSpec, key: str, kind: str, column: str = PREDICTION
-) -> tuple[str | None, float | None]:
-    """A spec's (method, threshold), checked against Evidently's registry before anything runs.
-    A named method without a threshold gets that method's default threshold."""
-    if spec.method is None:
-        return None, spec.threshold
-    known = _stattests()
-    test = known.get(spec.method)
-    if test is None:
-        raise ConfigError(
-            f"{key}.method: unknown drift method '{spec.method}'; known: {', '.join(sorted(known))}"
-        )
-    if kind not in {k.value for k in test.allowed_feature_types}:
-        word = "numerical" if kind == NUMERICAL else "categorical"
-        hint = f"; override it under monitor.columns.{column}" if key == "monitor.drift" else ""
-        raise ConfigError(
-            f"{key}.method: drift method '{spec.method}' does not apply to {word} column "
-            f"'{column}'{hint}"
-        )
-    return spec.method, test.default_threshold if spec.threshold is None else spec.threshold
-
-
-def _column_tests(
-    kinds: dict[str, str], monitor: MonitorConfig
-) -> tuple[dict[str, str], dict[str, float]]:
-    """Each input column's method and threshold: its monitor.columns entry over monitor.drift.
-
-    An entry that names a method gets that method's default threshold rather than
-    monitor.drift.threshold: a p-value cutoff is no distance cutoff.
-    """
-    if unknown := sorted(set(monitor.columns) - set(kinds)):
-        raise ConfigError(
-            f"monitor.columns.{unknown[0]}: not a monitored input column; "
-            f"monitored: {', '.join(kinds)}"
-        )
-    methods, thresholds = {}, {}
-    for column, kind in kinds.items():
-        own = monitor.columns.get(column) or DriftSpec()
-        if own.method is not None:
-            spec, key = own, f"monitor.columns.{column}"
-        else:
-            threshold = monitor.drift.threshold if own.threshold is None else own.threshold
-            spec, key = DriftSpec(monitor.drift.method, threshold), "monitor.drift"
-        method, threshold = _test(spec, key, kind, column)
-        if method is not None:
-            methods[column] = method
-        if threshold is not None:
-            thresholds[column] = threshold
-    return methods, thresholds
+    return report.run(_dataset(cur, definition), _dataset(ref, definition))
 
 
 def drift_results(result: dict[str, Any]) -> dict[str, dict]:
-    """Column -> method, score, threshold and drifted, from a snapshot's ValueDrift metrics and
-    their drift tests (FAIL = drift detected)."""
-    names = {t.display_name: name for name, t in _stattests().items()}
+    """Column -> method, score, threshold and drifted, from an Evidently snapshot's ValueDrift
+    metrics and their drift tests (FAIL = drift detected)."""
+    from evidently.legacy.calculations import stattests
+
+    tests = [t for t in vars(stattests).values() if isinstance(t, stattests.StatTest)]
+    names = {t.display_name: t.name for t in tests}
     status = {t["metric_config"]["metric_id"]: t["status"] for t in result["tests"]}
     return {
         m["config"]["column"]: {
@@ -240,23 +203,6 @@ def _dataset(frame: pd.DataFrame, definition: Any) -> Any:
     from evidently import Dataset
 
     return Dataset.from_pandas(frame, data_definition=definition)
-
-
-def _frame(
-    df: pd.DataFrame, columns: dict[str, ColumnSpec], kinds: dict[str, str], extra: list[str]
-) -> pd.DataFrame:
-    """The compared columns (and the prediction), sharing df's data where no cast is needed.
-    Categorical values become str (bools, pandas categoricals, numeric codes) so both sides
-    compare equal labels; nulls stay null."""
-    out = {}
-    for c, kind in kinds.items():
-        s = df[c]
-        if kind == CATEGORICAL and (
-            ColumnType(columns[c].type) is ColumnType.bool or s.dtype != object
-        ):
-            s = s.astype(object).map(str, na_action="ignore")
-        out[c] = s
-    return pd.DataFrame({**out, **{c: df[c] for c in extra}}, copy=False)
 
 
 # ----------------------------------------------------------------------------- quality
