@@ -373,6 +373,29 @@ def test_keel_metrics_reach_rays_prometheus_endpoint(app):
     _wait(exported, timeout=60)  # the metrics agent exports every few seconds
 
 
+def test_a_lone_request_does_not_wait_for_a_batch_to_fill(app):
+    """serve.batching.wait_ms (2 ms) is paid only when other requests are in flight: requests
+    sent one at a time start their batch at once, under Ray Serve's own 1 ms bucket of
+    serve_batch_wait_time_ms (before, each waited the full 2 ms for company)."""
+    _, client = app
+    before = _batch_waits()
+    for row in _rows("listings", 20, seed=5):
+        assert client.predict("listings", [row]).status_code == 200
+    _wait(lambda: _batch_waits()[1] >= before[1] + 20, timeout=60)  # exported every few s
+    at_once, batches = (after - was for after, was in zip(_batch_waits(), before, strict=True))
+    assert at_once == batches >= 20
+
+
+def _batch_waits() -> tuple[float, float]:
+    """(batches that waited under 1 ms, all batches) over every replica, from the metrics."""
+    port = ray.nodes()[0]["MetricsExportPort"]
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    metric = r"^ray_serve_batch_wait_time_ms_(bucket|count)\{([^}]*)\} (\S+)$"
+    series = re.findall(metric, text, re.M)
+    under = sum(float(v) for kind, tags, v in series if kind == "bucket" and 'le="1.0"' in tags)
+    return under, sum(float(v) for kind, _, v in series if kind == "count")
+
+
 def test_a_version_that_fails_to_load_leaves_the_last_good_one_serving(app):
     cfg, client = app
     registry = Registry(cfg.paths.registry)

@@ -326,7 +326,7 @@ class ServedModel:
 @dataclass
 class BatchingConfig:
     max_batch_size: int = ranged(32, 1)  # requests per model call (@serve.batch)
-    wait_ms: float = ranged(2.0, 0.0)  # how long a batch waits to fill
+    wait_ms: float = ranged(2.0, 0.0)  # how long a batch waits to fill, when others are in flight
 
 
 @dataclass

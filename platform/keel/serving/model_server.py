@@ -52,7 +52,8 @@ class ModelRunner:
         }
         self.errors: dict[str, str] = {}
         self._batched.set_max_batch_size(batching["max_batch_size"])
-        self._batched.set_batch_wait_timeout_s(batching["wait_ms"] / 1000)
+        self._wait_s = batching["wait_ms"] / 1000
+        self._in_flight = 0  # predict calls not yet answered, this one included
         self._reload_seconds = reload_seconds
         self._watch: asyncio.Task | None = None
 
@@ -112,7 +113,15 @@ class ModelRunner:
         canary = self.loaded["canary"] is not None and (
             random.random() * 100 < self.served.canary.percent
         )
-        return await self._batched(rows, "canary" if canary else "primary")
+        self._in_flight += 1
+        try:
+            # A batch waits wait_ms for company only when there is some: a lone request (one in
+            # flight) runs at once instead of paying the wait for requests that are not coming.
+            # The queue reads the timeout when a batch's first request arrives.
+            self._batched.set_batch_wait_timeout_s(self._wait_s if self._in_flight > 1 else 0.0)
+            return await self._batched(rows, "canary" if canary else "primary")
+        finally:
+            self._in_flight -= 1
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _batched(self, requests: list[list[dict]], variants: list[str]) -> list[dict]:
