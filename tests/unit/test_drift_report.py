@@ -160,3 +160,32 @@ def test_bad_drift_config_names_the_key(cfg, columns, setting, message):
     frame = pd.DataFrame({c: [] for c in [*FEATURES, "prediction"]})
     with pytest.raises(ConfigError, match=message):
         report.build(frame, frame, columns, cfg.dataset.task, replace(cfg.monitor, **setting))
+
+
+def test_the_page_escapes_any_text_in_names_and_values(cfg):
+    """Column names and categories are the user's text: the page shows them, never runs them."""
+    from keel.config.schema import ColumnSpec, ColumnType
+
+    name = 'Größe <script>alert("x")</script> 🚀'
+    columns = {name: ColumnSpec(type=ColumnType.category), "n": ColumnSpec(type=ColumnType.float)}
+    rng = np.random.default_rng(0)
+    values = ["<img src=x onerror=alert(1)>", "naïve", "\u202eRTL", "🚀", ""]
+    frame = pd.DataFrame({name: rng.choice(values, 2000), "n": rng.normal(size=2000)})
+    built = report.build(frame, frame.iloc[::-1], columns, cfg.dataset.task, cfg.monitor)
+
+    page = built.html
+    assert "<script>" not in page and "<img" not in page
+    assert "Größe &lt;script&gt;" in page and "🚀" in page
+    assert set(built.drift.columns) == {name, "n"} and built.drift.share == 0.0
+    assert json.dumps(built.to_dict(), ensure_ascii=False)
+
+
+def test_a_column_null_in_the_window_is_shown_but_not_compared(cfg, columns):
+    reference, current = churn(cfg, 1), churn(cfg, 2)
+    current["age"] = np.nan
+    current["contract"] = None
+    built = report.build(current, reference, columns, cfg.dataset.task, cfg.monitor)
+
+    assert set(built.drift.columns) == set(FEATURES) - {"age", "contract"}
+    assert built.columns["age"].current.count == 0 and built.columns["age"].current.missing == 1
+    assert "Not compared (all null on one side): age, contract" in built.html
