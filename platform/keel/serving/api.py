@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -24,6 +24,28 @@ PREDICT_PATH = re.compile(r"/v1/models/([^/]+):predict")
 REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}}  # malformed, no token, too large, invalid
 
 
+class Guard:
+    """The bearer token, checked before any route, as plain ASGI: starlette's
+    @app.middleware("http") runs every response through a task group and a memory stream, a
+    cost each request paid even with no token configured."""
+
+    def __init__(self, app: Any, ingress: Ingress, rejected: type[Exception]) -> None:
+        self.app, self.ingress, self.rejected = app, ingress, rejected
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.ingress.token is None:
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        request = Request(scope)
+        try:
+            self.ingress._authorize(request)
+        except self.rejected as e:
+            if predict := PREDICT_PATH.fullmatch(request.url.path):
+                self.ingress.log_request(predict[1], e.status, e.reason, 0, started)
+            return await self.ingress.reject(None, e)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 def build_api(ingress: Ingress) -> FastAPI:
     from .ingress import Rejected
 
@@ -33,16 +55,7 @@ def build_api(ingress: Ingress) -> FastAPI:
         description="Predictions, feedback and model listings for the models keel serves.",
     )
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        started = time.perf_counter()
-        try:
-            ingress._authorize(request)
-        except Rejected as e:
-            if predict := PREDICT_PATH.fullmatch(request.url.path):
-                ingress.log_request(predict[1], e.status, e.reason, 0, started)
-            return ingress.reject(None, e)
-        return await call_next(request)
+    app.add_middleware(Guard, ingress=ingress, rejected=Rejected)
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, e: Rejected):
