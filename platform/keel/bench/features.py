@@ -5,10 +5,12 @@ would write by hand, but built generically from the declared FeatureSpecs by `ba
 pipeline per feature: impute -> transform -> fill non-finite with the fitted mean -> scale.
 Before anything is timed, `check()` proves the two sides compute the same matrix.
 
-What is timed: keel's fit and transform each include reading the files (Ray Data streams them
-again on every pass, as a keel job does); the baseline reads once into pandas ("read") and
-then calls `fit_transform` in memory with `n_jobs` = the CPUs Ray has, the cores keel's tasks
-use; "total" is everything from files to feature matrix on both sides. Ray's start-up and
+What is timed: keel's "fit" includes reading the files once into Ray's object store (as
+`keel train` materializes its splits before fitting; until 2026-12-06 each pass streamed the
+files again, which a keel job does not do), then the fit pass; "transform" is the pass that
+builds the matrix. The baseline reads once into pandas ("read") and then calls `fit_transform`
+in memory with `n_jobs` = the CPUs Ray has, the cores keel's tasks use; "total" is everything
+from files to feature matrix on both sides. Ray's start-up and
 worker warm-up are excluded from keel's side and reported apart. Params: `check_rows` (sample
 size of the check, default 20,000). Ray Data read settings come from `ray.data_context`
 (conf/ray/) and are recorded in the report.
@@ -437,12 +439,14 @@ def failures(agreement: list[Agreement]) -> list[str]:
 
 
 def run_keel(path: str, cfg: KeelConfig) -> common.Phases:
-    """Read, fit and transform with Ray Data, the way a keel training job does."""
+    """Read, fit and transform with Ray Data, the way a keel training job does: the rows read
+    once into the object store (training materializes its splits before fitting, as the
+    baseline reads once into pandas), then a fit pass and a transform pass over them."""
     import ray
 
     fs, _ = resolve(path)
     started = time.perf_counter()
-    ds = ray.data.read_parquet(path, filesystem=fs)
+    ds = ray.data.read_parquet(path, filesystem=fs).materialize()
     pipeline = FeaturePipeline.from_config(cfg.features).fit(ds, cfg.features.batch_size)
     fitted = time.perf_counter()
     out = ds.map_batches(
