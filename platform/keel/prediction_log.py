@@ -326,7 +326,8 @@ def read_sample(
     where: pc.Expression | None = None,
 ) -> pa.Table:
     """Rows as `read` gives them, from whole files drawn at random under `seed` until they hold
-    twice `rows` rows and SAMPLE_FILES files, or from every file when there are no more.
+    twice `rows` rows that pass the filters in SAMPLE_FILES files at least, or from every file
+    when there are no more.
 
     A parquet file decodes whole, so a uniform sample of rows costs as much as reading every
     row; drawing files first makes the cost follow `rows`, not the window (a 10M-row day reads
@@ -338,13 +339,18 @@ def read_sample(
     data, condition = scan
     files = list(data.get_fragments(filter=condition))  # the window's day partitions
     order = np.random.default_rng(seed).permutation(len(files))
-    chosen, held = [], 0
+    chosen, held, drawn = [], 0, 0
     for i in order:
         if held >= 2 * rows and len(chosen) >= SAMPLE_FILES:
             break
-        chosen.append(files[i])
-        held += files[i].metadata.num_rows  # before the filter: a bound on what it keeps
-    if len(chosen) == len(files):
+        drawn += 1
+        # what the filters keep of it (another version's file keeps nothing): reads only
+        # the filters' columns
+        kept = files[i].scanner(schema=data.schema, columns=[], filter=condition).count_rows()
+        if kept:
+            chosen.append(files[i])
+            held += kept
+    if drawn == len(files):
         return data.to_table(columns=columns, filter=condition)
     parts = [f.to_table(schema=data.schema, columns=columns, filter=condition) for f in chosen]
     return pa.concat_tables(parts)

@@ -162,9 +162,22 @@ def test_sample_draws_whole_files_until_twice_the_rows_and_enough_files(tmp_path
     assert len(drawn) == plog.SAMPLE_FILES  # whole files: each drawn file gives all 10 rows
     assert ids(rows=5, seed=0) == few  # the seed decides
     assert ids(rows=5, seed=1) != few
-    # twice 100 rows: 19 files of 11 logged rows (209), of which the 10 answered are kept
-    assert len(ids(rows=100, seed=0)) == 10 * 19
+    # twice 100 answered rows: 20 files (a shadow row each is logged, not counted, not kept)
+    assert len(ids(rows=100, seed=0)) == 10 * 20
     assert len(ids(rows=10_000, seed=0)) == 10 * files  # more than the window: all of it
+
+
+def test_sample_counts_only_the_versions_rows_toward_its_size(tmp_path):
+    """After a promotion most of a window's files may be the old version's: the drawn files must
+    still hold twice the sample of the monitored one."""
+    logs = str(tmp_path / "logs")
+    for f in range(30):
+        version = 2 if f % 5 == 0 else 1  # 6 files of v2 among 24 of v1
+        rows = [prediction(f"v{version}-{f}-{i}", at(1 + f / 30), version) for i in range(10)]
+        write_predictions(logs, "churn", rows)
+    drawn = sample(logs, "churn", 2, WINDOW, ["request_id", "version"], rows=20, seed=0)
+    assert set(drawn["version"].to_pylist()) == {2}
+    assert drawn.num_rows == 60  # all six v2 files: 40 rows need 4, SAMPLE_FILES asks for 8
 
 
 def test_feedback_given_only_since_the_window_began(logs, tmp_path):
