@@ -38,10 +38,11 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Every test: the unit tests over every core (test-fast), then the tests on Ray one at a time
-# (they share one Ray session and its Serve port; two at once would fight over 2 cores).
+# Every test: the unit tests over every core (test-fast), then the tests on Ray in two workers,
+# whole files to each, each worker with its own Ray session and Serve port (tests/conftest.py).
+# A Ray test mostly waits (actor starts, polls, HTTP): one at a time left half of 2 cores idle.
 test: lint test-fast
-	WANDB_MODE=disabled $(BIN)/python -m pytest tests/integration tests/e2e
+	WANDB_MODE=disabled $(BIN)/python -m pytest tests/integration tests/e2e -n 2 --dist loadfile
 
 # The inner loop: the unit tests alone (no Ray, no servers, no kernels) over every core.
 test-fast: install-dev

@@ -1,7 +1,14 @@
-"""Shared fixtures: one Ray session for the whole run (starting Ray costs ~15 s here)."""
+"""Shared fixtures: one Ray session per test process (starting Ray costs ~15 s here).
+
+`make test` runs the tests on Ray in two pytest-xdist workers, whole files to a worker (a Ray
+test waits on Ray more than it computes: one stream kept half of 2 cores idle). Each worker
+starts its own Ray session, so whatever is global to the machine is per worker here: the Serve
+port (`serve_port`) and the processes a test may kill (`session_workers`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -19,6 +26,41 @@ def make_cfg(tmp_path):
         return load([f"paths.root={tmp_path / 'out'}", "ray.progress_bars=false", *overrides])
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding slow tests first, so the two workers do not end with one long file each
+    while the other idles; the order within a file stays as written."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # a stable sort
+
+
+@pytest.fixture(scope="session")
+def serve_port() -> int:
+    """The Serve proxy port of this worker's Ray session (fixed by whoever starts Serve first).
+    8020 is not Serve's default, so a developer's own `keel serve` does not collide."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return 8020 + int(worker.removeprefix("gw"))
+
+
+@pytest.fixture(scope="session")
+def session_workers(ray_session):
+    """A function finding the worker processes of this test process's Ray (Ray's workers are
+    its raylet's children): never another xdist worker's, whose Ray runs beside this one."""
+    import psutil
+    import ray
+
+    (raylet,) = ray._private.worker._global_node.all_processes["raylet"]
+
+    def workers() -> dict[psutil.Process, list[str]]:
+        """Each live worker with its command line (Ray titles an actor's process by class)."""
+        found = {}
+        for process in psutil.Process(raylet.process.pid).children():
+            with contextlib.suppress(psutil.NoSuchProcess):  # ended since it was listed
+                found[process] = process.cmdline()
+        return found
+
+    return workers
 
 
 @pytest.fixture(scope="session")

@@ -74,15 +74,15 @@ def test_a_killed_retrain_leaves_no_partial_version_and_the_next_one_runs(
 
 
 @pytest.mark.slow
-def test_a_serve_replica_killed_under_load_loses_no_acknowledged_prediction(own_root, ray_session):
-    import psutil
-
+def test_a_serve_replica_killed_under_load_loses_no_acknowledged_prediction(
+    own_root, ray_session, serve_port, session_workers
+):
     spool = f"{own_root}/spool"
     cfg = load(
         [
             f"paths.root={own_root}",
             "ray.progress_bars=false",
-            "serve.port=8020",  # the port of the session's Serve proxy (tests/integration)
+            f"serve.port={serve_port}",
             "+serve.autoscaling.min_replicas=2",  # fused: the ingress is what scales
             "serve.log.flush_seconds=600",  # nothing written before the kill: only spooled
             f"serve.log.spool={spool}",
@@ -98,11 +98,7 @@ def test_a_serve_replica_killed_under_load_loses_no_acknowledged_prediction(own_
 
     def ingress_pids() -> list[int]:  # Ray titles an actor's process with its class
         title = "ray::ServeReplica:keel:Ingress"
-        return sorted(
-            p.pid
-            for p in psutil.process_iter(["cmdline"])
-            if (p.info["cmdline"] or [""])[0] == title
-        )
+        return sorted(p.pid for p, cmdline in session_workers().items() if cmdline[:1] == [title])
 
     outcome: dict = {}
     total = 3_000

@@ -28,7 +28,6 @@ from keel.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-PORT = 8020  # the port the shared session's Serve proxy uses (tests/integration/test_serving)
 
 
 def test_notebooks_are_stored_without_outputs_and_leave_the_work_to_the_package():
@@ -53,13 +52,13 @@ def test_notebooks_are_stored_without_outputs_and_leave_the_work_to_the_package(
 
 
 @pytest.fixture(scope="module")
-def executed(ray_session, tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
+def executed(ray_session, serve_port, tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
     """Each notebook, executed in order by the keel kernel on small data."""
     installed = subprocess.run(["make", "-s", "kernel"], cwd=ROOT, capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     root = tmp_path_factory.mktemp("notebooks")
     overrides = (
-        f"ray.address={ray_session} paths.root={root} serve.port={PORT} "
+        f"ray.address={ray_session} paths.root={root} serve.port={serve_port} "
         "ray.progress_bars=false tracking=disabled"
     )
     env = {

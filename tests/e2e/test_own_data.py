@@ -34,9 +34,6 @@ CASES = [
 ]
 
 
-PORT = 8020  # the port the shared session's Serve proxy uses (tests/integration/test_serving)
-
-
 def keel(*args: str, project: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     # `keel init` starts its own embedded Ray, as on a newcomer's machine; the pipeline joins
     # the tests' shared Ray (ray.address) and its Serve port, fixed by whoever started Serve
@@ -63,7 +60,7 @@ def project(tmp_path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize(("file", "target", "name", "metric", "least"), CASES)
 def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
-    file, target, name, metric, least, project, ray_session
+    file, target, name, metric, least, project, ray_session, serve_port
 ):
     init = keel("init", str(OWN / file), "--target", target, project=project, timeout=300)
     assert init.returncode == 0, init.stdout[-3000:] + init.stderr[-3000:]
@@ -77,7 +74,7 @@ def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
         f"experiment={name}",
         f"paths.root={out}",
         f"ray.address={ray_session}",
-        f"serve.port={PORT}",
+        f"serve.port={serve_port}",
         "ray.progress_bars=false",
         project=project,
     )

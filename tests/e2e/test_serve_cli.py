@@ -20,11 +20,12 @@ from keel.data.batch import json_rows
 
 KEEL = str(Path(sys.executable).parent / "keel")
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 8020  # the port the shared session's Serve proxy uses (tests/integration/test_serving)
 
 
 @pytest.mark.slow
-def test_keel_serve_answers_then_stops_cleanly_on_ctrl_c(trained_root, ray_session, tmp_path):
+def test_keel_serve_answers_then_stops_cleanly_on_ctrl_c(
+    trained_root, ray_session, serve_port, tmp_path
+):
     shutil.copytree(Path(trained_root) / "registry", tmp_path / "registry")
     proc = subprocess.Popen(
         [
@@ -32,7 +33,7 @@ def test_keel_serve_answers_then_stops_cleanly_on_ctrl_c(trained_root, ray_sessi
             "serve",
             f"ray.address={ray_session}",
             f"paths.root={tmp_path}",
-            f"serve.port={PORT}",
+            f"serve.port={serve_port}",
             "ray.progress_bars=false",
         ],
         stdout=subprocess.PIPE,
@@ -40,7 +41,7 @@ def test_keel_serve_answers_then_stops_cleanly_on_ctrl_c(trained_root, ray_sessi
         text=True,
         cwd=ROOT,
     )
-    base = f"http://127.0.0.1:{PORT}"
+    base = f"http://127.0.0.1:{serve_port}"
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     try:

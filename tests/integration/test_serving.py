@@ -35,7 +35,6 @@ from keel.serving.batch import predict_dataset
 from keel.serving.predictor import Predictor
 from keel.traffic import TrafficError, describe, simulate, traffic_table
 
-PORT = 8020  # not Serve's default, so a developer's own `keel serve` does not collide
 FUZZ_PER_OPERATION = 2_000
 
 
@@ -62,12 +61,12 @@ class Client:
         return r
 
 
-def _config(root: str, *extra: str):
+def _config(root: str, port: int, *extra: str):
     return load(
         [
             f"paths.root={root}",
             "ray.progress_bars=false",
-            f"serve.port={PORT}",
+            f"serve.port={port}",
             "serve.reload_seconds=0.5",
             "serve.log.flush_seconds=1",
             "serve.models.churn.canary.version='2'",
@@ -79,11 +78,11 @@ def _config(root: str, *extra: str):
 
 
 @pytest.fixture(scope="module", params=["fused", "graph"])
-def app(request, trained_root, tmp_path_factory):
+def app(request, trained_root, serve_port, tmp_path_factory):
     """Both topologies: models inside the ingress, or a deployment per model behind it."""
     root = tmp_path_factory.mktemp("serving") / "out"
     shutil.copytree(Path(trained_root) / "registry", root / "registry")
-    cfg = _config(str(root), f"serve.fused={request.param == 'fused'}")
+    cfg = _config(str(root), serve_port, f"serve.fused={request.param == 'fused'}")
     base = service.start(cfg)
     yield cfg, Client(base)
     service.stop(cfg)
@@ -335,6 +334,7 @@ def test_simulated_traffic_is_served_and_its_labels_land_in_the_feedback_log(app
     cfg, client = app
     sim = _config(
         cfg.paths.root,
+        cfg.serve.port,
         "simulate.rows=300",
         "simulate.batch_rows=25",
         "simulate.invalid_fraction=0",
@@ -362,6 +362,7 @@ def test_simulated_traffic_is_served_and_its_labels_land_in_the_feedback_log(app
     partial = simulate(
         _config(
             cfg.paths.root,
+            cfg.serve.port,
             "simulate.rows=40",
             "simulate.batch_rows=2",
             "simulate.invalid_fraction=0.2",
@@ -485,7 +486,10 @@ def test_auth_requires_the_bearer_token(app, monkeypatch):
     cfg, client = app
     monkeypatch.setenv("KEEL_TEST_TOKEN", "s3cret")
     secured = _config(
-        cfg.paths.root, f"serve.fused={cfg.serve.fused}", "serve.auth_token_env=KEEL_TEST_TOKEN"
+        cfg.paths.root,
+        cfg.serve.port,
+        f"serve.fused={cfg.serve.fused}",
+        "serve.auth_token_env=KEEL_TEST_TOKEN",
     )
     service.start(secured)  # an in-place update: the rest of the module runs secured
     row = _rows("churn", 1, seed=9)

@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import ray
 
 from keel.registry import Registry
@@ -45,7 +44,9 @@ def test_a_dataset_without_slices_is_evaluated(make_cfg):
     assert 0.0 <= metrics["test"]["roc_auc"] <= 1.0
 
 
-def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(make_cfg):
+def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(
+    make_cfg, session_workers
+):
     cfg = make_cfg(
         "dataset.source.rows=60000",
         "train.epochs=6",
@@ -68,9 +69,8 @@ def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(make_
         time.sleep(0.2)
     workers = [  # this run's worker, not a process left by an earlier test
         p
-        for p in psutil.process_iter(["cmdline", "create_time"])
-        if any("RayTrainWorker" in part for part in p.info["cmdline"] or [])
-        and p.info["create_time"] >= started
+        for p, cmdline in session_workers().items()
+        if any("RayTrainWorker" in part for part in cmdline) and p.create_time() >= started
     ]
     assert workers, "no live Train worker to kill"
     os.kill(workers[0].pid, signal.SIGKILL)
