@@ -1,4 +1,4 @@
-"""The serving logs, the contract between serving and monitoring (README.md, "Serving").
+"""The serving logs, the contract between serving and monitoring (docs/architecture.md).
 
 Buffered rows written as parquet files, partitioned by UTC day:
 - `<logs>/predictions/model=<m>/date=<d>/`: one row per served instance (inputs, prediction);

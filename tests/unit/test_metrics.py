@@ -10,13 +10,10 @@ import pytest
 from sklearn import metrics as skm
 
 from keel.config.schema import Task
+from keel.quality import HIGHER_IS_BETTER, LOWER_IS_BETTER, PRIMARY, better
 from keel.training import metrics as M
 from keel.training.metrics import (
-    HIGHER_IS_BETTER,
-    LOWER_IS_BETTER,
-    PRIMARY,
     baseline_prediction,
-    better,
     by_slice,
     classification,
     evaluate,

@@ -25,8 +25,9 @@ from keel.models.infer import probabilities
 from keel.monitoring import checks, monitor, report
 from keel.monitoring.logs import Window
 from keel.monitoring.retrain import _encoded_target, _in_class_order
+from keel.quality import PRIMARY
 from keel.registry import REFERENCE, Registry
-from keel.training.metrics import PRIMARY, evaluate
+from keel.training.metrics import evaluate
 
 MULTI = Task.multiclass_classification
 SPECIES = ["Adelie", "Chinstrap", "Gentoo"]

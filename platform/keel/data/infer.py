@@ -47,7 +47,7 @@ from keel.data.batch import numeric, text, timestamps
 from keel.data.sources import null_texts
 from keel.data.validation import FALSE_WORDS, TRUE_WORDS  # the words validation reads as booleans
 from keel.errors import ConfigError, DataError
-from keel.training.metrics import PRIMARY
+from keel.quality import PRIMARY
 
 # ----------------------------------------------------------------------------- thresholds
 

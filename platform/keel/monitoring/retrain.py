@@ -32,11 +32,12 @@ from keel.config.schema import SourceConfig, SourceFormat, Task
 from keel.data.sources import PATH_COLUMN, read
 from keel.data.split import key_position
 from keel.prediction_log import logged_name
+from keel.quality import PRIMARY, better
 from keel.registry import PromotionRefused, Registry, check_floor
 from keel.registry.configs import version_config
 from keel.serving.predictor import Predictor
 from keel.training.dataset import prepare
-from keel.training.metrics import PRIMARY, better, class_index, evaluate
+from keel.training.metrics import class_index, evaluate
 from keel.training.run import train
 
 from .logs import Window, join_feedback, predictions

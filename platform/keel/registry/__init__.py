@@ -8,7 +8,6 @@ the same name here would shadow it.
 
 from .card import main_metric, model_card
 from .store import (
-    LOWER_IS_BETTER,
     REFERENCE,
     ModelVersion,
     PromotionRefused,
@@ -19,7 +18,6 @@ from .store import (
 )
 
 __all__ = [
-    "LOWER_IS_BETTER",
     "REFERENCE",
     "ModelVersion",
     "PromotionRefused",

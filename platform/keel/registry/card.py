@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .store import LOWER_IS_BETTER
+from keel.quality import LOWER_IS_BETTER
 
 NA = "n/a"
 GAP = 0.05  # a slice this much worse than overall is flagged (relative for error metrics)

@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 
 from keel import storage
 from keel.errors import KeelError
-from keel.training.metrics import LOWER_IS_BETTER  # which way each test metric improves
+from keel.quality import LOWER_IS_BETTER  # which way each test metric improves
 
 from .lineage import now
 

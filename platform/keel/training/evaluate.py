@@ -12,6 +12,7 @@ import torch
 from keel.config.schema import DatasetConfig, Task
 from keel.features import FeaturePipeline
 from keel.models import Head, predict
+from keel.quality import PRIMARY
 
 from . import metrics
 
@@ -40,7 +41,7 @@ def evaluate(
         "slices": metrics.by_slice(
             task, y_all, pred_all, {c: np.concatenate(v) for c, v in slices.items()}
         ),
-        "primary_metric": metrics.PRIMARY[task],
+        "primary_metric": PRIMARY[task],
     }
 
 

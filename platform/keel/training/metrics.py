@@ -27,15 +27,7 @@ import numpy as np
 import pandas as pd
 
 from keel.config.schema import Task
-
-HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "r2"}
-LOWER_IS_BETTER = {"log_loss", "calibration_error", "rmse", "mae", "mape"}
-# The metric that ranks models (and the one `by_slice` reports a gap for).
-PRIMARY = {
-    Task.binary_classification: "roc_auc",
-    Task.multiclass_classification: "f1",
-    Task.regression: "r2",
-}
+from keel.quality import HIGHER_IS_BETTER, PRIMARY
 
 CLASSIFICATION_METRICS = (
     "accuracy",
@@ -438,27 +430,3 @@ def by_slice(
             result[str(uniq[g])] = entry
         out[column] = result
     return out
-
-
-def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
-    """True when `a` improves on `b` in the metric's direction, strictly and by >= `margin`.
-
-    A tie never counts as better. A NaN `a` never beats anything; a non-NaN `a` beats a NaN `b`
-    (any score beats a missing one).
-    """
-    if metric in HIGHER_IS_BETTER:
-        sign = 1.0
-    elif metric in LOWER_IS_BETTER:
-        sign = -1.0
-    else:
-        known = sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)
-        raise ValueError(f"unknown metric {metric!r}; expected one of {known}")
-    if not margin >= 0.0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    a, b = float(a), float(b)
-    if np.isnan(a):
-        return False
-    if np.isnan(b):
-        return True
-    gain = sign * (a - b)
-    return bool(gain > 0.0 and gain >= margin)
