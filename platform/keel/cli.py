@@ -7,7 +7,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from keel.config import project_root
+from keel.config import conf_dir, project_root
 
 
 def jobs_dir() -> Path:
@@ -30,9 +30,29 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+HELP = ("-h", "--help")
+
+
+def job_help(name: str, script: Path) -> str:
+    """A job's purpose and usage (its docstring), the flags every job takes, the config groups."""
+    doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+    groups = sorted(p.name for p in conf_dir().iterdir() if p.is_dir())
+    return "\n".join(
+        [
+            f"keel {name}: {doc}" if doc else f"usage: keel {name} [key=value ...]",
+            "",
+            "Every job takes Hydra overrides (key=value, group=option) on the config in "
+            f"{conf_dir()}",
+            f"  config groups: {', '.join(groups)}",
+            "  --verbose      Ray's own output on the console too",
+            "  keel config [overrides]  prints the composed config; README.md describes each key",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
+    if not args or args[0] in (*HELP, "help"):
         print(usage())
         sys.exit(0 if args else 2)
     name, rest = args[0], args[1:]
@@ -40,5 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     if not script.is_file():
         print(f"keel: unknown job '{name}'\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    if any(arg in HELP for arg in rest):  # before the job parses its own flags
+        print(job_help(name, script))
+        sys.exit(0)
     sys.argv = [str(script), *rest]
     runpy.run_path(str(script), run_name="__main__")
