@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 
 LAB_PORT ?= 8888
 
-.PHONY: install install-dev demo test test-fast lint format kernel lab bench clean
+.PHONY: install install-lab install-dev demo test test-fast lint format kernel lab bench clean
 
 # Stamps make installs idempotent: re-run only when the dependency files change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -20,11 +20,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) -e .
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+$(VENV)/.installed-lab: $(VENV)/.installed
+	$(PIP) -e '.[lab]'
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-lab
 	$(PIP) -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.installed
+install-lab: $(VENV)/.installed-lab
 install-dev: $(VENV)/.installed-dev
 
 demo: install
@@ -49,7 +54,7 @@ test-fast: install-dev
 	WANDB_MODE=disabled $(BIN)/python -m pytest tests/unit -q -n auto
 
 # The `keel` Jupyter kernel: this .venv's Python, installed into the .venv itself.
-kernel: install
+kernel: install-lab
 	@$(BIN)/python -m ipykernel install --sys-prefix --name keel --display-name "keel (.venv)" >/dev/null
 	@echo "Jupyter kernel 'keel' -> $(BIN)/python"
 
