@@ -48,3 +48,14 @@ def test_the_check_sees_an_upward_import(tmp_path):
     planted = tmp_path / "x.py"
     planted.write_text("def f():\n    from keel.training.metrics import class_index\n")
     assert keel_imports(planted) == {"training"}
+
+
+def test_the_routes_do_not_import_the_ingress():
+    """serving/api.py builds the app from a Protocol; ingress.py imports it, not the reverse."""
+    tree = ast.parse((PACKAGE / "serving" / "api.py").read_text())
+    imported = {
+        node.module or ""
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1
+    }
+    assert "ingress" not in imported

@@ -10,15 +10,41 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-if TYPE_CHECKING:
-    from .ingress import Ingress
-
 log = logging.getLogger(__name__)
+
+
+class Rejected(Exception):
+    """A refused request: its HTTP status, the reason logged and counted, the message shown."""
+
+    def __init__(self, status: int, reason: str, message: str | list[str], rows: int = 0):
+        self.status, self.reason, self.rows = status, reason, rows  # rows: instances refused
+        self.message = message if isinstance(message, list) else [message]
+
+
+class Ingress(Protocol):
+    """What the routes need of the ingress deployment (serving/ingress.py implements it; this
+    module does not import it, the ingress builds its app from here)."""
+
+    token: str | None
+    servers: Iterable[str]  # the served models' names
+
+    def _authorize(self, request: Request) -> None: ...
+    async def predict(self, model: str, request: Request) -> JSONResponse: ...
+    async def record_feedback(self, request: Request) -> dict[str, Any]: ...
+    async def list_models(self) -> dict[str, Any]: ...
+    async def ready(self) -> JSONResponse: ...
+    def reject(self, model: str | None, error: Rejected) -> JSONResponse: ...
+    def openapi(self, app: FastAPI) -> dict: ...
+    def log_request(
+        self, model: str, status: int, reason: str | None, rows: int, started: float
+    ) -> None: ...
+
 
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+):predict")
 REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}}  # malformed, no token, too large, invalid
@@ -29,8 +55,8 @@ class Guard:
     @app.middleware("http") runs every response through a task group and a memory stream, a
     cost each request paid even with no token configured."""
 
-    def __init__(self, app: Any, ingress: Ingress, rejected: type[Exception]) -> None:
-        self.app, self.ingress, self.rejected = app, ingress, rejected
+    def __init__(self, app: Any, ingress: Ingress) -> None:
+        self.app, self.ingress = app, ingress
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or self.ingress.token is None:
@@ -39,7 +65,7 @@ class Guard:
         request = Request(scope)
         try:
             self.ingress._authorize(request)
-        except self.rejected as e:
+        except Rejected as e:
             if predict := PREDICT_PATH.fullmatch(request.url.path):
                 self.ingress.log_request(predict[1], e.status, e.reason, 0, started)
             return await self.ingress.reject(None, e)(scope, receive, send)
@@ -47,15 +73,13 @@ class Guard:
 
 
 def build_api(ingress: Ingress) -> FastAPI:
-    from .ingress import Rejected
-
     app = FastAPI(
         title="keel",
         version="1",
         description="Predictions, feedback and model listings for the models keel serves.",
     )
 
-    app.add_middleware(Guard, ingress=ingress, rejected=Rejected)
+    app.add_middleware(Guard, ingress=ingress)
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, e: Rejected):

@@ -30,6 +30,7 @@ from ray.serve.handle import DeploymentHandle
 from keel import prediction_log as plog
 from keel.config.schema import ColumnSpec
 
+from .api import Rejected, build_api
 from .metrics import ServeMetrics
 from .model_server import ModelRunner
 from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model
@@ -40,12 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
-
-
-class Rejected(Exception):
-    def __init__(self, status: int, reason: str, message: str | list[str], rows: int = 0):
-        self.status, self.reason, self.rows = status, reason, rows  # rows: instances refused
-        self.message = message if isinstance(message, list) else [message]
 
 
 def _too_large(limit: int) -> Rejected:
@@ -265,8 +260,6 @@ class Ingress:
     # ------------------------------------------------------------------ the app
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        from .api import build_api
-
         return build_api(self)
 
     def reject(self, model: str | None, error: Rejected) -> JSONResponse:
