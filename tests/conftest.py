@@ -1,9 +1,9 @@
 """Shared fixtures: one Ray session per test process (starting Ray costs ~15 s here).
 
-`make test` runs the tests on Ray in two pytest-xdist workers, whole files to a worker (a Ray
-test waits on Ray more than it computes: one stream kept half of 2 cores idle). Each worker
-starts its own Ray session, so whatever is global to the machine is per worker here: the Serve
-port (`serve_port`) and the processes a test may kill (`session_workers`).
+The tests on Ray can run in pytest-xdist workers, whole files to a worker (`-n 2 --dist
+loadfile`; the Makefile says why `make test` does not yet). Each worker starts its own Ray
+session, so whatever is global to the machine is per worker here: the Serve port
+(`serve_port`) and the processes a test may kill (`session_workers`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def make_cfg(tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files holding slow tests first, so the two workers do not end with one long file each
-    while the other idles; the order within a file stays as written."""
+    """Under xdist, files holding slow tests first, so two workers do not end with one long
+    file each while the other idles; the order within a file stays as written."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)  # a stable sort
 
