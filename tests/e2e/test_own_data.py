@@ -58,6 +58,7 @@ def project(tmp_path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.parametrize(("file", "target", "name", "metric", "least"), CASES)
 def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
     file, target, name, metric, least, project, ray_session, serve_port

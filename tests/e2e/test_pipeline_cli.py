@@ -30,6 +30,7 @@ def verdicts(root: Path, model: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_pipeline_runs_the_whole_loop(tmp_path):
     root = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "KEEL_PROJECT_ROOT")}
