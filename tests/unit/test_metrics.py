@@ -473,36 +473,3 @@ def test_per_class_recall_refuses_binary_and_bad_labels():
         M.per_class_recall([0, 1], np.array([0.2, 0.9]))
     with pytest.raises(ValueError, match=r"class labels in 0\.\.1"):
         M.per_class_recall([0, 2], np.array([[0.5, 0.5], [0.5, 0.5]]))
-
-
-# ----------------------------------------------------------------------------- class_index
-
-
-def test_class_index_matches_text_and_numbers_and_marks_the_rest_nan():
-    got = M.class_index(["Gentoo", "Adelie", "gentoo", None, 3], ["Adelie", "Chinstrap", "Gentoo"])
-    assert got[:2].tolist() == [2.0, 0.0]
-    assert np.isnan(got[2:]).all()  # case matters; None and numbers are no species
-
-
-@pytest.mark.parametrize("value", [2, 2.0, "2", np.int64(2), np.float32(2.0)])
-def test_class_index_int_classes_match_by_value(value):
-    assert M.class_index([value], [0, 1, 2]).tolist() == [2.0]
-
-
-@pytest.mark.parametrize(("value", "index"), [(2, 2.0), ("2", 2.0), (np.int64(2), 2.0)])
-def test_class_index_text_classes_match_the_same_text(value, index):
-    assert M.class_index([value], ["0", "1", "2"]).tolist() == [index]
-    # a float is no text: "2.0" names no class "2" (as parse_label has always read it)
-    assert np.isnan(M.class_index([2.0, "2.0"], ["0", "1", "2"])).all()
-
-
-def test_class_index_bools_are_no_numbers():
-    assert M.class_index([True, False], [False, True]).tolist() == [1.0, 0.0]
-    assert M.class_index([np.bool_(True)], [False, True]).tolist() == [1.0]
-    assert np.isnan(M.class_index([True, 1], [0, 2])).tolist() == [True, True]
-    assert np.isnan(M.class_index([1], [False, True])).all()
-
-
-def test_class_index_of_nothing_and_of_huge_numbers():
-    assert M.class_index([], ["a"]).shape == (0,)
-    assert np.isnan(M.class_index([10**400], [0, 1])).all()

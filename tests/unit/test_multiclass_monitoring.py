@@ -27,6 +27,7 @@ from keel.monitoring.logs import Window
 from keel.monitoring.retrain import _encoded_target, _in_class_order
 from keel.quality import PRIMARY
 from keel.registry import REFERENCE, Registry
+from keel.targets import Unknown, encode
 from keel.training.metrics import evaluate
 
 MULTI = Task.multiclass_classification
@@ -268,10 +269,10 @@ def test_head_encode_marks_a_class_it_never_saw():
 
 
 def test_reference_labels_not_a_class_are_nan():
-    encoded = monitor._encode(pd.Series(["Gentoo", "Unicorn", "Adelie"]), MULTI, SPECIES)
+    encoded = encode(["Gentoo", "Unicorn", "Adelie"], MULTI, SPECIES, Unknown.nan)
     assert encoded[[0, 2]].tolist() == [2.0, 0.0] and np.isnan(encoded[1])
     # numbers as the parquet holds them match int classes by value
-    assert monitor._encode(pd.Series([2.0, 0.0]), MULTI, [0, 1, 2]).tolist() == [2.0, 0.0]
+    assert encode([2.0, 0.0], MULTI, [0, 1, 2], Unknown.nan).tolist() == [2.0, 0.0]
 
 
 def test_holdout_target_of_no_class_is_an_error_not_a_key_error():

@@ -18,13 +18,13 @@ from keel.monitoring.monitor import VERDICT
 from keel.monitoring.retrain import (
     _challenger_config,
     _combined,
-    _decoded_target,
     _encoded_target,
     _holdout,
     _retrain_columns,
     _trigger,
     _window,
 )
+from keel.targets import decode
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_champion_read_from_its_stored_yaml():
 @pytest.mark.parametrize("classes", [[0, 1], ["stays", "churns"], [False, True]])
 def test_classification_target_round_trip(classes):
     y = np.array([1.0, 0.0, 1.0, 1.0])
-    decoded = _decoded_target(y, Task.binary_classification, classes)
+    decoded = decode(y, Task.binary_classification, classes)
     assert decoded == [classes[1], classes[0], classes[1], classes[1]]
     encoded = _encoded_target(
         pa.chunked_array([pa.array(decoded)]), Task.binary_classification, classes
@@ -237,7 +237,7 @@ def test_classification_target_round_trip(classes):
 def test_multiclass_target_round_trip():
     classes = ["basic", "plus", "premium"]
     y = np.array([2.0, 0.0, 1.0])
-    decoded = _decoded_target(y, Task.multiclass_classification, classes)
+    decoded = decode(y, Task.multiclass_classification, classes)
     assert decoded == ["premium", "basic", "plus"]
     encoded = _encoded_target(pa.chunked_array([decoded]), Task.multiclass_classification, classes)
     assert encoded.tolist() == [2, 0, 1]
@@ -245,7 +245,7 @@ def test_multiclass_target_round_trip():
 
 def test_regression_target_round_trip():
     y = np.array([1250.5, 900.0, 0.25])
-    decoded = _decoded_target(y, Task.regression, [])
+    decoded = decode(y, Task.regression, [])
     assert decoded == [1250.5, 900.0, 0.25]
     encoded = _encoded_target(pa.chunked_array([decoded]), Task.regression, [])
     assert encoded.dtype == np.float64

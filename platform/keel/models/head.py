@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from keel.config.schema import Task
-from keel.training.metrics import class_index
+from keel.targets import Unknown, encode
 
 
 @dataclass
@@ -43,8 +43,8 @@ class Head:
         for a class the head was not fitted on (metrics refuse it rather than miscount it)."""
         if self.task == Task.regression:
             return ((np.asarray(y, np.float64) - self.mean) / self.scale).astype(np.float32)
-        index = class_index(np.asarray(y).tolist(), self.labels)
-        return np.where(np.isnan(index), -1.0, index).astype(np.float32)
+        labels = np.asarray(y).tolist()
+        return encode(labels, self.task, self.labels, Unknown.minus_one).astype(np.float32)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()

@@ -8,7 +8,6 @@ latest label per id and counts every other case, so the report says what was lef
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from keel import storage
 from keel.config.check import duration_seconds
 from keel.config.schema import KeelConfig, Task
 from keel.errors import KeelError
-from keel.training.metrics import as_float, class_index
+from keel.targets import encode_one
 
 REQUEST_ID = "request_id"
 
@@ -225,15 +224,11 @@ def _elsewhere(
 
 
 def parse_label(raw: str, task: Task, classes: list) -> float | None:
-    """A logged label (JSON text) as the number metrics need: the class index for
-    classification (by metrics.class_index, so 1 and "1" are the same class), the value for
-    regression; None when it is neither."""
+    """A logged label (JSON text) as the number metrics need (targets.encode_one: the class
+    index, so 1 and "1" are the same class; the value for regression); None when it is
+    neither."""
     try:
         value: Any = json.loads(raw)
     except (TypeError, ValueError):
         return None
-    if Task(task) is Task.regression:
-        number = as_float(value)
-        return number if number is not None and math.isfinite(number) else None
-    index = class_index([value], classes)[0]
-    return None if np.isnan(index) else float(index)
+    return encode_one(value, task, classes)

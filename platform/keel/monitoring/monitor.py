@@ -28,7 +28,7 @@ from keel.errors import KeelError
 from keel.prediction_log import PROBABILITIES, logged_name
 from keel.registry import REFERENCE, ModelVersion, Registry
 from keel.registry.configs import dataset_config
-from keel.training.metrics import class_index
+from keel.targets import Unknown, encode
 
 from . import checks, report
 from .logs import (
@@ -101,7 +101,7 @@ class Served:
         kept = [PROBABILITIES] if PROBABILITIES in table.column_names else []
         reference = table.select([*columns, "prediction", *kept]).to_pandas()
         target = table[dataset.target].to_pandas()
-        reference["label"] = _encode(target, dataset.task, classes)
+        reference["label"] = encode(target.tolist(), dataset.task, classes, Unknown.nan)
         return cls(mv, dataset, columns, classes, reference)
 
     @property
@@ -128,13 +128,6 @@ class Served:
             k = len(self.classes)
             return np.zeros((0, k)) if rows is None else class_probabilities(rows[PROBABILITIES], k)
         return np.zeros(0) if rows is None else rows["prediction"].to_numpy(zero_copy_only=False)
-
-
-def _encode(target: pd.Series, task: Task, classes: list) -> np.ndarray:
-    """Reference labels as metrics take them: the value, or the class index (NaN: no class)."""
-    if Task(task) is Task.regression:
-        return target.astype(float).to_numpy()
-    return class_index(target.tolist(), classes)
 
 
 def _sample(table: pa.Table, rows: int, seed: int) -> pa.Table:

@@ -36,8 +36,9 @@ from keel.quality import PRIMARY, better
 from keel.registry import PromotionRefused, Registry, check_floor
 from keel.registry.configs import version_config
 from keel.serving.predictor import Predictor
+from keel.targets import Unknown, class_index, decode, encode
 from keel.training.dataset import prepare
-from keel.training.metrics import class_index, evaluate
+from keel.training.metrics import evaluate
 from keel.training.run import train
 
 from .logs import Window, join_feedback, predictions
@@ -187,27 +188,17 @@ def _recent_labeled(cfg: KeelConfig, model: str, served: Served, window: Window)
     columns = {"request_id": rows["request_id"]}
     for name in ds.columns:
         if name == ds.target:
-            columns[name] = pa.array(_decoded_target(labels.y, Task(ds.task), served.classes))
+            columns[name] = pa.array(decode(labels.y, ds.task, served.classes))
         elif logged_name(name) in rows.column_names:
             columns[name] = rows[logged_name(name)]
     return pa.table(columns)
 
 
-def _decoded_target(y: np.ndarray, task: Task, classes: list) -> list:
-    return y.tolist() if task is Task.regression else [classes[int(i)] for i in y]
-
-
 def _encoded_target(target: pa.ChunkedArray, task: Task, classes: list) -> np.ndarray:
     """Holdout targets as metrics take them. They were decoded from the champion's classes
-    (_decoded_target), so every one is a class: one that is not is a bug, not data."""
-    if task is Task.regression:
-        return np.asarray(target.to_numpy(zero_copy_only=False), np.float64)
-    values = target.to_pylist()
-    index = class_index(values, classes)
-    if np.isnan(index).any():
-        unknown = sorted({str(v) for v, i in zip(values, index, strict=True) if np.isnan(i)})
-        raise ValueError(f"holdout labels {unknown} are none of the classes {classes}")
-    return index.astype(np.int64)
+    (targets.decode), so every one is a class: one that is not is a bug, not data."""
+    encoded = encode(target.to_pylist(), task, classes, Unknown.error)
+    return encoded if task is Task.regression else encoded.astype(np.int64)
 
 
 def _holdout(ids: pa.ChunkedArray, share: float, seed: int) -> pa.Array:

@@ -19,8 +19,6 @@ Conventions
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -118,44 +116,6 @@ def _task(task: Task | str) -> Task:
         raise ValueError(
             f"unknown task {task!r}; expected one of {[t.value for t in Task]}"
         ) from None
-
-
-# ----------------------------------------------------------------------------- class labels
-
-
-def class_index(values: Iterable, classes: list) -> np.ndarray:
-    """Each value's index in `classes` (a head's labels, in output order) as float64; NaN for a
-    value that is none of them. The one rule by which training, monitoring (reference and
-    feedback labels) and retraining turn class labels into the indexes metrics take.
-
-    A value matches a class by value, wherever it was read from (a typed column, a parquet
-    file, JSON feedback): as text (`"Adelie"`; `"2"` and `2`) or as a number (`2.0` and `2`).
-    Bools are no numbers: `true` is not class 1. Pass plain Python values (`tolist()`); numpy
-    scalars are taken too.
-    """
-    by_text: dict[str, int] = {}
-    by_number: dict[float, int] = {}
-    for i, c in enumerate(classes):
-        by_text.setdefault(str(c), i)
-        if (number := as_float(c)) is not None:
-            by_number.setdefault(number, i)
-    out = []
-    for v in values:
-        i = by_text.get(str(v))
-        if i is None and (number := as_float(v)) is not None:
-            i = by_number.get(number)
-        out.append(NAN if i is None else float(i))
-    return np.asarray(out, np.float64)
-
-
-def as_float(value: Any) -> float | None:
-    """A real number as a float; None for bools, text and numbers too large for a float."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
 
 
 # ----------------------------------------------------------------------------- building blocks
