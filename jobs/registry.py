@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from keel.app import Summary, main
 from keel.config import KeelConfig
-from keel.registry import ModelVersion, Registry, RegistryError, main_metric
+from keel.registry import ModelVersion, Registry, RegistryError, Stored, main_metric
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,21 +107,20 @@ def show(registry: Registry, model: str, ref: str | None, floor: dict[str, float
     summary.add("path", mv.path)
     for name, sha in sorted(mv.files.items()):
         summary.add(f"file {name}", f"sha256 {sha[:16]}")
-    metrics = registry.read_json(mv, "metrics.json") if "metrics.json" in mv.files else {}
+    stored = Stored(registry, mv)
+    metrics = stored.metrics() or {}
     test, base = _part(metrics, "test"), _part(metrics, "baseline")
     for name, value in test.items():
         if isinstance(value, int | float):
             vs = f" (baseline {_f(base[name])})" if isinstance(base.get(name), int | float) else ""
             summary.add(f"test {name}", f"{_f(value)}{vs}")
-    if "lineage.json" in mv.files:
-        lineage = registry.read_json(mv, "lineage.json")
+    if (lineage := stored.lineage()) is not None:
         for key in ("config_hash", "data_fingerprint", "git_commit", "seed"):
             value = lineage.get(key)
             summary.add(key.replace("_", " "), str(value)[:16] if value is not None else "n/a")
     failures = registry.floor_failures(mv, floor)
     summary.add("SLO floor", "; ".join(failures) or ("passes" if floor else "none set"))
-    card = mv.uri("MODEL_CARD.md") if "MODEL_CARD.md" in mv.files else "none"
-    return summary.add("model card", card)
+    return summary.add("model card", stored.card_uri() or "none")
 
 
 def promote(registry: Registry, ns: argparse.Namespace, floor: dict[str, float]) -> Summary:
@@ -161,12 +160,12 @@ def _held(stages: dict) -> dict[int, list[str]]:
 
 def _headline(registry: Registry, mv: ModelVersion) -> str:
     """The version's main test metric; a damaged version says so instead of failing the list."""
-    if "metrics.json" not in mv.files:
-        return "no metrics"
     try:
-        metrics = registry.read_json(mv, "metrics.json")
+        metrics = Stored(registry, mv).metrics()
     except RegistryError as e:
         return f"DAMAGED: {e}"
+    if metrics is None:
+        return "no metrics"
     name = main_metric(metrics)
     return f"{name} {_f(metrics['test'][name])}" if name else "no test metrics"
 

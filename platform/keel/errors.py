@@ -25,6 +25,10 @@ class ValidationFailed(KeelError):
     exit_code = 1
 
 
+class RegistryError(KeelError):
+    """A missing model, version or stage, a damaged version, or a refused stage change."""
+
+
 class FeatureError(KeelError):
     """A feature pipeline that cannot be fitted, loaded or applied."""
 

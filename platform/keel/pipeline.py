@@ -34,7 +34,7 @@ from keel.monitoring.logs import wait_logged
 from keel.monitoring.monitor import Monitored, Served
 from keel.monitoring.monitor import run as monitor
 from keel.monitoring.retrain import retrain
-from keel.registry import Registry
+from keel.registry import File, Registry
 from keel.serving import service
 from keel.traffic import simulate, traffic_table
 from keel.training.dataset import prepare
@@ -233,7 +233,7 @@ def _train(loop: Loop, name: str) -> Champion:
         raise PipelineError(
             f"{name} v{trained.version.version} misses slo.quality_floor "
             f"{dict(cfg.slo.quality_floor)} ({primary} {score:.3f}): nothing to serve; "
-            f"see {trained.version.path}/MODEL_CARD.md"
+            f"see {trained.version.uri(File.card)}"
         )
     return Champion(production, trained.metrics["rows"], data.validation.valid_rows)
 
@@ -259,15 +259,13 @@ def _expect(loop: Loop, name: str, traffic: tuple, passes: bool) -> Monitored:
     window, _, cfg = traffic
     t = time.perf_counter()
     m = monitor(cfg, name, window)
-    result = (
-        f"{m.verdict['status']}; drifted: {m.verdict['checks']['drift'].get('drifted_columns')}"
-    )
+    result = f"{m.verdict.status}; drifted: {m.verdict.checks['drift'].get('drifted_columns')}"
     loop.step(f"monitor {name} v{m.version}", result, t)
     if m.passed != passes:
         want = "pass" if passes else "fail"
         raise PipelineError(
-            f"monitor {name} v{m.version} should {want} here but gave {m.verdict['status']}: "
-            f"{m.verdict['reasons'] or 'no failed check'} (report: {m.files.get('html')})"
+            f"monitor {name} v{m.version} should {want} here but gave {m.verdict.status}: "
+            f"{m.verdict.reasons or 'no failed check'} (report: {m.files.get('html')})"
         )
     return m
 
@@ -359,12 +357,12 @@ def _summary(
             f"registry {name}", f"production v{stages['production']} (was v{versions[name]})"
         )
     summary.add("registry", where)
-    summary.add("drift caught", "; ".join(drifted.verdict["reasons"]))
+    summary.add("drift caught", "; ".join(drifted.verdict.reasons))
     summary.add("drift report", drifted.files.get("html", "-"))
     summary.add("retrain decision", switch.decision)
     summary.add(
         "after retraining",
-        f"v{after.version} {after.verdict['status']}: {after.files.get('html', '-')}",
+        f"v{after.version} {after.verdict.status}: {after.files.get('html', '-')}",
     )
     summary.add("service", f"{url} (stopped at the end; keel serve keeps it running)")
     return summary

@@ -41,7 +41,7 @@ def test_a_killed_retrain_leaves_no_partial_version_and_the_next_one_runs(
     overrides = retrainable
     cfg = load(overrides)
     log_traffic(cfg, seed=51, rows=3000, concept=1.0)
-    assert monitor(cfg).verdict["retrain"] is True
+    assert monitor(cfg).verdict.retrain is True
     registry = Registry(cfg.paths.registry)
     versions, stages = registry.versions("churn"), registry.stages("churn")
     command = [BIN / "keel", "retrain", *overrides, f"ray.address={ray_session}"]

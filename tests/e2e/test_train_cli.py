@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from keel.registry import Registry
+from keel.models.family import state_dict
+from keel.registry import File, Registry, Stored
 
 KEEL = str(Path(sys.executable).parent / "keel")
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def test_train_registers_a_version_that_beats_the_baseline(
     lineage = registry.read_json(production, "lineage.json")
     assert lineage["data_fingerprint"].startswith("rows=") and lineage["seed"] == 0
     assert "## Metrics" in registry.read_text(production, "MODEL_CARD.md")
-    state = registry.load_state_dict(production)
+    state = state_dict(Stored(registry, production).weights(), production.uri(File.weights))
     assert all(hasattr(t, "shape") for t in state.values())
     if tracking == "offline":
         runs = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))

@@ -53,7 +53,7 @@ def test_training_on_the_gpu_learns_and_serving_predicts_there_as_on_cpu(make_cf
     registry = Registry(cfg.paths.registry)
     on_gpu = Predictor.load(registry, "churn", out.version.version)
     on_cpu = Predictor.load(registry, "churn", out.version.version, device="cpu")
-    assert next(on_gpu.network.parameters()).is_cuda
+    assert next(on_gpu.model.parameters()).is_cuda
     rows = pd.read_parquet(f"{out.version.path}/reference.parquet").head(64).to_dict("records")
     np.testing.assert_allclose(
         on_gpu.predict_rows(rows)[0], on_cpu.predict_rows(rows)[0], atol=1e-4

@@ -37,9 +37,9 @@ def test_no_drift_passes(trained_root, tmp_path, seed, log_traffic):
     cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
     log_traffic(cfg, seed)
     m = run(cfg)
-    checks = m.verdict["checks"]
+    checks = m.verdict.checks
     assert checks["drift"]["drifted_columns"] == []
-    assert m.verdict["status"] == "pass", m.verdict["reasons"]
+    assert m.verdict.status == "pass", m.verdict.reasons
     assert checks["quality"]["labeled"] == 2000
     assert checks["slo"]["status"] == "pass"
     assert storage.exists(m.files["html"]) and storage.exists(m.files["verdict"])
@@ -49,7 +49,7 @@ def test_no_drift_passes(trained_root, tmp_path, seed, log_traffic):
 def test_shift_on_two_columns_flags_exactly_them(trained_root, tmp_path, seed, log_traffic):
     cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
     log_traffic(cfg, seed, covariate={"age": 1.0, "contract": 0.4})
-    checks = run(cfg).verdict["checks"]
+    checks = run(cfg).verdict.checks
     assert checks["drift"]["drifted_columns"] == ["age", "contract"]
 
 
@@ -58,12 +58,12 @@ def test_concept_shift_is_caught_by_quality_not_drift(trained_root, tmp_path, se
     cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
     log_traffic(cfg, seed, concept=1.0)
     m = run(cfg)
-    checks = m.verdict["checks"]
+    checks = m.verdict.checks
     assert checks["drift"]["drifted_columns"] == []
     assert checks["drift"]["prediction"]["drifted"] is False
     assert checks["quality"]["status"] == "fail"
     assert checks["quality"]["metrics"]["roc_auc"] < 0.65
-    assert m.verdict["failed"] == ["quality"] and m.verdict["retrain"] is True
+    assert m.verdict.failed == ["quality"] and m.verdict.retrain is True
 
 
 # The challenger trains with the champion's groups; command-line overrides of them win, and
@@ -78,7 +78,7 @@ def test_retrain_promotes_a_better_challenger(own_root, log_traffic):
     root = own_root
     cfg = config(root, f"{root}/logs", *CHALLENGER, *SHIFTED)
     log_traffic(cfg, 21, rows=3000, concept=1.0)
-    assert run(cfg).verdict["retrain"] is True
+    assert run(cfg).verdict.retrain is True
     registry = Registry(cfg.paths.registry)
     before = registry.stages("churn")["production"]
     decision = retrain(cfg, list(CHALLENGER))
@@ -92,7 +92,7 @@ def test_retrain_promotes_a_better_challenger(own_root, log_traffic):
     log_traffic(cfg, 22, rows=2000, concept=1.0)
     after = run(cfg)
     assert after.version == challenger
-    assert after.verdict["checks"]["quality"]["status"] == "pass", after.verdict["reasons"]
+    assert after.verdict.checks["quality"]["status"] == "pass", after.verdict.reasons
 
 
 def test_retrain_refuses_a_degraded_challenger(own_root, log_traffic):

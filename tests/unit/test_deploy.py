@@ -150,3 +150,20 @@ def test_invalid_serve_config_is_a_config_error(registered, make_cfg, override, 
     with pytest.raises(ConfigError, match=message):
         deploy.write(cfg)
     assert not storage.exists(deploy.path(cfg))
+
+
+def test_the_replicas_get_typed_settings_that_survive_shipping(make_cfg):
+    """The driver builds ServeSettings once; Serve pickles them to every replica."""
+    import cloudpickle
+
+    from keel.config.schema import BatchingConfig, ServedModel
+    from keel.serving.settings import ServeSettings
+
+    cfg = make_cfg("serve=demo", "serve.batching.max_batch_size=7", "serve.log.flush_rows=11")
+    shipped = cloudpickle.loads(cloudpickle.dumps(ServeSettings.from_config(cfg)))
+    assert shipped == ServeSettings.from_config(cfg)
+    assert set(shipped.runners) == set(cfg.serve.models) == {"churn", "listings"}
+    runner = shipped.runners["churn"]
+    assert isinstance(runner.served, ServedModel) and isinstance(runner.batching, BatchingConfig)
+    assert runner.batching.max_batch_size == 7 and shipped.log.flush_rows == 11
+    assert runner.registry == cfg.paths.registry and shipped.logs == cfg.paths.logs

@@ -9,7 +9,7 @@ import pytest
 
 from keel.app import Summary, split_flags
 from keel.config import load
-from keel.config.check import duration_seconds
+from keel.durations import duration_seconds
 from keel.errors import ConfigError
 
 KNOWN = {"--every": str, "--runs": int, "--force": bool}

@@ -9,8 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "keel"
 HIGHER = {"training", "serving", "monitoring", "pipeline", "traffic", "submission", "bench"}
-LOWER = ["config", "errors", "storage", "runtime", "quality", "targets", "prediction_log",
-         "data", "features", "models", "registry"]  # fmt: skip
+LOWER = ["config", "errors", "storage", "durations", "runtime", "quality", "targets",
+         "prediction_log", "data", "features", "models", "registry"]  # fmt: skip
 
 
 def keel_imports(path: Path) -> set[str]:

@@ -16,6 +16,7 @@ import pytest
 from keel import prediction_log as plog
 from keel import storage
 from keel.config.schema import MonitorConfig, SloConfig, Task
+from keel.errors import KeelError
 from keel.monitoring import checks
 from keel.monitoring.drift import DriftResult
 from keel.monitoring.monitor import VERDICT, latest_verdict
@@ -282,8 +283,8 @@ def test_verdict_passes_when_nothing_failed_even_if_skipped():
         {"drift": check("pass"), "quality": check("skipped"), "slo": check("pass")},
         MonitorConfig(),
     )
-    assert (result["status"], result["failed"], result["retrain"]) == ("pass", [], False)
-    assert result["reasons"] == []
+    assert (result.status, result.failed, result.retrain) == ("pass", [], False)
+    assert result.reasons == []
 
 
 def test_verdict_lists_failed_checks_in_order_with_reasons():
@@ -295,15 +296,15 @@ def test_verdict_lists_failed_checks_in_order_with_reasons():
         },
         MonitorConfig(retrain_on=["drift", "quality", "slo"]),
     )
-    assert result["status"] == "fail"
-    assert result["failed"] == ["drift", "slo"]
-    assert result["retrain"] is True
-    assert result["reasons"] == [
+    assert result.status == "fail"
+    assert result.failed == ["drift", "slo"]
+    assert result.retrain is True
+    assert result.reasons == [
         "drift: 3 of 9 columns drifted",
         "slo: latency too high",
         "slo: error rate too high",
     ]
-    assert set(result["checks"]) == {"drift", "quality", "slo"}
+    assert set(result.checks) == {"drift", "quality", "slo"}
 
 
 @pytest.mark.parametrize(
@@ -315,11 +316,28 @@ def test_verdict_asks_for_retraining_only_for_failed_checks_in_retrain_on(retrai
         {"drift": check("pass"), "quality": check("skipped"), "slo": check("fail", "slow")},
         MonitorConfig(retrain_on=retrain_on),
     )
-    assert result["status"] == "fail"
-    assert result["retrain"] is expected
+    assert result.status == "fail"
+    assert result.retrain is expected
 
 
 # ----------------------------------------------------------------------------- latest verdict
+
+
+def stored(status: str, version: int) -> dict:
+    """A verdict.json as keel has written it since 2026-11 (the shape a reader must keep)."""
+    return {
+        "model": "churn",
+        "version": version,
+        "window": {"start": "2024-05-01T00:00:00+00:00", "end": "2024-05-02T00:00:00+00:00"},
+        "rows": 2000,
+        "reference_rows": 500,
+        "files": {"html": "report.html", "verdict": "verdict.json"},
+        "status": status,
+        "failed": ["drift"] if status == "fail" else [],
+        "retrain": status == "fail",
+        "reasons": ["drift: 3 of 9 columns drifted"] if status == "fail" else [],
+        "checks": {"drift": {"status": status, "failures": [], "share": 0.3}},
+    }
 
 
 def write_run(reports: str, run: str, verdict: dict | None) -> str:
@@ -332,20 +350,28 @@ def write_run(reports: str, run: str, verdict: dict | None) -> str:
 
 def test_latest_verdict_is_the_newest_run_with_a_verdict(tmp_path):
     reports = str(tmp_path / "reports")
-    write_run(reports, "20240501-120000-000", {"status": "pass", "n": 1})
-    newest = write_run(reports, "20240502-080000-500", {"status": "fail", "n": 2})
+    write_run(reports, "20240501-120000-000", stored("pass", 1))
+    newest = write_run(reports, "20240502-080000-500", stored("fail", 2))
     write_run(reports, "20240502-090000-000", None)  # a run still writing, or one that crashed
-    write_run(reports, "20240430-235959-999", {"status": "fail", "n": 0})
+    write_run(reports, "20240430-235959-999", stored("fail", 0))
     storage.write_text(storage.join(reports, "churn", "monitor", "zz-notes.txt"), "a file")
     path, verdict = latest_verdict(reports, "churn")
     assert path == storage.join(newest, VERDICT)
-    assert verdict == {"status": "fail", "n": 2}
-    assert json.loads(Path(path).read_text()) == verdict
+    assert (verdict.status, verdict.version) == ("fail", 2)
+    assert json.loads(Path(path).read_text()) == verdict.to_json() == stored("fail", 2)
+
+
+def test_a_verdict_file_that_is_no_verdict_names_itself(tmp_path):
+    reports = str(tmp_path / "reports")
+    run = write_run(reports, "20240501-120000-000", {"status": "pass"})
+    with pytest.raises(KeelError, match=r"verdict.json is not a monitor verdict"):
+        latest_verdict(reports, "churn")
+    assert run
 
 
 def test_latest_verdict_is_per_model(tmp_path):
     reports = str(tmp_path / "reports")
-    write_run(reports, "20240501-120000-000", {"status": "pass"})
+    write_run(reports, "20240501-120000-000", stored("pass", 1))
     assert latest_verdict(reports, "listings") is None
 
 

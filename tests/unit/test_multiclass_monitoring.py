@@ -26,7 +26,7 @@ from keel.monitoring import checks, monitor, report
 from keel.monitoring.logs import Window
 from keel.monitoring.retrain import _encoded_target, _in_class_order
 from keel.quality import PRIMARY
-from keel.registry import REFERENCE, Registry
+from keel.registry import File, Registry
 from keel.targets import Unknown, encode
 from keel.training.metrics import evaluate
 
@@ -84,11 +84,16 @@ def register(cfg) -> int:
     reference = reference.append_column("prediction", pa.array(proba.max(1)))
     reference = reference.append_column(plog.PROBABILITIES, probabilities(proba))
     files = {
-        "model.json": json.dumps(
-            {"head": {"task": MULTI.value, "labels": SPECIES}, "input_columns": list(INPUTS)}
+        File.spec: json.dumps(
+            {
+                "model": {"name": "mlp"},
+                "in_features": len(INPUTS),
+                "head": {"task": MULTI.value, "labels": SPECIES},
+                "input_columns": list(INPUTS),
+            }
         ),
-        "config.yaml": yaml.safe_dump({"dataset": to_dict(cfg.dataset)}),
-        REFERENCE: storage.parquet_bytes(reference),
+        File.config: yaml.safe_dump({"dataset": to_dict(cfg.dataset)}),
+        File.reference: storage.parquet_bytes(reference),
     }
     return Registry(cfg.paths.registry).register("penguins", files).version
 
@@ -142,8 +147,8 @@ def test_monitor_judges_a_multiclass_version_on_its_feedback(cfg):
     log_traffic(cfg, version, n=400, right=0.9, old=30)
     m = monitor.run(cfg, "penguins", window(), version=version)
 
-    quality = m.verdict["checks"]["quality"]
-    assert quality["status"] == checks.PASS, m.verdict["reasons"]
+    quality = m.verdict.checks["quality"]
+    assert quality["status"] == checks.PASS, m.verdict.reasons
     # r0 and r1 got two labels each, the latest wins: r0's real one, r1's no species (invalid);
     # r0..r29 were logged without class probabilities: the 29 of them with a label are unscored
     assert quality["feedback"]["invalid"] == 1 and quality["feedback"]["duplicates"] == 2
@@ -171,11 +176,11 @@ def test_monitor_fails_a_multiclass_concept_shift_on_f1(cfg):
     log_traffic(cfg, version, n=400, right=0.2)
     m = monitor.run(cfg, "penguins", window(), version=version)
 
-    quality = m.verdict["checks"]["quality"]
+    quality = m.verdict.checks["quality"]
     assert quality["status"] == checks.FAIL
     assert quality["metrics"]["f1"] < 0.6
-    assert m.verdict["failed"] == ["quality"] and m.verdict["retrain"] is True
-    (reason,) = m.verdict["reasons"]
+    assert m.verdict.failed == ["quality"] and m.verdict.retrain is True
+    (reason,) = m.verdict.reasons
     assert reason.startswith("quality: f1 ") and "slo.quality_floor.f1" in reason
 
 

@@ -14,10 +14,13 @@ import torch
 
 from keel import storage
 from keel.errors import KeelError
+from keel.models.family import state_dict
 from keel.registry import (
+    File,
     PromotionRefused,
     Registry,
     RegistryError,
+    Stored,
     check_floor,
     main_metric,
     model_card,
@@ -192,7 +195,7 @@ def test_a_corrupted_file_is_an_error_naming_it(reg, tmp_path):
         f.seek(40)
         f.write(b"\x00\x01")
     with pytest.raises(RegistryError, match=r"0001/model.pt is corrupted"):
-        reg.load_state_dict(reg.get("churn", 1))
+        _weights(reg, reg.get("churn", 1))
     (tmp_path / "registry/churn/0001/model.pt").unlink()
     with pytest.raises(RegistryError, match=r"0001/model.pt is missing: churn v1 is damaged"):
         reg.read_bytes(mv, "model.pt")
@@ -334,10 +337,15 @@ def _torch_bytes(obj) -> bytes:
     return buf.getvalue()
 
 
+def _weights(reg, mv) -> dict:
+    """A version's weights as the torch family loads them."""
+    return state_dict(Stored(reg, mv).weights(), mv.uri(File.weights))
+
+
 def test_weights_load_with_weights_only(reg):
     state = torch.nn.Linear(4, 2).state_dict()
     mv = reg.register("m", {"model.pt": _torch_bytes(state)})
-    loaded = reg.load_state_dict(mv)
+    loaded = _weights(reg, mv)
     assert set(loaded) == {"weight", "bias"}
     assert all(torch.equal(loaded[k], state[k]) for k in state)
     model = torch.nn.Linear(4, 2)
@@ -345,10 +353,10 @@ def test_weights_load_with_weights_only(reg):
 
     evil = reg.register("m", {"model.pt": _torch_bytes({"weight": Payload()})})
     with pytest.raises(RegistryError, match=r"0002/model.pt is not a plain torch state dict"):
-        reg.load_state_dict(evil)
+        _weights(reg, evil)
     tensor = reg.register("m", {"model.pt": _torch_bytes(torch.zeros(2))})
     with pytest.raises(RegistryError, match="holds a Tensor, not a state dict"):
-        reg.load_state_dict(tensor)
+        _weights(reg, tensor)
 
 
 # ----------------------------------------------------------------------------- lineage

@@ -256,8 +256,22 @@ def test_regression_target_round_trip():
 
 
 def write_verdict(cfg, run: str, verdict: dict) -> str:
+    """A verdict.json of the whole shape monitor writes, with the keys given."""
+    whole = {
+        "model": cfg.dataset.name,
+        "version": 1,
+        "window": {"start": "2024-05-01T00:00:00+00:00", "end": "2024-05-01T01:00:00+00:00"},
+        "rows": 100,
+        "reference_rows": 100,
+        "files": {},
+        "status": "fail",
+        "failed": [],
+        "retrain": False,
+        "reasons": [],
+        "checks": {},
+    }
     path = storage.join(cfg.paths.reports, cfg.dataset.name, "monitor", run, VERDICT)
-    storage.write_json(path, verdict)
+    storage.write_json(path, whole | verdict)
     return path
 
 

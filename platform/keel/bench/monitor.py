@@ -14,7 +14,7 @@ per-column statistics and histograms and the prediction's drift, and writes its 
 and verdict. The baseline is what a user would write without keel: read the same files into
 pandas (the monitored inputs and the prediction), draw a uniform sample of the same size
 (`monitor.current_sample` rows, one line: `DataFrame.sample`), run `Report([DataDriftPreset()])`
-against the same reference (the version's reference.parquet) with an explicit DataDefinition of
+against the same reference (the version's stored reference) with an explicit DataDefinition of
 the same column kinds, and save Evidently's HTML. (Before 2026-12 it ran on every row, so the
 ratio measured keel's sampling rather than keel.) Both sides let Evidently's rules pick the
 drift method per column; their drifted columns are reported next to the planted ones. What
@@ -56,7 +56,8 @@ from keel.models import score
 from keel.monitoring import monitor
 from keel.monitoring.drift import KIND, NUMERICAL, PREDICTION
 from keel.monitoring.report import drift_results
-from keel.registry import REFERENCE, Registry
+from keel.registry import Registry
+from keel.registry.bundle import File
 from keel.serving.predictor import Predictor
 from keel.training.run import train
 
@@ -272,7 +273,7 @@ def run_keel(cfg: KeelConfig, drifted: dict[str, dict[str, Any]]) -> common.Phas
     started = time.perf_counter()
     m = monitor.run(cfg)
     total = time.perf_counter() - started
-    check = m.verdict["checks"]["drift"]
+    check = m.verdict.checks["drift"]
     drifted["keel"] = {
         "columns": check["drifted_columns"],
         "prediction": check["prediction"]["drifted"],
@@ -290,7 +291,7 @@ def run_baseline(
     current = pd.read_parquet(logged.directory, columns=[*names, PREDICTION])
     current = current.rename(columns=names)
     current = current.sample(n=min(cfg.monitor.current_sample, len(current)), random_state=cfg.seed)
-    reference = pd.read_parquet(served.version.uri(REFERENCE), columns=[*kinds, PREDICTION])
+    reference = pd.read_parquet(served.version.uri(File.reference), columns=[*kinds, PREDICTION])
     read = time.perf_counter()
     definition = DataDefinition(
         numerical_columns=[*(c for c, k in kinds.items() if k == NUMERICAL), PREDICTION],

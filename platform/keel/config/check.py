@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+from keel.durations import duration_seconds
+
 from .schema import (
     ColumnType,
     DatasetConfig,
@@ -36,7 +38,7 @@ DISTRIBUTIONS = {"loguniform": 2, "uniform": 2, "randint": 2, "choice": None, "g
 
 
 def problems(cfg: KeelConfig) -> list[Problem]:
-    found = list(_ranges(cfg, ""))
+    found = list(_fields(cfg, ""))
     for path, obj in _nodes(cfg, ""):
         rule = _RULES.get(type(obj))
         if rule:
@@ -58,12 +60,18 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _ranges(obj: Any, path: str) -> Iterator[Problem]:
+def _fields(obj: Any, path: str) -> Iterator[Problem]:
+    """The rules that sit beside a single field in the schema: ranges and durations."""
     for p, node in _nodes(obj, path):
         if not is_dataclass(node):
             continue
         for f in fields(node):
             value, bounds = getattr(node, f.name), f.metadata.get("range")
+            if value is not None and f.metadata.get("duration"):
+                try:
+                    duration_seconds(value)
+                except ValueError as e:
+                    yield _join(p, f.name), str(e)
             if bounds is None or value is None:
                 continue
             lo, hi, lo_open = bounds
@@ -256,29 +264,7 @@ def _rule(r: RuleSpec, _: KeelConfig) -> Iterator[Problem]:
         yield "value", f"rule {r.name!r} has action=set: give the value it sets"
 
 
-CHECKS = ("drift", "quality", "slo")  # the monitor's checks, in verdict order
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration_seconds(text: str) -> float:
-    """'90s', '10m', '6h', '1d', '2w' -> seconds; ValueError names the accepted forms."""
-    match = _DURATION.fullmatch(str(text).strip())
-    if not match or float(match[1]) <= 0:
-        raise ValueError(f"{text!r} is not a duration: use a positive number and s, m, h, d or w")
-    return float(match[1]) * _SECONDS[match[2]]
-
-
 def _monitor(m: MonitorConfig, root: KeelConfig) -> Iterator[Problem]:
-    for key, text in (("window", m.window), ("retrain.window", m.retrain.window)):
-        if text is None and key == "retrain.window":
-            continue
-        try:
-            duration_seconds(text)
-        except ValueError as e:
-            yield key, str(e)
-    if unknown := [c for c in m.retrain_on if c not in CHECKS]:
-        yield "retrain_on", f"unknown checks {unknown}; choose from {list(CHECKS)}"
     if unknown := sorted(set(m.columns) - set(root.dataset.columns)):
         yield "columns", f"no such columns in dataset {root.dataset.name!r}: {unknown}"
 

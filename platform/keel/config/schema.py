@@ -8,7 +8,7 @@ here with `rng(lo, hi)` metadata so the rule sits next to the field it guards.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -24,10 +24,29 @@ def ranged(default: Any, lo: float | None = None, hi: float | None = None, **kw)
     return field(default=default, metadata=rng(lo, hi, **kw))
 
 
+def duration(default: str | None):
+    """A field holding a duration ('30m', '6h', '1d'), checked by keel.config.check."""
+    return field(default=default, metadata={"duration": True})
+
+
 class Task(str, Enum):
     binary_classification = "binary_classification"
     multiclass_classification = "multiclass_classification"
     regression = "regression"
+
+
+class Family(StrEnum):
+    """A kind of model: how it is built, fitted, saved, loaded and applied (keel.models.family)."""
+
+    torch = "torch"
+
+
+class Check(StrEnum):
+    """The monitor's checks, in verdict order."""
+
+    drift = "drift"
+    quality = "quality"
+    slo = "slo"
 
 
 class ColumnType(str, Enum):
@@ -378,7 +397,7 @@ class DriftSpec:
 class RetrainConfig:
     # labeled production data to learn from: a duration back from now, or null for "since the
     # window of the verdict that asked for retraining began" (monitor.window when there is none)
-    window: str | None = None
+    window: str | None = duration(None)
     recent_weight: int = ranged(2, 1)  # copies of each recent labeled row in the training data
     original_fraction: float = ranged(1.0, 0.0, 1.0)  # share of the original training rows kept
     holdout: float = ranged(0.3, 0.0, 1.0, lo_open=True)  # recent rows kept to judge both models
@@ -388,7 +407,7 @@ class RetrainConfig:
 
 @dataclass
 class MonitorConfig:
-    window: str = "1d"  # how far back from now the prediction log is read (30m, 6h, 1d, ...)
+    window: str = duration("1d")  # how far back from now the prediction log is read (6h, 1d)
     min_rows: int = ranged(100, 1)  # fewer rows (or labels) than this: the check is skipped
     current_sample: int = ranged(100_000, 1)  # window rows compared with the reference
     reference_sample: int = ranged(50_000, 1)  # training rows kept with a version as reference
@@ -398,7 +417,7 @@ class MonitorConfig:
     # also write Evidently's interactive drift and summary report (evidently.html and .json),
     # a few seconds more per run; keel's report.html and the verdict do not need it
     evidently_report: bool = False
-    retrain_on: list[str] = field(default_factory=lambda: ["drift", "quality", "slo"])
+    retrain_on: list[Check] = field(default_factory=lambda: list(Check))  # failed: retrain
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 

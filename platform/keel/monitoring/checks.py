@@ -7,16 +7,27 @@ retraining when a failed check is one of `monitor.retrain_on`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from keel.config.schema import MonitorConfig, SloConfig, Task
+from keel.config.schema import Check, MonitorConfig, SloConfig, Task
 from keel.registry import check_floor
 from keel.training.metrics import evaluate, per_class_recall
 
-PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
+
+class Status(StrEnum):
+    """The outcome of one check, or of the verdict."""
+
+    passed = "pass"
+    failed = "fail"
+    skipped = "skipped"  # too little data to judge: never counted as a pass or a fail
+
+
+PASS, FAIL, SKIPPED = Status.passed, Status.failed, Status.skipped
 INVALID_STATUS = (400, 413, 422)  # the request itself was bad: malformed, too large, invalid
 
 
@@ -116,12 +127,23 @@ def slo(requests: pa.Table, limits: SloConfig) -> dict[str, Any]:
     )
 
 
-def verdict(checks: dict[str, dict], monitor: MonitorConfig) -> dict[str, Any]:
-    failed = [name for name, c in checks.items() if c["status"] == FAIL]
-    return {
-        "status": FAIL if failed else PASS,
-        "failed": failed,
-        "retrain": any(name in monitor.retrain_on for name in failed),
-        "reasons": [f"{name}: {why}" for name in failed for why in checks[name]["failures"]],
-        "checks": checks,
-    }
+@dataclass
+class Judgement:
+    """What the checks add up to (verdict.json's status, failed, retrain, reasons, checks)."""
+
+    status: Status
+    failed: list[Check]  # the failed checks, in verdict order
+    retrain: bool  # a failed check is one of monitor.retrain_on
+    reasons: list[str]  # "check: why", one per failure
+    checks: dict[str, dict[str, Any]]  # each check's status, failures or reason, and numbers
+
+
+def verdict(checks: dict[str, dict], monitor: MonitorConfig) -> Judgement:
+    failed = [Check(name) for name, c in checks.items() if c["status"] == FAIL]
+    return Judgement(
+        status=FAIL if failed else PASS,
+        failed=failed,
+        retrain=any(name in monitor.retrain_on for name in failed),
+        reasons=[f"{n.value}: {why}" for n in failed for why in checks[n.value]["failures"]],
+        checks=checks,
+    )

@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 
 from keel import prediction_log as plog
 from keel import storage
-from keel.config.check import duration_seconds
 from keel.config.schema import KeelConfig, Task
+from keel.durations import duration_seconds
 from keel.errors import KeelError
 from keel.targets import encode_one
 
@@ -39,6 +39,10 @@ class Window:
 
     def to_dict(self) -> dict[str, str]:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Window:
+        return cls(datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"]))
 
 
 def predictions(

@@ -1,6 +1,6 @@
 """`keel monitor`: one version's window of the prediction log against its training data.
 
-The reference is the `reference.parquet` the training job stored with the version (a sample of
+The reference is the file the training job stored with the version (a sample of
 its training rows with the model's own predictions), so monitoring needs neither Ray nor the
 original data source. The window is sampled to `monitor.current_sample` rows before drift is
 computed; feedback joins over the whole window. Writes, under
@@ -11,23 +11,21 @@ verdict.json (README.md, "Monitoring, feedback and retraining"), which `keel ret
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from keel import storage
 from keel.config import KeelConfig
-from keel.config.schema import ColumnType, DatasetConfig, Task
+from keel.config.schema import Check, ColumnType, DatasetConfig, Task
 from keel.errors import KeelError
 from keel.prediction_log import PROBABILITIES, logged_name
-from keel.registry import REFERENCE, ModelVersion, Registry
-from keel.registry.configs import dataset_config
+from keel.registry import ModelVersion, Registry
+from keel.registry.bundle import File, Stored
 from keel.targets import Unknown, encode
 
 from . import checks, report
@@ -54,18 +52,83 @@ class MonitorError(KeelError):
 
 
 @dataclass
+class Verdict:
+    """One monitor run's judgement of a version over a window; verdict.json is its JSON."""
+
+    model: str
+    version: int
+    window: Window
+    rows: int  # predictions the version answered in the window
+    reference_rows: int  # training rows it was compared with
+    files: dict[str, str]  # what the run wrote, by kind (html, json, quality, verdict, ...)
+    judgement: checks.Judgement
+
+    @property
+    def status(self) -> checks.Status:
+        return self.judgement.status
+
+    @property
+    def retrain(self) -> bool:
+        return self.judgement.retrain
+
+    @property
+    def reasons(self) -> list[str]:
+        return self.judgement.reasons
+
+    @property
+    def failed(self) -> list[Check]:
+        return self.judgement.failed
+
+    @property
+    def checks(self) -> dict[str, dict[str, Any]]:
+        return self.judgement.checks
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "window": self.window.to_dict(),
+            "rows": self.rows,
+            "reference_rows": self.reference_rows,
+            "files": self.files,
+            **asdict(self.judgement),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Verdict:
+        try:
+            return cls(
+                model=str(data["model"]),
+                version=int(data["version"]),
+                window=Window.from_dict(data["window"]),
+                rows=int(data["rows"]),
+                reference_rows=int(data.get("reference_rows", 0)),
+                files=dict(data.get("files", {})),
+                judgement=checks.Judgement(
+                    status=checks.Status(data["status"]),
+                    failed=[Check(c) for c in data["failed"]],
+                    retrain=bool(data["retrain"]),
+                    reasons=list(data["reasons"]),
+                    checks=dict(data["checks"]),
+                ),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise MonitorError(f"{where} is not a monitor verdict ({e!r})") from None
+
+
+@dataclass
 class Monitored:
     model: str
     version: int
     window: Window
     rows: int  # predictions this version answered in the window
-    verdict: dict[str, Any]
+    verdict: Verdict
     out_dir: str
     files: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        return self.verdict["status"] == checks.PASS
+        return self.verdict.status == checks.PASS
 
 
 @dataclass
@@ -80,23 +143,24 @@ class Served:
 
     @classmethod
     def load(cls, registry: Registry, mv: ModelVersion) -> Served:
-        if REFERENCE not in mv.files:
+        stored = Stored(registry, mv)
+        if not stored.has(File.reference):
             raise MonitorError(
-                f"{mv.label} has no {REFERENCE} to compare traffic with (versions trained "
+                f"{mv.label} has no {File.reference} to compare traffic with (versions trained "
                 "before monitoring existed): retrain it with keel train"
             )
-        dataset = dataset_config(registry, mv)
-        spec = registry.read_json(mv, "model.json")
+        dataset = stored.dataset()
+        spec = stored.spec()
         skip = {dataset.target, dataset.id_column, dataset.timestamp_column}
         columns = {
             c: dataset.columns[c]
-            for c in spec["input_columns"]
+            for c in spec.input_columns
             if c in dataset.columns
             and c not in skip
             and ColumnType(dataset.columns[c].type) not in _NOT_MONITORED
         }
-        classes = spec["head"].get("labels", [])
-        table = pq.read_table(io.BytesIO(registry.read_bytes(mv, REFERENCE)))
+        classes = spec.head.get("labels", [])
+        table = stored.reference()
         # versions trained before the reference kept class probabilities have none
         kept = [PROBABILITIES] if PROBABILITIES in table.column_names else []
         reference = table.select([*columns, "prediction", *kept]).to_pandas()
@@ -196,18 +260,18 @@ def run(
     if report_skipped:
         quality["report_skipped"] = report_skipped
     slo = checks.slo(requests(cfg.paths.logs, model, window), cfg.slo)
-    verdict = {
-        "model": model,
-        "version": number,
-        "window": window.to_dict(),
-        "rows": logged.num_rows,
-        "reference_rows": len(served.reference),
-        "files": files,
-        **checks.verdict({"drift": drift, "quality": quality, "slo": slo}, cfg.monitor),
-    }
     files["verdict"] = storage.join(out_dir, VERDICT)
-    storage.write_json(files["verdict"], verdict)
-    log.info("monitor %s v%s: %s %s", model, number, verdict["status"], verdict["reasons"])
+    verdict = Verdict(
+        model=model,
+        version=number,
+        window=window,
+        rows=logged.num_rows,
+        reference_rows=len(served.reference),
+        files=files,
+        judgement=checks.verdict({"drift": drift, "quality": quality, "slo": slo}, cfg.monitor),
+    )
+    storage.write_json(files["verdict"], verdict.to_json())
+    log.info("monitor %s v%s: %s %s", model, number, verdict.status, verdict.reasons)
     return Monitored(model, number, window, logged.num_rows, verdict, out_dir, files)
 
 
@@ -225,8 +289,8 @@ def _labeled(
     return frame
 
 
-def latest_verdict(reports: str, model: str) -> tuple[str, dict] | None:
-    """The newest verdict written for a model: (its path, its content)."""
+def latest_verdict(reports: str, model: str) -> tuple[str, Verdict] | None:
+    """The newest verdict written for a model: (its path, the verdict)."""
     root = storage.join(reports, model, "monitor")
     if not storage.exists(root):
         return None
@@ -234,21 +298,20 @@ def latest_verdict(reports: str, model: str) -> tuple[str, dict] | None:
     for run in reversed(runs):  # FileInfo.path has no scheme: rebuild the URI from its name
         path = storage.join(root, run, VERDICT)
         if storage.exists(path):
-            return path, storage.read_json(path)
+            return path, Verdict.from_json(storage.read_json(path), path)
     return None
 
 
 def describe(m: Monitored) -> list[tuple[str, str]]:
     v = m.verdict
-    checks_ = v["checks"]
     rows = [
-        ("verdict", v["status"].upper() + ("  (retraining asked)" if v["retrain"] else "")),
+        ("verdict", v.status.upper() + ("  (retraining asked)" if v.retrain else "")),
         ("window", f"{m.window.start:%Y-%m-%d %H:%M:%S} .. {m.window.end:%H:%M:%S} UTC"),
         ("rows", f"{m.rows:,} predictions of v{m.version}"),
     ]
-    for name, check in checks_.items():
+    for name, check in v.checks.items():
         rows.append((name, _summary(name, check)))
-    rows += [(f"reason {i + 1}", why) for i, why in enumerate(v["reasons"])]
+    rows += [(f"reason {i + 1}", why) for i, why in enumerate(v.reasons)]
     rows += [(f"file {k}", path) for k, path in m.files.items()]
     return rows
 

@@ -34,7 +34,7 @@ from keel.data.split import key_position
 from keel.prediction_log import logged_name
 from keel.quality import PRIMARY, better
 from keel.registry import PromotionRefused, Registry, check_floor
-from keel.registry.configs import version_config
+from keel.registry.bundle import Stored
 from keel.serving.predictor import Predictor
 from keel.targets import Unknown, class_index, decode, encode
 from keel.training.dataset import prepare
@@ -83,7 +83,7 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
         return _decide(record, out, False, why)
     holdout_mask = _holdout(recent["request_id"], settings.holdout, cfg.seed)
     holdout, fresh = recent.filter(holdout_mask), recent.filter(pc.invert(holdout_mask))
-    challenger_cfg = _challenger_config(cfg, version_config(registry, champion), overrides)
+    challenger_cfg = _challenger_config(cfg, Stored(registry, champion).config(), overrides)
     ds = challenger_cfg.dataset
     original = _original_rows(ds, settings.original_fraction, cfg.seed)
     rows = _combined(original, fresh.drop_columns(["request_id"]), settings.recent_weight)
@@ -166,15 +166,15 @@ def _window(cfg: KeelConfig, trigger: dict[str, Any]) -> Window:
 
 def _trigger(cfg: KeelConfig, model: str, force: bool) -> dict[str, Any]:
     latest = latest_verdict(cfg.paths.reports, model)
-    verdict = {"verdict": latest[0], "window": latest[1].get("window")} if latest else {}
+    verdict = {"verdict": latest[0], "window": latest[1].window.to_dict()} if latest else {}
     verdict.setdefault("verdict", None)
     if force:
         return {**verdict, "run": True, "why": "forced (--force)"}
     if latest is None:
         why = f"no monitor verdict for {model} yet: run keel monitor first, or pass --force"
         return {**verdict, "run": False, "why": why}
-    asked = latest[1]["retrain"]
-    why = "; ".join(latest[1]["reasons"]) if asked else "the latest verdict does not ask for it"
+    asked = latest[1].retrain
+    why = "; ".join(latest[1].reasons) if asked else "the latest verdict does not ask for it"
     return {**verdict, "run": asked, "why": why + ("" if asked else " (pass --force to retrain)")}
 
 

@@ -1,6 +1,6 @@
 """`keel monitor --every 10m`: monitor on a schedule and hand retraining to Ray's Jobs API.
 
-Each failing verdict that asks for retraining submits `keel retrain` (jobs/retrain.py with the
+Each failing verdict that asks for retraining submits `keel retrain` (keel.cli.retrain with the
 same overrides) as a Ray job, so retraining runs on the cluster, outlives this process and
 shows in the Ray dashboard's job list. While one retrain job runs, no second one is submitted.
 An embedded local Ray is started with its dashboard, which serves the Jobs API (its agent
@@ -18,8 +18,8 @@ import time
 
 from keel import runtime, submission
 from keel.app import Summary
-from keel.config import KeelConfig, project_root
-from keel.config.check import duration_seconds
+from keel.config import KeelConfig
+from keel.durations import duration_seconds
 from keel.errors import ConfigError
 
 from .monitor import describe, run
@@ -44,7 +44,7 @@ def watch(cfg: KeelConfig, overrides: list[str], every: str, runs: int | None = 
         Summary(
             f"monitor run {done}: {monitored.model} v{monitored.version}", describe(monitored)
         ).show()
-        if monitored.verdict["retrain"]:
+        if monitored.verdict.retrain:
             running = submitted and not client.get_job_status(submitted[-1]).is_terminal()
             if running:
                 log.info("retrain job %s still running; not submitting another", submitted[-1])
@@ -72,8 +72,7 @@ def _dashboard() -> str:
 
 def _submit_retrain(client, overrides: list[str]) -> str:
     # This process's own cluster: its interpreter and project are the cluster's.
-    script = project_root() / "jobs" / "retrain.py"
-    entrypoint = shlex.join([sys.executable, str(script), *overrides])
+    entrypoint = shlex.join([sys.executable, "-m", "keel.cli.retrain", *overrides])
     job = submission.submit(client, entrypoint, entrypoint_num_cpus=0.1)
     log.info("submitted %s as Ray job %s", entrypoint, job)
     return job

@@ -6,9 +6,9 @@ The files and stages are described in README.md, "Training, registry, sweeps".
 the same name here would shadow it.
 """
 
+from .bundle import Bundle, File, ModelSpec, Stored
 from .card import main_metric, model_card
 from .store import (
-    REFERENCE,
     ModelVersion,
     PromotionRefused,
     Registry,
@@ -18,11 +18,14 @@ from .store import (
 )
 
 __all__ = [
-    "REFERENCE",
+    "Bundle",
+    "File",
+    "ModelSpec",
     "ModelVersion",
     "PromotionRefused",
     "Registry",
     "RegistryError",
+    "Stored",
     "check_floor",
     "main_metric",
     "model_card",

@@ -1,6 +1,6 @@
 """The model card: what a version is for, how good it is, where it is weak, and its origins.
 
-Written as MODEL_CARD.md with every version, from the same dicts that are stored beside it.
+Written with every version (bundle.File.card), from the same dicts that are stored beside it.
 Every shape is read defensively (a missing key prints "n/a"), so a card can always be made.
 
 Shapes read:
@@ -158,7 +158,7 @@ def _slices(metrics: dict, main: str | None, gaps: dict[str, float]) -> str:
 
 
 def latency_ms(latency: dict) -> dict[int, float]:
-    """Batch size -> ms per row (latency.json: {"ms_per_row": {"1": x, ...}, ...})."""
+    """Batch size -> ms per row (the latency profile: {"ms_per_row": {"1": x, ...}, ...})."""
     rows = _dict(latency.get("ms_per_row"))
     return {int(k): float(v) for k, v in rows.items() if str(k).isdigit() and _is_num(v)}
 

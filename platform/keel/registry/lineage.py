@@ -1,6 +1,6 @@
 """Where a model version came from: config hash, data fingerprint, code and package versions.
 
-Stored as lineage.json next to the weights so a version can be reproduced, or its difference
+Stored with the weights (bundle.File.lineage) so a version can be reproduced, or its difference
 from another version explained, without the run that made it.
 """
 

@@ -13,31 +13,27 @@ it, so a corrupted or replaced file is an error naming the file, never a silentl
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.fs as pafs
 
 from keel import storage
-from keel.errors import KeelError
+from keel.errors import RegistryError
 from keel.quality import LOWER_IS_BETTER  # which way each test metric improves
 
+from .bundle import Content, File
 from .lineage import now
-
-Content = bytes | str | Callable[[int], bytes | str]  # a callable gets the version number
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "version.json"
-REFERENCE = "reference.parquet"  # sampled training rows + predictions: monitoring's reference
 STAGES = "stages.json"
 STAGE_NAMES = ("production", "staging")  # always present in stages(); others may be added
 STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a dead writer
@@ -46,10 +42,6 @@ STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _STAGE = re.compile(r"[a-z][a-z0-9_-]*")
 _REF = re.compile(r"[vV]?(\d+)")
-
-
-class RegistryError(KeelError):
-    """A missing model, version or stage, a damaged version, or a refused stage change."""
 
 
 class PromotionRefused(RegistryError):
@@ -245,27 +237,6 @@ class Registry:
         except ValueError as e:
             raise RegistryError(f"{mv.uri(name)} is not valid JSON ({e})") from None
 
-    def load_state_dict(self, mv: ModelVersion) -> dict:
-        """The weights, loaded with weights_only=True: a model file can never run code."""
-        import pickle
-
-        import torch
-
-        data = self.read_bytes(mv, "model.pt")
-        try:
-            state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-        except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RegistryError(
-                f"{mv.uri('model.pt')} is not a plain torch state dict; refusing to load it "
-                f"(weights_only=True: {first})"
-            ) from None
-        if not isinstance(state, dict):
-            raise RegistryError(
-                f"{mv.uri('model.pt')} holds a {type(state).__name__}, not a state dict"
-            )
-        return state
-
     # ---------------------------------------------------------------------- writing
 
     def register(
@@ -365,9 +336,9 @@ class Registry:
         """Why this version misses the quality floor; empty when it passes (or no floor)."""
         if not floor:
             return []
-        if "metrics.json" not in mv.files:
-            return [f"{mv.label} has no metrics.json to check against slo.quality_floor"]
-        return check_floor(self.read_json(mv, "metrics.json"), floor)
+        if File.metrics not in mv.files:
+            return [f"{mv.label} has no {File.metrics} to check against slo.quality_floor"]
+        return check_floor(self.read_json(mv, File.metrics), floor)
 
     def promote(
         self,

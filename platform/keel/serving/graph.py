@@ -8,13 +8,15 @@ from typing import Any
 
 from ray.serve import Application
 
-from keel.config import KeelConfig, from_dict, to_dict
+from keel.config import KeelConfig, from_dict
 from keel.errors import ConfigError
 from keel.registry import Registry
+from keel.registry.bundle import Stored
 
 from . import autoscale
 from .ingress import Ingress
 from .model_server import ModelServer
+from .settings import ServeSettings
 
 # A log line per request costs throughput and drowns the job's output; keel logs predictions.
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}
@@ -29,8 +31,7 @@ def model_options(cfg: KeelConfig, registry: Registry) -> dict[str, dict[str, An
         raise ConfigError("serve.models is empty: name at least one registry model to serve")
     out = {}
     for model, served in cfg.serve.models.items():
-        mv = registry.get(model, served.version)
-        profile = registry.read_json(mv, "latency.json") if "latency.json" in mv.files else {}
+        profile = Stored.get(registry, model, served.version).latency()
         actor = {"num_cpus": cfg.serve.replica_cpus}
         if cfg.serve.replica_gpus:
             actor["num_gpus"] = cfg.serve.replica_gpus
@@ -75,28 +76,12 @@ def deployments(cfg: KeelConfig, registry: Registry) -> list[dict[str, Any]]:
     return [ingress] if cfg.serve.fused else [*models.values(), ingress]
 
 
-def settings(cfg: KeelConfig) -> dict[str, Any]:
-    s = cfg.serve
-    return {
-        "logs": cfg.paths.logs,
-        "max_rows_per_request": s.max_rows_per_request,
-        "max_body_bytes": s.max_body_bytes,
-        "auth_token_env": s.auth_token_env,
-        "log": to_dict(s.log),
-        # what a ModelRunner takes after the model name, in a deployment or in the ingress
-        "runners": {
-            model: [to_dict(served), cfg.paths.registry, to_dict(s.batching), s.reload_seconds]
-            for model, served in s.models.items()
-        },
-    }
-
-
 def application(cfg: KeelConfig) -> Application:
     options = {o["name"]: o for o in deployments(cfg, Registry(cfg.paths.registry))}
-    shared = settings(cfg)
+    shared = ServeSettings.from_config(cfg)
     servers = {
-        model: ModelServer.options(**options[f"model-{model}"]).bind(model, *args)
-        for model, args in shared["runners"].items()
+        model: ModelServer.options(**options[f"model-{model}"]).bind(runner)
+        for model, runner in shared.runners.items()
         if not cfg.serve.fused
     }
     return Ingress.options(**options["Ingress"]).bind(servers, shared)

@@ -34,6 +34,7 @@ from .api import Rejected, build_api
 from .metrics import ServeMetrics
 from .model_server import ModelRunner
 from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model
+from .settings import ServeSettings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -50,18 +51,18 @@ def _too_large(limit: int) -> Rejected:
 @serve.deployment(name="Ingress")
 @serve.ingress()
 class Ingress:
-    async def __init__(self, servers: dict[str, DeploymentHandle], settings: dict) -> None:
+    async def __init__(self, servers: dict[str, DeploymentHandle], settings: ServeSettings) -> None:
         self.settings = settings
         self.servers: dict[str, DeploymentHandle | ModelRunner] = servers or {
-            model: ModelRunner(model, *args) for model, args in settings["runners"].items()
+            model: ModelRunner(runner) for model, runner in settings.runners.items()
         }
-        logs = settings["logs"]
+        logs = settings.logs
         self.requests, self.logs, self.request_logs = {}, {}, {}
         for model in self.servers:
             contract = await self._call(model, "contract")
             columns = {c: ColumnSpec(**s) for c, s in contract["columns"].items()}
             instance = instance_model(model, columns, set(contract["required"]))
-            self.requests[model] = request_model(model, instance, settings["max_rows_per_request"])
+            self.requests[model] = request_model(model, instance, settings.max_rows_per_request)
             self.logs[model] = self._buffer(
                 plog.predictions_dir(logs, model), plog.prediction_schema(columns)
             )
@@ -71,7 +72,7 @@ class Ingress:
         self.feedback = self._buffer(plog.feedback_dir(logs), plog.FEEDBACK_SCHEMA)
         for buffer in self._all_logs():  # rows a killed replica spooled on this machine
             buffer.adopt()
-        self.token = _token(settings.get("auth_token_env"))
+        self.token = _token(settings.auth_token_env)
         self.metrics = ServeMetrics()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_when_due())
 
@@ -86,13 +87,13 @@ class Ingress:
     # ------------------------------------------------------------------ the logs
 
     def _buffer(self, directory: str, schema: pa.Schema) -> plog.ParquetLog:
-        flush = self.settings["log"]
+        flush = self.settings.log
         return plog.ParquetLog(
             directory,
             schema,
-            flush["flush_rows"],
-            flush["flush_seconds"],
-            flush["spool"] or plog.default_spool(),
+            flush.flush_rows,
+            flush.flush_seconds,
+            flush.spool or plog.default_spool(),
         )
 
     def _all_logs(self) -> list[plog.ParquetLog]:
@@ -123,7 +124,7 @@ class Ingress:
     # ------------------------------------------------------------------ requests
 
     async def _body(self, request: Request) -> Any:
-        limit = self.settings["max_body_bytes"]
+        limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)

@@ -14,7 +14,6 @@ import logging
 import random
 from typing import Any
 
-from omegaconf import OmegaConf
 from ray import serve
 
 from keel.config import to_dict
@@ -24,6 +23,7 @@ from keel.registry import Registry
 from keel.registry.store import version_number
 
 from .predictor import Predictor
+from .settings import RunnerSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,10 @@ class ModelRunner:
     """A model's versions in this process: in its own deployment (ModelServer) or inside each
     ingress replica (serve.fused)."""
 
-    def __init__(
-        self, model: str, served: dict, registry: str, batching: dict, reload_seconds: float
-    ) -> None:
-        self.model = model
-        self.served: ServedModel = OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(ServedModel), served)
-        )
-        self.registry = Registry(registry)
+    def __init__(self, runner: RunnerSettings) -> None:
+        self.model = runner.model
+        self.served: ServedModel = runner.served
+        self.registry = Registry(runner.registry)
         self.refs = {
             "primary": self.served.version,
             "canary": self.served.canary.version if self.served.canary.percent > 0 else None,
@@ -51,10 +47,10 @@ class ModelRunner:
             v: self._load(ref) if ref is not None else None for v, ref in self.refs.items()
         }
         self.errors: dict[str, str] = {}
-        self._batched.set_max_batch_size(batching["max_batch_size"])
-        self._wait_s = batching["wait_ms"] / 1000
+        self._batched.set_max_batch_size(runner.batching.max_batch_size)
+        self._wait_s = runner.batching.wait_ms / 1000
         self._in_flight = 0  # predict calls not yet answered, this one included
-        self._reload_seconds = reload_seconds
+        self._reload_seconds = runner.reload_seconds
         self._watch: asyncio.Task | None = None
 
     def _follow_stages(self) -> None:

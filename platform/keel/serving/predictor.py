@@ -17,9 +17,10 @@ import torch
 from keel.config.schema import DatasetConfig, PostprocessConfig
 from keel.data.batch import Batch
 from keel.features import FeaturePipeline
-from keel.models import Head, build, predict
+from keel.models import Head
+from keel.models.family import ModelFamily, family
 from keel.registry import ModelVersion, Registry
-from keel.registry.configs import dataset_config
+from keel.registry.bundle import File, Stored
 
 from .postprocess import Postprocessor
 
@@ -31,7 +32,8 @@ class Predictor:
     version: ModelVersion
     dataset: DatasetConfig  # the training data's schema: what a request must look like
     features: FeaturePipeline
-    network: torch.nn.Module
+    family: ModelFamily
+    model: Any  # the family's fitted model
     head: Head
     post: Postprocessor
     latency: dict  # the registry's latency profile of this version
@@ -45,20 +47,21 @@ class Predictor:
         postprocess: PostprocessConfig | None = None,
         device: str | None = None,
     ) -> Predictor:
-        mv = registry.get(model, ref)
-        spec = registry.read_json(mv, "model.json")
-        head = Head(**spec["head"])
-        network = build(spec["model"], spec["in_features"], head.outputs)
-        network.load_state_dict(registry.load_state_dict(mv))
+        stored = Stored.get(registry, model, ref)
+        spec = stored.spec()
+        head = Head(**spec.head)
+        fam = family(spec.family)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        network.to(device).eval()
-        dataset = dataset_config(registry, mv)
+        fitted = fam.load(
+            spec.model, spec.in_features, head, stored.weights(), stored.uri(File.weights), device
+        )
         where = f"serve.models.{model}.postprocess"
         post = Postprocessor(postprocess or PostprocessConfig(), head, where)
-        latency = registry.read_json(mv, "latency.json") if "latency.json" in mv.files else {}
-        features = FeaturePipeline.from_state(registry.read_json(mv, "features.json"))
-        log.info("loaded %s on %s", mv.label, device)
-        return cls(mv, dataset, features, network, head, post, latency)
+        features = FeaturePipeline.from_state(stored.features())
+        log.info("loaded %s on %s", stored.version.label, device)
+        return cls(
+            stored.version, stored.dataset(), features, fam, fitted, head, post, stored.latency()
+        )
 
     @property
     def request_columns(self) -> dict:
@@ -67,7 +70,7 @@ class Predictor:
 
     def predict(self, rows: Batch) -> np.ndarray:
         """Raw predictions: P(positive) for binary, class probabilities, or the value."""
-        return predict(self.network, self.head, self.features.transform(rows))
+        return self.family.predict(self.model, self.head, self.features.transform(rows))
 
     def predict_rows(self, rows: list[dict]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         raw = self.predict(rows)

@@ -4,29 +4,33 @@ trivial baseline, and the in-process latency profile that serving sizes autoscal
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 from keel.config.schema import DatasetConfig, Task
 from keel.features import FeaturePipeline
-from keel.models import Head, predict
+from keel.models import Head
 from keel.quality import PRIMARY
+from keel.targets import Unknown, encode
 
 from . import metrics
 
 LATENCY_BATCHES = (1, 32, 256)
 
 
+Predict = Callable[[np.ndarray], np.ndarray]  # a fitted model: feature matrix -> raw predictions
+
+
 def evaluate(
-    model: torch.nn.Module, head: Head, test, dataset: DatasetConfig, y_train: np.ndarray
+    predict: Predict, head: Head, test, dataset: DatasetConfig, y_train: np.ndarray
 ) -> dict[str, Any]:
-    """Metrics of `model` on the encoded test dataset (columns: features, y, slice columns)."""
+    """Metrics of a fitted model on the encoded test dataset (columns: features, y, slices)."""
     y, pred, slices = [], [], {c: [] for c in dataset.slices}
     for batch in test.iter_batches(batch_format="numpy", batch_size=65_536):
         y.append(batch["y"])
-        pred.append(predict(model, head, batch["features"].astype(np.float32)))
+        pred.append(predict(batch["features"].astype(np.float32)))
         for c in slices:
             slices[c].append(batch[c])
     y_all, pred_all = _targets(head, np.concatenate(y)), np.concatenate(pred)
@@ -46,30 +50,27 @@ def evaluate(
 
 
 def _targets(head: Head, y: np.ndarray) -> np.ndarray:
-    """Targets in the form the metrics take: class index, or the raw regression value."""
-    if head.task == Task.regression:
-        return np.asarray(y, np.float64)
-    return head.encode(y).astype(np.int64)
+    """Targets in the form the metrics take: class index (-1, which they refuse, for a class
+    the head never saw), or the raw regression value."""
+    encoded = encode(np.asarray(y).tolist(), head.task, head.labels, Unknown.minus_one)
+    return encoded if head.task == Task.regression else encoded.astype(np.int64)
 
 
-@torch.no_grad()
 def latency_profile(
-    model: torch.nn.Module,
-    head: Head,
+    predict: Predict,
     features: FeaturePipeline,
     rows: list[dict],
     repeats: int = 20,
 ) -> dict[str, dict[str, float]]:
     """Median in-process time of features + model on raw JSON-like rows, per batch size:
     {"device", "ms_per_batch": {"1": ..., "32": ..., "256": ...}, "ms_per_row": {...}}."""
-    model.eval()
     profile = {"device": "cpu", "ms_per_batch": {}, "ms_per_row": {}}
     for size in LATENCY_BATCHES:
         batch = (rows * (size // max(len(rows), 1) + 1))[:size]
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            predict(model, head, features.transform(batch))
+            predict(features.transform(batch))
             times.append(time.perf_counter() - started)
         ms = float(np.median(times) * 1000)
         profile["ms_per_batch"][str(size)] = ms

@@ -21,6 +21,9 @@ import torch
 from keel.models import Head, build
 
 FEATURES, TARGET = "features", "target"
+# A Train checkpoint's files: this loop writes them each report and reads them on a restart;
+# training/run.py reads the best weights and the history from the last one.
+CURRENT, OPTIMIZER, BEST, PROGRESS = "current.pt", "optimizer.pt", "best.pt", "progress.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -65,10 +68,10 @@ def train_loop(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:  # a restarted run (worker failure) continues where it stopped
         with checkpoint.as_directory() as d:
-            _unwrap(model).load_state_dict(torch.load(f"{d}/model.pt", weights_only=True))
-            optimizer.load_state_dict(torch.load(f"{d}/optimizer.pt", weights_only=True))
-            best_state = torch.load(f"{d}/best.pt", weights_only=True)
-            with open(f"{d}/progress.json") as f:
+            _unwrap(model).load_state_dict(torch.load(f"{d}/{CURRENT}", weights_only=True))
+            optimizer.load_state_dict(torch.load(f"{d}/{OPTIMIZER}", weights_only=True))
+            best_state = torch.load(f"{d}/{BEST}", weights_only=True)
+            with open(f"{d}/{PROGRESS}") as f:
                 progress = json.load(f)
             progress["resumed_from"] = progress["epoch"]
 
@@ -210,9 +213,9 @@ def _report(metrics, model, optimizer, best_state, progress) -> None:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save(_unwrap(model).state_dict(), os.path.join(d, "model.pt"))
-        torch.save(optimizer.state_dict(), os.path.join(d, "optimizer.pt"))
-        torch.save(best_state, os.path.join(d, "best.pt"))
-        with open(os.path.join(d, "progress.json"), "w") as f:
+        torch.save(_unwrap(model).state_dict(), os.path.join(d, CURRENT))
+        torch.save(optimizer.state_dict(), os.path.join(d, OPTIMIZER))
+        torch.save(best_state, os.path.join(d, BEST))
+        with open(os.path.join(d, PROGRESS), "w") as f:
             json.dump(progress, f)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))

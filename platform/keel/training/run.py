@@ -4,25 +4,27 @@ registers its best trial's weights."""
 
 from __future__ import annotations
 
-import io
+import functools
 import json
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import torch
 
 from keel import storage
 from keel.config import KeelConfig, to_dict, to_yaml
-from keel.models import build, predict, score
+from keel.config.schema import Family
+from keel.models import score
+from keel.models.family import family
 from keel.models.infer import probabilities
 from keel.prediction_log import PROBABILITIES
-from keel.registry import REFERENCE, ModelVersion, Registry, model_card, register_candidate
+from keel.registry import ModelVersion, Registry, register_candidate
+from keel.registry.bundle import Bundle, ModelSpec
 from keel.registry.lineage import lineage
 
 from .dataset import Prepared, prepare
-from .evaluate import evaluate, latency_profile
+from .evaluate import Predict, evaluate, latency_profile
+from .loop import BEST, PROGRESS
 from .progress import reporter
 from .trainer import trainer
 
@@ -51,8 +53,8 @@ def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = Non
 def from_checkpoint(cfg: KeelConfig, checkpoint) -> tuple[dict, list[dict], str]:
     """A training checkpoint's best weights so far, its per-epoch history, and its path."""
     with checkpoint.as_directory() as d:
-        best = torch.load(f"{d}/best.pt", weights_only=True)
-        with open(f"{d}/progress.json") as f:
+        best = torch.load(f"{d}/{BEST}", weights_only=True)
+        with open(f"{d}/{PROGRESS}") as f:
             history = json.load(f)["history"]
     return best, history, storage.same_scheme(cfg.paths.checkpoints, checkpoint.path)
 
@@ -69,71 +71,57 @@ def register(
 ) -> Trained:
     """Evaluate trained weights on the test split, profile latency and register a version."""
     model_name = cfg.dataset.name
-    model = build(to_dict(cfg.model), len(data.features.output_columns), data.head.outputs)
-    model.load_state_dict(best)
-    metrics = evaluate(model, data.head, data.datasets["test"], cfg.dataset, data.y_train)
+    fam = family(Family.torch)
+    spec = ModelSpec(
+        model=to_dict(cfg.model),
+        in_features=len(data.features.output_columns),
+        head=data.head.to_state(),
+        input_columns=data.features.input_columns,
+        family=fam.name,
+    )
+    fitted = fam.build(spec.model, spec.in_features, data.head)
+    fitted.load_state_dict(best)
+    predict = functools.partial(fam.predict, fitted, data.head)
+    metrics = evaluate(predict, data.head, data.datasets["test"], cfg.dataset, data.y_train)
     metrics["history"] = history
-    latency = latency_profile(model, data.head, data.features, data.sample_rows)
-    reference = with_predictions(data.reference, model, data)
     registry = Registry(cfg.paths.registry)
     parent = _production(registry, model_name)
     config = to_dict(cfg)
-    lin = lineage(
+    bundle = Bundle.with_card(
+        model_name,
         config,
-        data_fingerprint=data.fingerprint,
-        seed=cfg.train.seed,
-        parent=parent,
-        rows=len(data.y_train),
-    )
-    files = {
-        "model.pt": _tensor_bytes(best),
-        "model.json": json.dumps(
-            {
-                "model": to_dict(cfg.model),
-                "in_features": len(data.features.output_columns),
-                "head": data.head.to_state(),
-                "input_columns": data.features.input_columns,
-            },
-            indent=2,
+        spec=spec,
+        weights=fam.save(best),
+        features=data.features.to_state(),
+        config=to_yaml(cfg),
+        metrics=metrics,
+        lineage=lineage(
+            config,
+            data_fingerprint=data.fingerprint,
+            seed=cfg.train.seed,
+            parent=parent,
+            rows=len(data.y_train),
         ),
-        "features.json": json.dumps(data.features.to_state()),
-        "config.yaml": to_yaml(cfg),
-        "metrics.json": json.dumps(metrics, indent=2, default=_number),
-        "lineage.json": json.dumps(lin, indent=2),
-        "latency.json": json.dumps(latency, indent=2),
-        REFERENCE: storage.parquet_bytes(reference),
-    }
-    files["MODEL_CARD.md"] = lambda v: model_card(model_name, v, config, metrics, lin, latency)
-    mv, promoted = register_candidate(
-        registry, model_name, files, dict(cfg.slo.quality_floor), parent
+        latency=latency_profile(predict, data.features, data.sample_rows),
+        reference=with_predictions(data.reference, predict, data),
     )
-    return Trained(mv, promoted, metrics, history, latency, checkpoint_path)
+    mv, promoted = register_candidate(
+        registry, model_name, bundle.files(), dict(cfg.slo.quality_floor), parent
+    )
+    return Trained(mv, promoted, metrics, history, bundle.latency, checkpoint_path)
 
 
-def with_predictions(rows: pa.Table, model: torch.nn.Module, data: Prepared) -> pa.Table:
+def with_predictions(rows: pa.Table, predict: Predict, data: Prepared) -> pa.Table:
     """Raw rows plus the model's logged score and class probabilities, as the prediction log
     would hold them: the reference that monitoring compares live traffic (inputs and
     predictions) with, and whose multiclass quality it computes from the probabilities."""
-    raw = predict(model, data.head, data.features.transform(rows))
+    raw = predict(data.features.transform(rows))
     rows = rows.append_column("prediction", pa.array(score(raw)))
     return rows.append_column(PROBABILITIES, probabilities(raw))
 
 
 def _production(registry: Registry, model: str) -> int | None:
     return registry.stages(model).get("production") if model in registry.models() else None
-
-
-def _tensor_bytes(state: dict) -> bytes:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
-def _number(value: Any) -> Any:
-    """JSON fallback for numpy scalars in metrics and history."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {value!r}")
 
 
 def describe(out: Trained) -> list[tuple[str, str]]:

@@ -1,15 +1,18 @@
-"""A Ray Train (V2) TorchTrainer from the train config: scaling, failures, checkpoints."""
+"""A Ray Train (V2) trainer from the train config: scaling, failures, checkpoints. The model
+family names the trainer class and the loop each worker runs (keel.models.family)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
 from keel.config import KeelConfig, to_dict
+from keel.config.schema import Family
 from keel.models import Head
+from keel.models.family import family
 from keel.runtime import worker_env
 
-from .loop import train_loop
 from .plan import Plan, plan
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,12 @@ def split_datasets(num_workers: int) -> list[str]:
     return ["train"] if num_workers > 1 else []
 
 
+def resolve(dotted: str) -> Any:
+    """The object a dotted path names ("package.module.name")."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def trainer(
     cfg: KeelConfig,
     datasets: dict,
@@ -51,8 +60,8 @@ def trainer(
     extra_callbacks: list | None = None,
 ):
     import ray.train
-    from ray.train.torch import TorchTrainer
 
+    fam = family(Family.torch)
     gpu = use_gpu(cfg.train.use_gpu)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if gpu else {})}
     scaling = ray.train.ScalingConfig(
@@ -78,8 +87,8 @@ def trainer(
         cfg.train.cpus_per_worker,
         schedule.describe(),
     )
-    return TorchTrainer(
-        train_loop,
+    return resolve(fam.trainer)(
+        resolve(fam.worker_loop),
         train_loop_config=loop_config(cfg, in_features, head, schedule),
         scaling_config=scaling,
         run_config=run,
