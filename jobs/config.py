@@ -1,12 +1,6 @@
-"""Print the composed, resolved config with overrides applied."""
+"""`keel config` as a script: python jobs/config.py ARGS runs keel/cli/config.py."""
 
-from keel.app import main
-from keel.config import KeelConfig, to_yaml
-
-
-def show(cfg: KeelConfig) -> None:
-    print(to_yaml(cfg), end="")
-
+from keel.cli.config import command
 
 if __name__ == "__main__":
-    main(show)
+    command()

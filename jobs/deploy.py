@@ -1,22 +1,6 @@
-"""Write the Ray Serve config file for `serve deploy` on a cluster (or `serve run` here)."""
+"""`keel deploy` as a script: python jobs/deploy.py ARGS runs keel/cli/deploy.py."""
 
-from keel.app import Summary, main
-from keel.config import KeelConfig
-from keel.serving import deploy
-
-
-def deploy_job(cfg: KeelConfig) -> Summary:
-    written = deploy.write(cfg)
-    summary = Summary(f"wrote the Serve config for {cfg.serve.app_name}")
-    summary.add("file", written.path)
-    for model, versions in written.versions.items():
-        summary.add(model, versions)
-    summary.add("deploy", deploy.DEPLOY_COMMAND.format(path=written.path))
-    summary.add("run here", deploy.RUN_COMMAND.format(path=written.path))
-    if env := cfg.serve.auth_token_env:
-        summary.add("auth", f"set {env} on every Ray node; the token is not in the file")
-    return summary
-
+from keel.cli.deploy import command
 
 if __name__ == "__main__":
-    main(deploy_job)
+    command()

@@ -1,28 +1,6 @@
-"""Drift, quality and SLO report over a window of the prediction log (exit 1 when it fails).
+"""`keel monitor` as a script: python jobs/monitor.py ARGS runs keel/cli/monitor.py."""
 
-keel monitor experiment=churn [monitor.window=6h]
-keel monitor experiment=churn --every 10m [--runs N]   # watch; failing verdicts submit
-                                                       # keel retrain as a Ray job
-"""
-
-import sys
-
-from keel.app import Summary, main, split_flags
-from keel.config import KeelConfig
-from keel.monitoring.monitor import describe, run
-
-
-def monitor_job(cfg: KeelConfig) -> Summary:
-    monitored = run(cfg)
-    title = f"monitor {monitored.model} v{monitored.version}"
-    return Summary(title, describe(monitored), exit_code=0 if monitored.passed else 1)
-
+from keel.cli.monitor import command
 
 if __name__ == "__main__":
-    flags, overrides = split_flags(sys.argv[1:], {"--every": str, "--runs": int})
-    if "--every" in flags:
-        from keel.monitoring.schedule import watch
-
-        main(lambda cfg: watch(cfg, overrides, flags["--every"], flags.get("--runs")), overrides)
-    else:
-        main(monitor_job, overrides)
+    command()

@@ -1,12 +1,6 @@
-"""The whole loop end to end on the demo (what `make demo` runs): train, serve, drift, retrain.
+"""`keel pipeline` as a script: python jobs/pipeline.py ARGS runs keel/cli/pipeline.py."""
 
-keel pipeline [overrides]     # e.g. paths.root=/tmp/demo dataset.source.rows=5000
-"""
-
-import sys
-
-from keel.app import main
-from keel.pipeline import pipeline
+from keel.cli.pipeline import command
 
 if __name__ == "__main__":
-    main(lambda cfg: pipeline(sys.argv[1:]))
+    command()

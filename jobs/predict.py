@@ -1,14 +1,6 @@
-"""Batch inference over a dataset with Ray Data, written to parquet."""
+"""`keel predict` as a script: python jobs/predict.py ARGS runs keel/cli/predict.py."""
 
-from keel.app import Summary, main
-from keel.config import KeelConfig
-from keel.serving.batch import describe, predict_dataset
-
-
-def predict(cfg: KeelConfig) -> Summary:
-    out = predict_dataset(cfg)
-    return Summary(f"predicted {out.rows:,} rows with {out.version}", describe(out))
-
+from keel.cli.predict import command
 
 if __name__ == "__main__":
-    main(predict)
+    command()

@@ -1,23 +1,6 @@
-"""Retrain on recent labeled traffic; promote the challenger only if it beats the champion.
+"""`keel retrain` as a script: python jobs/retrain.py ARGS runs keel/cli/retrain.py."""
 
-keel retrain experiment=churn            # runs when the latest monitor verdict asks for it
-keel retrain experiment=churn --force    # runs anyway
-"""
-
-import sys
-
-from keel import runtime
-from keel.app import Summary, main, split_flags
-from keel.config import KeelConfig
-from keel.monitoring.retrain import describe, retrain
-
-
-def retrain_job(cfg: KeelConfig, overrides: list[str], force: bool) -> Summary:
-    runtime.ensure(cfg)
-    decision = retrain(cfg, overrides, force)
-    return Summary(f"retrain {decision.model}", describe(decision))
-
+from keel.cli.retrain import command
 
 if __name__ == "__main__":
-    flags, overrides = split_flags(sys.argv[1:], {"--force": bool})
-    main(lambda cfg: retrain_job(cfg, overrides, "--force" in flags), overrides)
+    command()

@@ -1,33 +1,6 @@
-"""Serve the models of serve.models over HTTP with Ray Serve until interrupted (Ctrl-C)."""
+"""`keel serve` as a script: python jobs/serve.py ARGS runs keel/cli/serve.py."""
 
-import signal
-import threading
-
-from keel import prediction_log
-from keel.app import Summary, main
-from keel.config import KeelConfig
-from keel.serving import service
-
-
-def serve_job(cfg: KeelConfig) -> Summary:
-    try:
-        base = service.start(cfg)
-    except KeyboardInterrupt:  # interrupted while deploying: leave nothing half-deployed
-        service.stop(cfg)
-        raise
-    started = Summary(f"serving {cfg.serve.app_name} at {base} (Ctrl-C to stop)")
-    for model, served in cfg.serve.models.items():
-        started.add(model, f"POST {base}/v1/models/{model}:predict  ({served.version})")
-    started.add("API docs", f"{base}/docs")
-    started.add("prediction log", prediction_log.predictions_dir(cfg.paths.logs, "<model>"))
-    started.show()
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
-    service.stop(cfg)
-    return Summary("stopped: logs flushed").add("logs", cfg.paths.logs)
-
+from keel.cli.serve import command
 
 if __name__ == "__main__":
-    main(serve_job)
+    command()

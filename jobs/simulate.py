@@ -1,18 +1,6 @@
-"""Send generated traffic (drift knobs in dataset.source.drift) to a running app, then its labels.
+"""`keel simulate` as a script: python jobs/simulate.py ARGS runs keel/cli/simulate.py."""
 
-keel simulate experiment=churn simulate.rows=5000 dataset.source.drift.concept=1
-"""
-
-from keel.app import Summary, main
-from keel.config import KeelConfig
-from keel.traffic import describe, simulate
-
-
-def simulate_job(cfg: KeelConfig) -> Summary:
-    traffic = simulate(cfg)
-    title = f"sent {traffic.rows_sent:,} rows to {traffic.model} at {traffic.url}"
-    return Summary(title, describe(traffic))
-
+from keel.cli.simulate import command
 
 if __name__ == "__main__":
-    main(simulate_job)
+    command()

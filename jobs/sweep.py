@@ -1,30 +1,6 @@
-"""Ray Tune sweep over the sweep config's search space; registers the best trial's config."""
+"""`keel sweep` as a script: python jobs/sweep.py ARGS runs keel/cli/sweep.py."""
 
-from keel import runtime, tracking
-from keel.app import Summary, main
-from keel.config import KeelConfig, to_dict
-from keel.training.run import describe
-from keel.training.sweep import sweep
-
-
-def sweep_job(cfg: KeelConfig) -> Summary:
-    runtime.ensure(cfg)
-    result = sweep(cfg)
-    t = result.trained
-    run_dir = tracking.log_training(
-        cfg, to_dict(cfg), t.history, t.metrics, t.version.version, t.promoted
-    )
-    s = Summary(f"sweep of {cfg.dataset.name}: {len(result.table)} trials")
-    for _, row in result.table.head(10).iterrows():
-        params = ", ".join(f"{k}={row[k]:.4g}" for k in cfg.sweep.space if k in row)
-        s.add(f"  {row['trial_id']}", f"{cfg.sweep.metric}={row[cfg.sweep.metric]:.4f}  {params}")
-    s.add("best", ", ".join(f"{k}={v:.4g}" for k, v in result.best_params.items()))
-    s.add("results", result.results_path)
-    s.rows += [(f"registered: {k}", v) for k, v in describe(t)]
-    if run_dir:
-        s.add("wandb run", f"{run_dir} (upload later: wandb sync)")
-    return s
-
+from keel.cli.sweep import command
 
 if __name__ == "__main__":
-    main(sweep_job)
+    command()

@@ -1,16 +1,6 @@
-"""Load the dataset, validate it, write the validation report and the quarantine."""
+"""`keel validate` as a script: python jobs/validate.py ARGS runs keel/cli/validate.py."""
 
-from keel import runtime
-from keel.app import Summary, main
-from keel.config import KeelConfig
-from keel.data.validation import describe, validate_source
-
-
-def validate(cfg: KeelConfig) -> Summary:
-    runtime.ensure(cfg)
-    report = validate_source(cfg.dataset, cfg.paths.reports).report
-    return Summary(f"validated dataset '{cfg.dataset.name}'", describe(report))
-
+from keel.cli.validate import command
 
 if __name__ == "__main__":
-    main(validate)
+    command()

@@ -27,6 +27,7 @@ FORWARDED_ENV = (
     "WANDB_DIR",
     "WANDB_SILENT",
     "KEEL_PROJECT_ROOT",
+    "KEEL_CONFIG_DIR",  # a config tree outside the project (same machine only)
     "KEEL_MODEL_MODULES",  # where a model config's _target_ may import from
     "AWS_ENDPOINT_URL",
     "AWS_REGION",
@@ -42,10 +43,12 @@ def worker_env(cfg: KeelConfig) -> dict[str, str]:
 
 
 def cluster_env(cfg: KeelConfig) -> dict[str, str]:
-    """The worker env for jobs and apps sent to a cluster: less KEEL_PROJECT_ROOT, a directory
-    on this machine (submitted jobs bring their own project as their working_dir)."""
+    """The worker env for jobs and apps sent to a cluster: less KEEL_PROJECT_ROOT and
+    KEEL_CONFIG_DIR, directories on this machine (submitted jobs bring their own project, conf/
+    included, as their working_dir)."""
     env = worker_env(cfg)
     env.pop("KEEL_PROJECT_ROOT", None)
+    env.pop("KEEL_CONFIG_DIR", None)
     return env
 
 

@@ -335,14 +335,14 @@ def serve_note(inf: Inference, task: Task) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def paths(root: Path, name: str) -> dict[str, Path]:
-    """group -> conf/<group>/<name>.yaml under the project root."""
-    return {g: root / "conf" / g / f"{name}.yaml" for g in GROUPS}
+def paths(conf: Path, name: str) -> dict[str, Path]:
+    """group -> <group>/<name>.yaml under the config tree (keel.config.conf_dir())."""
+    return {g: conf / g / f"{name}.yaml" for g in GROUPS}
 
 
-def render(inf: Inference, origin: Origin, root: Path) -> dict[Path, str]:
-    """The three files' paths and text."""
-    where = paths(root, inf.name)
+def render(inf: Inference, origin: Origin, conf: Path) -> dict[Path, str]:
+    """The three files' paths (under the config tree `conf`) and text."""
+    where = paths(conf, inf.name)
     return {
         where["dataset"]: render_dataset(inf, origin),
         where["features"]: render_features(inf),

@@ -1,8 +1,9 @@
 """Jobs on a Ray cluster through Ray's Jobs API: `keel submit JOB` and `keel jobs`.
 
-A submitted job is `python jobs/JOB.py OVERRIDES` run on the cluster, with this project as its
-working_dir (conf/ and jobs/, less local state such as .venv and outputs) and the keel package
-shipped beside it as a py_module, so the cluster runs the code and configs of this checkout.
+A submitted job is `python -m keel.cli.JOB OVERRIDES` (a project's own job: `python
+jobs/JOB.py`) run on the cluster, with this project as its working_dir (conf/ and jobs/, less
+local state such as .venv and outputs) and the keel package shipped beside it as a py_module,
+so the cluster runs the code and configs of this checkout.
 Ray's token auth: the client sends the token Ray itself would use ($RAY_AUTH_TOKEN, the file
 at $RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token). Ray's SDK sends it only when this machine's
 RAY_AUTH_MODE is token, which a laptop talking to a remote cluster rarely sets.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import keel
 from keel import runtime
 from keel.config import KeelConfig, project_root
 from keel.errors import KeelError
@@ -127,12 +129,16 @@ def _auth_error(url: str, e: Exception) -> SubmitError:
 
 
 def entrypoint(job: str, overrides: Sequence[str], python: str = "python") -> str:
-    script = project_root() / "jobs" / f"{job}.py"
-    if job in NOT_JOBS or not script.is_file():
-        from keel.cli import available
+    """The command the cluster runs: a packaged job as a module of the shipped keel package,
+    a project's own job as its script in the working_dir."""
+    from keel.cli import PACKAGED, scripts
 
-        known = ", ".join(j for j in available() if j not in NOT_JOBS)
+    script = scripts().get(job)
+    if job in NOT_JOBS or script is None:
+        known = ", ".join(j for j in scripts() if j not in NOT_JOBS)
         raise SubmitError(f"unknown job '{job}'; jobs: {known}")
+    if script.parent == PACKAGED:
+        return shlex.join([python, "-m", f"keel.cli.{job}", *overrides])
     return shlex.join([python, f"jobs/{job}.py", *overrides])
 
 
@@ -141,7 +147,7 @@ def runtime_env(cfg: KeelConfig) -> dict[str, Any]:
     return {
         "working_dir": str(root),
         "excludes": EXCLUDES,
-        "py_modules": [str(root / "platform" / "keel")],
+        "py_modules": [str(Path(keel.__file__).parent)],  # the checkout's or the installed one
         "env_vars": runtime.cluster_env(cfg),
     }
 

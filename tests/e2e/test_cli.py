@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +59,37 @@ def test_bad_file_exits_1_naming_it(keel, tmp_path):
     assert proc.returncode == 1
     assert f"{tmp_path}/x.csv: no such file or directory" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_config_tree_of_ones_own_outside_the_checkout(ray_session, tmp_path):
+    """A team keeps its configs in its own repository: KEEL_CONFIG_DIR (or --config-dir) names
+    the tree, and keel runs from any directory. A dataset that only the copy holds proves the
+    copy is what composed."""
+    mine = tmp_path / "team" / "conf"
+    shutil.copytree(ROOT / "conf", mine)
+    churn = (mine / "dataset" / "churn.yaml").read_text()
+    (mine / "dataset" / "ours.yaml").write_text(churn.replace("name: churn", "name: ours", 1))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "KEEL_PROJECT_ROOT"}
+    common = [f"ray.address={ray_session}", f"paths.root={tmp_path / 'out'}"]
+    validate = ["validate", "dataset=ours", "dataset.source.rows=1000"]
+
+    by_env = subprocess.run(
+        [KEEL, *validate, *common],
+        env={**env, "KEEL_CONFIG_DIR": str(mine)},
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert by_env.returncode == 0, by_env.stdout + by_env.stderr
+    assert "validated dataset 'ours'" in by_env.stdout
+    assert next((tmp_path / "out").glob("reports/ours/validation/*/report.json"))
+
+    by_flag = subprocess.run(
+        [KEEL, "--config-dir", str(mine), "config", "dataset=ours", *common],
+        env=env, cwd=elsewhere, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert "name: ours" in by_flag.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import runpy
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from keel import prediction_log as plog
-from keel.config import project_root
 from keel.errors import ConfigError, DataError
 from keel.monitoring.feedback import describe, ingest
 
@@ -112,15 +110,16 @@ def test_a_label_column_of_another_type_is_refused(tmp_path):
 
 
 def test_the_job_takes_one_file_apart_from_the_overrides(make_cfg, tmp_path):
-    job = runpy.run_path(str(project_root() / "jobs" / "feedback.py"))
-    files, overrides = job["split"](["labels.csv", "paths.root=/x", "~seed", "+a.b=1"])
+    from keel.cli import feedback as job
+
+    files, overrides = job.split(["labels.csv", "paths.root=/x", "~seed", "+a.b=1"])
     assert (files, overrides) == (["labels.csv"], ["paths.root=/x", "~seed", "+a.b=1"])
     cfg = make_cfg()
     for wrong in ([], ["a.csv", "b.csv"], ["--help"]):
         with pytest.raises(ConfigError, match="keel feedback takes one FILE"):
-            job["feedback_job"](cfg, wrong)
+            job.feedback_job(cfg, wrong)
     path = tmp_path / "labels.csv"
     path.write_text("request_id,label\nabc,1\n")
-    summary = job["feedback_job"](cfg, [str(path)])
+    summary = job.feedback_job(cfg, [str(path)])
     assert dict(summary.rows)["accepted"] == "1"
     assert logged(Path(cfg.paths.logs)) == {"abc": "1"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,7 @@ def infer_own(name: str, target: str) -> rules.Inference:
 def render(name: str, root: Path = Path("/project")) -> dict[Path, str]:
     inf = infer_own(name, OWN[name])
     origin = scaffold.Origin(inf.dataset.source.path, inf.rows)
-    return scaffold.render(inf, origin, root)
+    return scaffold.render(inf, origin, root / "conf")
 
 
 def texts(files: dict[Path, str]) -> dict[str, str]:
@@ -251,7 +250,7 @@ def test_every_kind_of_feature_passes_keel_checks(project):
     assert specs["channel"].fill_value == "unknown"
     assert "note" not in specs and inf.dataset.id_column == "order_id"
     assert inf.dataset.columns["returned"].type == ColumnType.int
-    scaffold.write(scaffold.render(inf, scaffold.Origin("orders.parquet", n), project))
+    scaffold.write(scaffold.render(inf, scaffold.Origin("orders.parquet", n), project / "conf"))
     cfg = load(["experiment=orders"])
     assert cfg.features.columns == specs
     assert cfg.dataset.columns["order_id"].source == "Order ID"
@@ -266,11 +265,7 @@ def test_every_kind_of_feature_passes_keel_checks(project):
 
 
 def job():
-    spec = importlib.util.spec_from_file_location("init_job", REPO / "jobs" / "init.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("keel.cli.init")
 
 
 @pytest.mark.parametrize(

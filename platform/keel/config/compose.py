@@ -24,11 +24,14 @@ from keel.errors import ConfigError
 from .check import problems
 from .schema import KeelConfig, ServedModel, register
 
+ROOT_CONFIG = "config"  # the config tree's root (ROOT_CONFIG + .yaml), which lists the defaults
+CONFIG_DIR = "KEEL_CONFIG_DIR"  # the env var naming a config tree (`keel --config-dir DIR` sets it)
+
 
 def project_root() -> Path:
-    """The directory holding conf/ and jobs/: $KEEL_PROJECT_ROOT, else this checkout, else the
-    working directory (a job submitted to a cluster runs in its project copy, with the package
-    shipped beside it)."""
+    """The directory outputs and relative paths hang from, usually holding conf/:
+    $KEEL_PROJECT_ROOT, else this checkout, else the working directory (a job submitted to a
+    cluster runs in its project copy, with the package shipped beside it)."""
     env = os.environ.get("KEEL_PROJECT_ROOT")
     if env:
         return Path(env).resolve()
@@ -37,16 +40,26 @@ def project_root() -> Path:
 
 
 def conf_dir() -> Path:
-    return project_root() / "conf"
+    """The config tree: $KEEL_CONFIG_DIR when set (a team's own configs, keel installed as a
+    package), else the project root's conf/."""
+    env = os.environ.get(CONFIG_DIR)
+    return Path(env).expanduser().resolve() if env else project_root() / "conf"
 
 
 def compose_raw(overrides: Sequence[str] = ()) -> DictConfig:
     """The composed config before keel's own checks (still interpolated)."""
     register()
+    where = conf_dir()
+    if not (where / f"{ROOT_CONFIG}.yaml").is_file():
+        raise ConfigError(
+            f"no keel config at {where} (it needs {ROOT_CONFIG}.yaml and the groups): "
+            f"run keel in a project holding conf/, or point {CONFIG_DIR} (or `keel "
+            "--config-dir DIR`) at one; `keel init FILE --target COL` starts from keel's own"
+        )
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+        with initialize_config_dir(config_dir=str(where), version_base="1.3"):
+            return compose(config_name=ROOT_CONFIG, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise ConfigError(_explain(e)) from None
     finally:

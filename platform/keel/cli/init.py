@@ -1,0 +1,249 @@
+"""Write the dataset, features and experiment configs for your own data file.
+
+    keel init FILE --target COLUMN [--name NAME] [--task TASK] [--sample ROWS]
+              [--format csv|parquet|json] [--null-values 'NA,-'] [--force]
+
+FILE is a .csv, .parquet or newline-delimited .json/.jsonl file, a directory of them, or a
+pyarrow filesystem URI (s3://bucket/data/). A sample of its rows (--sample, default 20,000) is
+read with Ray Data and keel.data.infer proposes column types and ranges, the id and timestamp
+columns, the task, features, slices and a quality floor; conf/dataset/NAME.yaml,
+conf/features/NAME.yaml and conf/experiment/NAME.yaml are written (never over existing files
+without --force) and checked with keel's config loader. NAME defaults to the file's stem.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from rich.markup import escape
+from rich.table import Table
+
+from keel import runtime, scaffold
+from keel.app import Summary, console, setup_logging, split_flags
+from keel.config import conf_dir, load, project_root
+from keel.config.schema import NULL_VALUES, SourceConfig, SourceFormat, Task
+from keel.data import infer as rules
+from keel.data.sources import header, list_files
+from keel.errors import ConfigError, DataError, KeelError
+from keel.storage import resolve
+
+GROUPS = ("dataset", "features", "experiment", "ray")  # the config groups it reads
+
+USAGE = (
+    "usage: keel init FILE --target COLUMN [--name NAME] [--task TASK] [--sample ROWS] "
+    "[--format csv|parquet|json] [--null-values 'NA,-'] [--force]"
+)
+FLAGS = {
+    "--target": str,
+    "--name": str,
+    "--task": str,
+    "--sample": int,
+    "--format": str,
+    "--null-values": str,
+    "--force": bool,
+}
+SAMPLE_ROWS = 20_000
+FORMATS = (SourceFormat.csv, SourceFormat.parquet, SourceFormat.json)
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    target: str
+    name: str
+    task: Task | None
+    sample: int
+    fmt: SourceFormat | None
+    null_values: list[str] | None  # None: keel's defaults
+    force: bool
+
+
+def parse(argv: Sequence[str]) -> Request:
+    """FILE and the flags; a missing FILE or --target prints the usage and exits 2."""
+    flags, positional = split_flags(argv, FLAGS)
+    if len(positional) != 1 or "--target" not in flags:
+        console.print(USAGE, markup=False, highlight=False)
+        sys.exit(2)
+    path = positional[0]
+    sample = flags.get("--sample", SAMPLE_ROWS)
+    if sample < 1:
+        raise ConfigError(f"--sample must be >= 1, got {sample}")
+    fmt = flags.get("--format")
+    nulls = flags.get("--null-values")
+    return Request(
+        path=path,
+        target=flags["--target"],
+        name=rules.check_name(flags.get("--name") or rules.dataset_name(path)),
+        task=rules.parse_task(flags["--task"]) if "--task" in flags else None,
+        sample=sample,
+        fmt=_format(fmt) if fmt else None,
+        null_values=[v.strip() for v in nulls.split(",")] if nulls is not None else None,
+        force=flags.get("--force", False),
+    )
+
+
+def _format(text: str) -> SourceFormat:
+    if text not in [f.value for f in FORMATS]:
+        raise ConfigError(f"--format {text!r}: choose csv, parquet or json")
+    return SourceFormat(text)
+
+
+def source_format(path: str, given: SourceFormat | None = None) -> SourceFormat:
+    """The format given, else a file's from its suffix, a directory's from the one format its
+    files have; a missing path is an error before anything is started."""
+    fs, p = resolve(path)
+    kind = fs.get_file_info(p).type
+    if kind == pafs.FileType.NotFound:
+        raise DataError(f"{path}: no such file or directory")
+    fmt = given or rules.format_from_suffix(path)
+    if fmt is not None:
+        return fmt
+    if kind == pafs.FileType.File:
+        raise DataError(f"{path}: its name does not say csv, parquet or json; add --format")
+    found = [f for f in FORMATS if _has_files(path, f)]
+    if len(found) != 1:
+        what = "several formats" if found else "no .csv, .parquet or .json files"
+        raise DataError(f"{path}: {what}; name one with --format csv|parquet|json")
+    return found[0]
+
+
+def _has_files(directory: str, fmt: SourceFormat) -> bool:
+    try:
+        return bool(list_files(directory, fmt))
+    except DataError:
+        return False
+
+
+def source_path(path: str) -> str:
+    """The path as the dataset file holds it: a URI as given; a local path relative to the
+    project root when inside it (the config resolves it from there), else absolute."""
+    if "://" in path:
+        return path
+    full = Path(path).expanduser().resolve()
+    try:
+        return full.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(full)
+
+
+def read_sample(path: str, source: SourceConfig, rows: int) -> tuple[pa.Table, int | None]:
+    """The first `rows` rows as one Arrow table (CSV cells as text), and the row count of all
+    files when it is cheap: parquet metadata, or a sample that already holds every row."""
+    import ray
+
+    fmt = source.format
+    files = list_files(path, fmt)
+    fs, _ = resolve(path)
+    if fmt == SourceFormat.csv:
+        options = rules.csv_text_options(header(files[0], fmt), source)
+        ds = ray.data.read_csv(files, filesystem=fs, convert_options=options)
+    elif fmt == SourceFormat.parquet:
+        ds = ray.data.read_parquet(files, filesystem=fs)
+    else:
+        ds = ray.data.read_json(files, filesystem=fs)
+    try:
+        blocks = ray.get(ds.limit(rows).to_arrow_refs())
+    except (ray.exceptions.RayError, pa.ArrowException) as e:
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: cannot read as {fmt.value}: {first}") from None
+    sample = pa.concat_tables(blocks, promote_options="permissive") if blocks else pa.table({})
+    if len(sample) < rows:
+        return sample, len(sample)
+    return sample, ds.count() if fmt == SourceFormat.parquet else None
+
+
+def init(req: Request) -> Summary:
+    import ray
+
+    root, conf = project_root(), conf_dir()
+    scaffold.refuse_existing(scaffold.paths(conf, req.name).values(), req.force)  # before reading
+    fmt = source_format(req.path, req.fmt)
+    runtime.ensure(load(["ray.progress_bars=false"]))
+    # the same rows in the same order each run: the written files must not change
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    nulls = req.null_values if req.null_values is not None else list(NULL_VALUES)
+    where = source_path(req.path)
+    source = SourceConfig(format=fmt, path=where, null_values=nulls)
+    sample, total = read_sample(req.path, source, req.sample)
+    inf = rules.infer(sample, target=req.target, name=req.name, source=source, task=req.task)
+    written = scaffold.write(
+        scaffold.render(inf, scaffold.Origin(where, total), conf), force=req.force
+    )
+    try:  # what was written composes and passes keel's checks
+        load([f"experiment={inf.name}"])
+    except ConfigError as e:
+        raise ConfigError(f"the written configs fail keel's checks; fix them: {e}") from None
+    console.print(columns_table(inf))
+    return summary(inf, scaffold.Origin(where, total), scaffold.relative(written, root))
+
+
+def columns_table(inf: rules.Inference) -> Table:
+    """One row per column: what was inferred and what it becomes."""
+    table = Table(title=f"{inf.name}: {len(inf.profiles)} columns", title_justify="left")
+    for head in ("column", "type", "nullable", "seen", "role", "feature"):
+        table.add_column(head, overflow="fold")
+    for p, choice in zip(inf.profiles, inf.choices, strict=True):
+        name = p.key if p.key == p.source else f"{p.key} ({p.source})"
+        if choice.spec is None:
+            feature = f"({choice.reason})"
+        else:
+            feature = choice.spec.transform.value + (f": {choice.reason}" if choice.reason else "")
+        table.add_row(
+            escape(name),
+            p.type.value + (f" {p.format}" if p.format else ""),
+            "yes" if p.nullable else "",
+            escape(_seen(p)),
+            inf.role(p.key).value,
+            escape(feature),
+        )
+    return table
+
+
+def _seen(p: rules.Profile) -> str:
+    if p.low is not None:
+        return f"{p.low:g}..{p.high:g}"
+    if p.categories and p.distinct <= rules.SLICE_MAX:
+        return ", ".join(p.categories)
+    return f"{p.distinct:,} distinct" if p.present else "all null"
+
+
+def summary(inf: rules.Inference, origin: scaffold.Origin, written: list[str]) -> Summary:
+    ds, floor = inf.dataset, inf.floor
+    s = Summary(f"keel init: configs for {inf.name!r} from {origin.path}")
+    s.add("rows read", scaffold.describe_rows(inf, origin))
+    s.add("task", f"{ds.task.value} (target {ds.target}; {scaffold.task_reason(inf)})")
+    s.add("quality floor", f"{floor.metric} >= {floor.value:g} (baseline {floor.baseline:.3g})")
+    s.add("id column", ds.id_column or "none")
+    s.add("timestamp column", ds.timestamp_column or "none")
+    s.add("slices", ", ".join(ds.slices) or "none")
+    s.add("features", f"{len(inf.features.columns)} of {len(inf.profiles)} columns")
+    for note in inf.notes:
+        s.add("note", note)
+    for path in written:
+        s.add("wrote", path)
+    for i, job in enumerate(("validate", "train", "serve", "pipeline")):
+        s.add("next" if i == 0 else "", f"keel {job} experiment={inf.name}")
+    return s
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    setup_logging()
+    try:
+        init(parse(list(sys.argv[1:] if argv is None else argv))).show()
+    except KeelError as e:
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        sys.exit(e.exit_code)
+
+
+def command() -> None:
+    """The job with this process's command line (sys.argv[1:] are its arguments)."""
+    main()
+
+
+if __name__ == "__main__":
+    command()

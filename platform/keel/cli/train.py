@@ -1,0 +1,38 @@
+"""Validate, fit features, train with Ray Train, evaluate, and register a new model version."""
+
+from keel import runtime, tracking
+from keel.app import Summary, main
+from keel.config import KeelConfig, to_dict
+from keel.training.run import describe, train
+
+GROUPS = (
+    "dataset",
+    "features",
+    "model",
+    "train",
+    "slo",
+    "tracking",
+    "paths",
+    "ray",
+)  # the config groups it reads
+
+
+def train_job(cfg: KeelConfig) -> Summary:
+    runtime.ensure(cfg)
+    out = train(cfg)
+    run_dir = tracking.log_training(
+        cfg, to_dict(cfg), out.history, out.metrics, out.version.version, out.promoted
+    )
+    summary = Summary(f"trained {cfg.dataset.name} v{out.version.version}", describe(out))
+    if run_dir:
+        summary.add("wandb run", f"{run_dir} (upload later: wandb sync)")
+    return summary
+
+
+def command() -> None:
+    """The job with this process's command line (sys.argv[1:] are its arguments)."""
+    main(train_job)
+
+
+if __name__ == "__main__":
+    command()
