@@ -43,7 +43,7 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Every test: the `alone` ones (latency SLOs on real traffic) at normal priority, and beside
+# Every test: the `alone` ones (latency SLOs, a cluster's start-up) at normal priority, and beside
 # them all the others at nice 19 in two xdist workers; tests/suite.sh says why.
 test: lint install-dev
 	WANDB_MODE=disabled tests/suite.sh $(BIN)/python

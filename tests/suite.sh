@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: every test, in two streams at once on one machine.
 #
-# The `alone` tests assert a latency SLO on real traffic (a pipeline's p99 against 100 ms), so
-# they must not share the CPU: they run at normal priority, and their Ray workers too
+# The `alone` tests need the CPU when they ask: they assert a latency SLO on real traffic (a
+# pipeline's p99 against 100 ms), or start Ray nodes that give up when their GCS does not
+# answer within ~30 s (the two-node cluster). They run at normal priority, their Ray workers too
 # (RAY_worker_niceness=0; Ray starts its workers at nice 15 by default, which let any other
 # load starve a Serve replica). All the other tests run beside them under `nice -n 19`, in two
 # pytest-xdist workers (whole files to a worker, each with its own Ray session and Serve port,

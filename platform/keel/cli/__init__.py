@@ -45,13 +45,14 @@ def _doc(path: Path) -> str:
 
 
 def reads(path: Path) -> tuple[str, ...] | None:
-    """The config groups a job declares it reads (its module's GROUPS), read without importing
-    it; None for a job that declares none (a project's own script)."""
+    """The config groups a job declares it reads (its module's GROUPS, names separated by
+    spaces), read without importing it; None for a job that declares none (a project's own
+    script)."""
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == [
             "GROUPS"
         ]:
-            return tuple(ast.literal_eval(node.value))
+            return tuple(str(ast.literal_eval(node.value)).split())
     return None
 
 

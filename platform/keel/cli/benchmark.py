@@ -15,17 +15,7 @@ from keel.bench.common import start_ray
 from keel.config import KeelConfig, load
 from keel.errors import ConfigError
 
-GROUPS = (
-    "bench",
-    "dataset",
-    "features",
-    "model",
-    "train",
-    "serve",
-    "monitor",
-    "paths",
-    "ray",
-)  # the config groups it reads
+GROUPS = "bench dataset features model train serve monitor paths ray"  # the config groups it reads
 
 CHOICE = re.compile(r"^\+*bench=")
 

@@ -3,22 +3,10 @@
 from keel.app import main
 from keel.config import KeelConfig, to_yaml
 
-GROUPS = (
-    "dataset",
-    "features",
-    "model",
-    "train",
-    "sweep",
-    "slo",
-    "serve",
-    "monitor",
-    "simulate",
-    "tracking",
-    "paths",
-    "ray",
-    "bench",
-    "experiment",
-)  # the config groups it reads
+GROUPS = (  # the config groups it reads
+    "dataset features model train sweep slo serve "
+    "monitor simulate tracking paths ray bench experiment"
+)
 
 
 def show(cfg: KeelConfig) -> None:

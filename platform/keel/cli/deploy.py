@@ -4,7 +4,7 @@ from keel.app import Summary, main
 from keel.config import KeelConfig
 from keel.serving import deploy
 
-GROUPS = ("serve", "slo", "paths", "ray")  # the config groups it reads
+GROUPS = "serve slo paths ray"  # the config groups it reads
 
 
 def deploy_job(cfg: KeelConfig) -> Summary:

@@ -11,7 +11,7 @@ from keel.config import KeelConfig
 from keel.errors import ConfigError
 from keel.monitoring.feedback import describe, ingest
 
-GROUPS = ("dataset", "paths")  # the config groups it reads
+GROUPS = "dataset paths"  # the config groups it reads
 
 # no square brackets: errors print as rich markup
 USAGE = "keel feedback FILE key=value... (FILE: a .csv or .parquet with request_id and label)"

@@ -32,7 +32,7 @@ from keel.data.sources import header, list_files
 from keel.errors import ConfigError, DataError, KeelError
 from keel.storage import resolve
 
-GROUPS = ("dataset", "features", "experiment", "ray")  # the config groups it reads
+GROUPS = "dataset features experiment ray"  # the config groups it reads
 
 USAGE = (
     "usage: keel init FILE --target COLUMN [--name NAME] [--task TASK] [--sample ROWS] "

@@ -10,7 +10,7 @@ from keel import submission
 from keel.app import Summary, main, split_flags
 from keel.config import KeelConfig
 
-GROUPS = ("ray",)  # the config groups it reads
+GROUPS = "ray"  # the config groups it reads
 
 ACTIONS = ("list", "status", "logs", "stop")
 

@@ -11,7 +11,7 @@ from keel.app import Summary, main, split_flags
 from keel.config import KeelConfig
 from keel.monitoring.monitor import describe, run
 
-GROUPS = ("monitor", "slo", "dataset", "paths", "ray")  # the config groups it reads
+GROUPS = "monitor slo dataset paths ray"  # the config groups it reads
 
 
 def monitor_job(cfg: KeelConfig) -> Summary:

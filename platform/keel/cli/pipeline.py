@@ -8,20 +8,8 @@ import sys
 from keel.app import main
 from keel.pipeline import pipeline
 
-GROUPS = (
-    "dataset",
-    "features",
-    "model",
-    "train",
-    "slo",
-    "serve",
-    "monitor",
-    "simulate",
-    "tracking",
-    "paths",
-    "ray",
-    "experiment",
-)  # the config groups it reads
+# the config groups it reads
+GROUPS = "dataset features model train slo serve monitor simulate tracking paths ray experiment"
 
 
 def command() -> None:

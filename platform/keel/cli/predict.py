@@ -4,7 +4,7 @@ from keel.app import Summary, main
 from keel.config import KeelConfig
 from keel.serving.batch import describe, predict_dataset
 
-GROUPS = ("dataset", "serve", "paths", "ray")  # the config groups it reads
+GROUPS = "dataset serve paths ray"  # the config groups it reads
 
 
 def predict(cfg: KeelConfig) -> Summary:

@@ -21,7 +21,7 @@ from keel.app import Summary, main
 from keel.config import KeelConfig
 from keel.registry import ModelVersion, Registry, RegistryError, Stored, main_metric
 
-GROUPS = ("slo", "dataset", "paths")  # the config groups it reads
+GROUPS = "slo dataset paths"  # the config groups it reads
 
 
 def parser() -> argparse.ArgumentParser:

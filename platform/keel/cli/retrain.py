@@ -11,17 +11,7 @@ from keel.app import Summary, main, split_flags
 from keel.config import KeelConfig
 from keel.monitoring.retrain import describe, retrain
 
-GROUPS = (
-    "monitor",
-    "slo",
-    "dataset",
-    "features",
-    "model",
-    "train",
-    "tracking",
-    "paths",
-    "ray",
-)  # the config groups it reads
+GROUPS = "monitor slo dataset features model train tracking paths ray"  # the config groups it reads
 
 
 def retrain_job(cfg: KeelConfig, overrides: list[str], force: bool) -> Summary:

@@ -8,7 +8,7 @@ from keel.app import Summary, main
 from keel.config import KeelConfig
 from keel.serving import service
 
-GROUPS = ("serve", "slo", "paths", "ray")  # the config groups it reads
+GROUPS = "serve slo paths ray"  # the config groups it reads
 
 
 def serve_job(cfg: KeelConfig) -> Summary:

@@ -7,7 +7,7 @@ from keel.app import Summary, main
 from keel.config import KeelConfig
 from keel.traffic import describe, simulate
 
-GROUPS = ("simulate", "dataset", "serve", "paths")  # the config groups it reads
+GROUPS = "simulate dataset serve paths"  # the config groups it reads
 
 
 def simulate_job(cfg: KeelConfig) -> Summary:

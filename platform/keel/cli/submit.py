@@ -13,7 +13,7 @@ from keel import submission
 from keel.app import Summary, main, split_flags
 from keel.config import KeelConfig
 
-GROUPS = ("ray", "paths")  # the config groups it reads
+GROUPS = "ray paths"  # the config groups it reads
 
 USAGE = (
     "usage: keel submit JOB [overrides] --address URL [--follow | --no-wait] [--cpus N] [--gpus N]"

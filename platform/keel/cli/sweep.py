@@ -6,17 +6,7 @@ from keel.config import KeelConfig, to_dict
 from keel.training.run import describe
 from keel.training.sweep import sweep
 
-GROUPS = (
-    "sweep",
-    "dataset",
-    "features",
-    "model",
-    "train",
-    "slo",
-    "tracking",
-    "paths",
-    "ray",
-)  # the config groups it reads
+GROUPS = "sweep dataset features model train slo tracking paths ray"  # the config groups it reads
 
 
 def sweep_job(cfg: KeelConfig) -> Summary:

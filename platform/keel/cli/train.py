@@ -5,16 +5,7 @@ from keel.app import Summary, main
 from keel.config import KeelConfig, to_dict
 from keel.training.run import describe, train
 
-GROUPS = (
-    "dataset",
-    "features",
-    "model",
-    "train",
-    "slo",
-    "tracking",
-    "paths",
-    "ray",
-)  # the config groups it reads
+GROUPS = "dataset features model train slo tracking paths ray"  # the config groups it reads
 
 
 def train_job(cfg: KeelConfig) -> Summary:

@@ -5,7 +5,7 @@ from keel.app import Summary, main
 from keel.config import KeelConfig
 from keel.data.validation import describe, validate_source
 
-GROUPS = ("dataset", "paths", "ray")  # the config groups it reads
+GROUPS = "dataset paths ray"  # the config groups it reads
 
 
 def validate(cfg: KeelConfig) -> Summary:
