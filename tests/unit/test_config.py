@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from keel.config import load, project_root, to_yaml
+from keel.config import load, project_root, to_dict, to_yaml
 from keel.config.schema import (
     ColumnType,
     KeelConfig,
@@ -318,3 +319,28 @@ def test_a_new_served_model_on_the_command_line_says_where_to_declare_it():
         load(["+serve.models.penguins.version=1"])
     assert "penguins" in str(e.value)
     assert "conf/serve/NAME.yaml" in str(e.value) and "experiment=NAME" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "choice"),
+    [
+        ("model.norm", "layer"),
+        ("model.activation", "gelu"),
+        ("train.optimizer", "sgd"),
+        ("train.precision", "bf16"),
+        ("train.placement_strategy", "SPREAD"),
+        ("sweep.mode", "max"),
+        ("sweep.scheduler", "fifo"),
+        ("serve.proxy_location", "HeadOnly"),
+        ("monitor.retrain_on", "[slo]"),
+    ],
+)
+def test_a_closed_set_names_its_choices_and_reaches_workers_as_text(key, choice):
+    with pytest.raises(
+        ConfigError, match=rf"{re.escape(key)}.*expected one of \[.*{choice.strip('[]')}"
+    ):
+        load([f"{key}=nonsense" if "[" not in choice else f"{key}=[nonsense]"])
+    cfg = load([f"{key}={choice}"])
+    section, name = key.split(".")
+    plain = to_dict(getattr(cfg, section))[name]
+    assert plain == (choice if "[" not in choice else [choice.strip("[]")])

@@ -23,7 +23,6 @@ from .schema import (
     MonitorConfig,
     RuleAction,
     RuleSpec,
-    ServeConfig,
     ServedModel,
     SweepConfig,
     TrainConfig,
@@ -191,30 +190,16 @@ def _model(m: ModelConfig, _: KeelConfig) -> Iterator[Problem]:
     for i, h in enumerate(m.hidden_sizes):
         if h <= 0:
             yield f"hidden_sizes[{i}]", f"must be > 0, got {h}"
-    if m.norm not in ("none", "batch", "layer"):
-        yield "norm", f"must be none, batch or layer, got '{m.norm}'"
-    if m.activation not in ("relu", "gelu", "tanh", "silu"):
-        yield "activation", f"must be relu, gelu, tanh or silu, got '{m.activation}'"
 
 
 def _train(t: TrainConfig, _: KeelConfig) -> Iterator[Problem]:
     if str(t.use_gpu).lower() not in ("auto", "true", "false"):
         yield "use_gpu", f"must be auto, true or false, got '{t.use_gpu}'"
-    if t.precision not in ("auto", "fp32", "bf16"):
-        yield "precision", f"must be auto, fp32 or bf16, got '{t.precision}'"
-    if t.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
-        yield "placement_strategy", f"must be PACK or SPREAD, got '{t.placement_strategy}'"
-    if t.optimizer not in ("adam", "adamw", "sgd"):
-        yield "optimizer", f"must be adam, adamw or sgd, got '{t.optimizer}'"
     if t.min_epochs > t.max_epochs:
         yield "min_epochs", f"({t.min_epochs}) is greater than max_epochs ({t.max_epochs})"
 
 
 def _sweep(s: SweepConfig, root: KeelConfig) -> Iterator[Problem]:
-    if s.mode not in ("min", "max"):
-        yield "mode", f"must be min or max, got '{s.mode}'"
-    if s.scheduler not in ("asha", "fifo"):
-        yield "scheduler", f"must be asha or fifo, got '{s.scheduler}'"
     for key, dist in s.space.items():
         if not _has_path(root, key):
             yield f"space.{key}", "is not a config key to search over"
@@ -249,11 +234,6 @@ def _served(m: ServedModel, _: KeelConfig) -> Iterator[Problem]:
         yield "postprocess.clip_min", f"{p.clip_min} is above clip_max {p.clip_max}"
 
 
-def _serve(s: ServeConfig, _: KeelConfig) -> Iterator[Problem]:
-    if s.proxy_location not in ("EveryNode", "HeadOnly", "Disabled"):
-        yield "proxy_location", f"must be EveryNode, HeadOnly or Disabled, got '{s.proxy_location}'"
-
-
 def _rule(r: RuleSpec, _: KeelConfig) -> Iterator[Problem]:
     given = [k for k in ("between", "below", "above") if getattr(r, k) is not None]
     if len(given) != 1:
@@ -275,7 +255,6 @@ _RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
     ModelConfig: _model,
     TrainConfig: _train,
     SweepConfig: _sweep,
-    ServeConfig: _serve,
     ServedModel: _served,
     RuleSpec: _rule,
     MonitorConfig: _monitor,

@@ -49,6 +49,62 @@ class Check(StrEnum):
     slo = "slo"
 
 
+class Norm(StrEnum):
+    """Normalization after each hidden layer."""
+
+    none = "none"
+    batch = "batch"
+    layer = "layer"
+
+
+class Activation(StrEnum):
+    relu = "relu"
+    gelu = "gelu"
+    tanh = "tanh"
+    silu = "silu"
+
+
+class Optimizer(StrEnum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Precision(StrEnum):
+    auto = "auto"  # bf16 autocast on GPU, fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class PlacementStrategy(StrEnum):
+    """How Ray Train places its workers (Ray's placement-group strategies)."""
+
+    PACK = "PACK"
+    SPREAD = "SPREAD"  # one worker per node when possible
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+
+
+class Mode(StrEnum):
+    """Whether a sweep's metric is minimized or maximized."""
+
+    min = "min"
+    max = "max"
+
+
+class Scheduler(StrEnum):
+    asha = "asha"  # stops poor trials early
+    fifo = "fifo"  # every trial runs to the end
+
+
+class ProxyLocation(StrEnum):
+    """Where Serve runs its HTTP proxies."""
+
+    EveryNode = "EveryNode"  # each node with a replica
+    HeadOnly = "HeadOnly"
+    Disabled = "Disabled"
+
+
 class ColumnType(str, Enum):
     int = "int"
     float = "float"
@@ -238,8 +294,8 @@ class ModelConfig:
     _target_: str | None = None  # a user model class; gets `in_features`, `out_features`, params
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
     dropout: float = ranged(0.1, 0.0, 1.0)
-    norm: str = "none"  # none | batch | layer
-    activation: str = "relu"
+    norm: Norm = Norm.none
+    activation: Activation = Activation.relu
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -254,14 +310,14 @@ class TrainConfig:
     max_epochs: int = ranged(300, 1)
     # rows per optimizer step; null: auto, from the training rows (see keel.training.plan)
     batch_size: int | None = ranged(None, 1)
-    optimizer: str = "adamw"
+    optimizer: Optimizer = Optimizer.adamw
     lr: float = ranged(1e-3, 0.0, lo_open=True)
     weight_decay: float = ranged(0.0, 0.0)
     num_workers: int = ranged(1, 0)
     use_gpu: str = "auto"  # auto | true | false
     cpus_per_worker: float = ranged(1.0, 0.0, lo_open=True)
-    placement_strategy: str = "PACK"  # PACK | SPREAD (one worker per node when possible)
-    precision: str = "auto"  # auto (bf16 on GPU) | fp32 | bf16
+    placement_strategy: PlacementStrategy = PlacementStrategy.PACK
+    precision: Precision = Precision.auto
     early_stopping_patience: int = ranged(5, 0)  # epochs without a better val_loss; 0: never
     # a resumable checkpoint at most this often (0: every epoch); the last epoch always has one,
     # holding the best weights
@@ -277,10 +333,10 @@ class TrainConfig:
 @dataclass
 class SweepConfig:
     metric: str = "val_loss"
-    mode: str = "min"
+    mode: Mode = Mode.min
     samples: int = ranged(8, 1)
     concurrency: int = ranged(2, 1)
-    scheduler: str = "asha"
+    scheduler: Scheduler = Scheduler.asha
     grace_period: int = ranged(1, 1)
     reduction_factor: int = ranged(2, 2)
     cpus_per_trial: float = ranged(0.25, 0.0, lo_open=True)
@@ -362,8 +418,7 @@ class ServeConfig:
     app_name: str = "keel"
     host: str = "127.0.0.1"
     port: int = ranged(8000, 1, 65535)
-    # where Serve runs HTTP proxies: EveryNode (each node with a replica) | HeadOnly | Disabled
-    proxy_location: str = "EveryNode"
+    proxy_location: ProxyLocation = ProxyLocation.EveryNode  # where Serve runs HTTP proxies
     # registry model -> how it is served; empty: the experiment's own model (dataset.name)
     models: dict[str, ServedModel] = field(default_factory=dict)
     # true: the models run inside each ingress replica (one hop fewer; they scale together);

@@ -53,7 +53,7 @@ def serve_config(cfg: KeelConfig, registry: Registry) -> dict[str, Any]:
     # set here; a file must not carry it. Nodes set the variable themselves (see header()).
     listed[-1]["ray_actor_options"].pop("runtime_env", None)
     config = {
-        "proxy_location": cfg.serve.proxy_location,
+        "proxy_location": cfg.serve.proxy_location.value,
         "http_options": {"host": cfg.serve.host, "port": cfg.serve.port},
         "applications": [
             {

@@ -30,7 +30,7 @@ def start(cfg: KeelConfig, timeout_s: float = 180.0) -> str:
 
     runtime.ensure(cfg)
     serve.start(
-        proxy_location=cfg.serve.proxy_location,
+        proxy_location=cfg.serve.proxy_location.value,
         http_options={"host": cfg.serve.host, "port": cfg.serve.port},
     )
     log.info("deploying %s with models %s", cfg.serve.app_name, list(cfg.serve.models))

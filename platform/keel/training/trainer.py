@@ -68,7 +68,7 @@ def trainer(
         num_workers=cfg.train.num_workers,
         use_gpu=gpu,
         resources_per_worker=resources,
-        placement_strategy=cfg.train.placement_strategy,
+        placement_strategy=cfg.train.placement_strategy.value,
     )
     run = ray.train.RunConfig(
         name=name,
