@@ -43,8 +43,8 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Every test: the `alone` ones (latency SLOs, a cluster's start-up) at normal priority, and beside
-# them all the others at nice 19 in two xdist workers; tests/suite.sh says why.
+# Every test: all but the `alone` ones in two xdist workers, then the `alone` ones (latency
+# SLOs, a cluster's start-up) one at a time; tests/suite.sh says why.
 test: lint install-dev
 	WANDB_MODE=disabled tests/suite.sh $(BIN)/python
 

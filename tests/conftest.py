@@ -1,7 +1,7 @@
 """Shared fixtures: one Ray session per test process (starting Ray costs ~15 s here).
 
 The tests on Ray run in pytest-xdist workers, whole files to a worker (`-n 2 --dist
-loadfile`; tests/suite.sh runs them beside the `alone` tests). Each worker starts its own Ray
+loadfile`; tests/suite.sh runs them before the `alone` tests). Each worker starts its own Ray
 session, so whatever is global to the machine is per worker here: the Serve port
 (`serve_port`) and the processes a test may kill (`session_workers`).
 """
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 def serve_port() -> int:
     """The Serve proxy port of this worker's Ray session (fixed by whoever starts Serve first):
     KEEL_TEST_SERVE_PORT (8020: not Serve's default, so a developer's own `keel serve` does
-    not collide) plus the xdist worker's index; tests/suite.sh runs a second pytest on 8030."""
+    not collide) plus the xdist worker's index; set it apart to run two pytest sessions at once."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     return int(os.environ.get("KEEL_TEST_SERVE_PORT", "8020")) + int(worker.removeprefix("gw"))
 
