@@ -13,8 +13,8 @@
 # failed.
 set -u
 python=$1
-"$python" -m pytest -n 2 --dist loadfile -m "not alone" tests
+"$python" -m pytest -n 2 --dist loadfile -m "not alone" --durations=30 tests
 rest=$?
-"$python" -m pytest -m alone tests
+"$python" -m pytest -m alone --durations=10 tests
 alone=$?
 [ "$rest" -eq 0 ] && [ "$alone" -eq 0 ]

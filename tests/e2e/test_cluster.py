@@ -26,9 +26,6 @@ from keel.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "keel-test"
-# A starting Ray node gives up when its GCS does not answer within ~30 s: under make test's
-# nice 19 stream beside the alone tests, one did (tests/suite.sh).
-pytestmark = pytest.mark.alone
 
 
 @pytest.fixture(scope="module")
