@@ -44,7 +44,7 @@ format: install-dev
 	$(BIN)/ruff format .
 
 # Every test: all but the `alone` ones in two xdist workers, then the `alone` ones (latency
-# SLOs, a cluster's start-up) one at a time; tests/suite.sh says why.
+# SLOs on real traffic) one at a time; tests/suite.sh says why.
 test: lint install-dev
 	WANDB_MODE=disabled tests/suite.sh $(BIN)/python
 

@@ -3,13 +3,13 @@
 #
 # First all but the `alone` tests, in two pytest-xdist workers (whole files to a worker, each
 # with its own Ray session and Serve port, see tests/conftest.py). Then the `alone` tests, one
-# at a time with nothing beside them: they need the CPU when they ask, as they assert a latency
-# SLO on real traffic (a pipeline's p99 against 100 ms) or start Ray nodes that give up when
-# their GCS does not answer within ~30 s (the two-node cluster).
+# at a time with nothing beside them: they assert a latency SLO on real traffic (a pipeline's
+# p99 against 100 ms), which a neighbour on the two cores would decide instead of keel.
 #
 # Running both phases at once, the others under `nice -n 19`, took 16-18 min instead of ~20,
 # but starved the nice side: a cluster node's `ray start` and a metrics scrape timed out in two
-# runs of four. The second phase runs even when the first fails; the exit status is 1 if either
+# runs of four. The two-node cluster test runs in the first phase at normal priority, where it
+# has passed. The second phase runs even when the first fails; the exit status is 1 if either
 # failed.
 set -u
 python=$1

@@ -57,9 +57,12 @@ def executed(ray_session, serve_port, tmp_path_factory) -> dict[str, nbformat.No
     installed = subprocess.run(["make", "-s", "kernel"], cwd=ROOT, capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     root = tmp_path_factory.mktemp("notebooks")
+    # The notebooks run beside other tests on two shared cores, so a p99 over 100 requests
+    # measures the neighbours (131 ms once in CI); the latency SLO is asserted where nothing
+    # runs beside it (test_pipeline_cli, the alone phase). Drift and quality judge as written.
     overrides = (
         f"ray.address={ray_session} paths.root={root} serve.port={serve_port} "
-        "ray.progress_bars=false tracking=disabled"
+        "ray.progress_bars=false tracking=disabled slo.latency_p99_ms=2000"
     )
     env = {
         **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
@@ -137,8 +140,8 @@ def test_the_training_notebook_trains_sweeps_and_registers(executed):
 def test_the_serving_notebook_catches_drift_and_retrains(executed):
     nb = executed["03_serve_and_monitor"]
     assert "churn v1" in printed(nb, "serve")
-    assert "2000 rows served, monitor pass" in printed(nb, "normal")
-    assert "2000 rows served, monitor fail" in printed(nb, "drifted")
+    assert "2000 rows served, monitor pass" in printed(nb, "normal"), shown(nb, "normal")
+    assert "2000 rows served, monitor fail" in printed(nb, "drifted"), shown(nb, "drifted")
     assert re.search(r"drift\s+fail: .*age, contract, monthly_charges", shown(nb, "drifted"))
     (report,) = (h for h in displayed(nb, "text/html") if "srcdoc=" in h)
     page = html.unescape(report)  # the saved drift report, whole, in the frame
