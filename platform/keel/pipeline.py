@@ -228,7 +228,7 @@ def _train(loop: Loop, name: str) -> Champion:
     score, base = trained.metrics["test"][primary], trained.metrics["baseline"][primary]
     result = f"v{trained.version.version} {primary} {score:.3f} (baseline {base:.3f})"
     loop.step(f"train {name}", result, t)
-    production = Registry(cfg.paths.registry).stages(name).get("production")
+    production = Registry(cfg.paths.registry).stages(name).production
     if production is None:
         raise PipelineError(
             f"{name} v{trained.version.version} misses slo.quality_floor "
@@ -284,7 +284,7 @@ def _retrain_and_switch(loop: Loop, cfg: KeelConfig, url: str, drift: Sequence[s
     """Retrain while probes hit the app; wait until the app answers with the new version."""
     registry = Registry(cfg.paths.registry)
     model = cfg.dataset.name
-    before = registry.stages(model)["production"]
+    before = registry.stages(model).production
     probe = _Probe(url, cfg)
     probe.start()
     t = time.perf_counter()
@@ -293,7 +293,7 @@ def _retrain_and_switch(loop: Loop, cfg: KeelConfig, url: str, drift: Sequence[s
         loop.step(f"retrain {model}", decision.reason, t)
         if not decision.promoted:
             raise PipelineError(f"the challenger was not promoted: {decision.reason}")
-        after = registry.stages(model)["production"]
+        after = registry.stages(model).production
         switched = time.perf_counter()
         probe.wait_for(after, timeout_s=120)
         seconds = time.perf_counter() - switched
@@ -352,10 +352,8 @@ def _summary(
     where = next(iter(loop.cfgs.values())).paths.registry
     registry = Registry(where)
     for name in versions:
-        stages = registry.stages(name)
-        summary.add(
-            f"registry {name}", f"production v{stages['production']} (was v{versions[name]})"
-        )
+        production = registry.stages(name).production
+        summary.add(f"registry {name}", f"production v{production} (was v{versions[name]})")
     summary.add("registry", where)
     summary.add("drift caught", "; ".join(drifted.verdict.reasons))
     summary.add("drift report", drifted.files.get("html", "-"))

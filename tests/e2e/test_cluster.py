@@ -131,7 +131,7 @@ def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3):
     assert len(workers) == 2
     assert {w["node_id"] for w in workers} == set(alive_nodes(cluster.dashboard))
     registry = Registry(f"{root}/registry")
-    assert registry.stages("churn")["production"] == 1
+    assert registry.stages("churn").production == 1
     assert storage.exists(f"{root}/registry/churn/0001/reference.parquet")
     assert storage.list_dir(f"{root}/checkpoints", recursive=True), "no checkpoint in the bucket"
 
@@ -196,7 +196,7 @@ def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3):
     ]
     record = storage.read_json(f"s3://{decision}")
     assert record["promoted"], json.dumps({"decision": record, "verdict": verdict}, default=str)
-    assert registry.stages("churn")["production"] == record["challenger"]["version"] == 2
+    assert registry.stages("churn").production == record["challenger"]["version"] == 2
 
     listed = keel("jobs", "list", f"--address={cluster.dashboard}", env=s3)
     assert listed.returncode == 0, listed.stderr

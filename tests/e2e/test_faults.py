@@ -70,7 +70,7 @@ def test_a_killed_retrain_leaves_no_partial_version_and_the_next_one_runs(
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     after = registry.versions("churn")
     assert [v.version for v in after] == [*(v.version for v in versions), versions[-1].version + 1]
-    assert registry.stages("churn")["production"] == after[-1].version  # promoted
+    assert registry.stages("churn").production == after[-1].version  # promoted
 
 
 @pytest.mark.slow

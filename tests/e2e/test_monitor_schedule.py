@@ -32,7 +32,7 @@ def cluster(tmp_path):
 def test_failing_verdict_submits_retrain_as_a_ray_job(own_root, retrainable, log_traffic, cluster):
     overrides = retrainable
     log_traffic(load(overrides), seed=41, rows=3000, concept=1.0)
-    before = Registry(f"{own_root}/registry").stages("churn")["production"]
+    before = Registry(f"{own_root}/registry").stages("churn").production
     done = subprocess.run(
         [BIN / "keel", "monitor", *overrides, f"ray.address={cluster}", "--every=1s", "--runs=1"],
         cwd=ROOT,
@@ -50,7 +50,7 @@ def test_failing_verdict_submits_retrain_as_a_ray_job(own_root, retrainable, log
     assert record["challenger"]["holdout"]["roc_auc"] > record["champion"]["holdout"]["roc_auc"]
     after = Registry(f"{own_root}/registry").stages("churn")
     if record["promoted"]:
-        assert after["production"] == record["challenger"]["version"] != before
-        assert after["history"][-1]["reason"].startswith("retrain:")
+        assert after.production == record["challenger"]["version"] != before
+        assert after.history[-1].reason.startswith("retrain:")
     else:
-        assert after["production"] == before, record["reason"]
+        assert after.production == before, record["reason"]

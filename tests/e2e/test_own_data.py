@@ -101,4 +101,4 @@ def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
     assert after["status"] == "pass" and after["version"] == 2, after["reasons"]
     for verdict in (normal, drifted, after):
         assert verdict["checks"]["quality"]["status"] != "skipped", verdict["checks"]["quality"]
-    assert registry.stages(name)["production"] == 2
+    assert registry.stages(name).production == 2

@@ -67,9 +67,9 @@ def test_pipeline_runs_the_whole_loop(tmp_path):
         assert next(root.glob(f"reports/{name}/validation/*/report.json"))
         assert f"train {name}" in done.stdout
     stages = registry.stages("churn")
-    assert stages["production"] == 2
-    assert stages["history"][-1]["reason"].startswith("retrain:")
-    assert registry.stages("listings")["production"] == 1
+    assert stages.production == 2
+    assert stages.history[-1].reason.startswith("retrain:")
+    assert registry.stages("listings").production == 1
     (decision_dir,) = (root / "reports" / "churn" / "retrain").iterdir()
     decision = storage.read_json(str(decision_dir / "decision.json"))
     assert decision["promoted"] is True

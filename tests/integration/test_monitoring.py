@@ -80,12 +80,12 @@ def test_retrain_promotes_a_better_challenger(own_root, log_traffic):
     log_traffic(cfg, 21, rows=3000, concept=1.0)
     assert run(cfg).verdict.retrain is True
     registry = Registry(cfg.paths.registry)
-    before = registry.stages("churn")["production"]
+    before = registry.stages("churn").production
     decision = retrain(cfg, list(CHALLENGER))
     record = storage.read_json(decision.path)
     assert decision.promoted, decision.reason
     challenger = record["challenger"]["version"]
-    assert registry.stages("churn")["production"] == challenger != before
+    assert registry.stages("churn").production == challenger != before
     assert record["challenger"]["holdout"]["roc_auc"] > record["champion"]["holdout"]["roc_auc"]
     assert record["data"]["holdout"] > 0 and record["data"]["recent_train"] > 0
     # the new version's reference is the traffic it was retrained for: no drift against it
@@ -109,6 +109,6 @@ def test_retrain_refuses_a_degraded_challenger(own_root, log_traffic):
     decision = retrain(cfg, list(degrade), force=True)
     assert not decision.promoted
     assert "does not beat" in decision.reason
-    assert registry.stages("churn")["production"] == stages["production"]
+    assert registry.stages("churn").production == stages.production
     record = storage.read_json(decision.path)
     assert record["challenger"]["holdout"]["roc_auc"] < record["champion"]["holdout"]["roc_auc"]

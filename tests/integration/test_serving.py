@@ -435,7 +435,7 @@ def test_a_version_that_fails_to_load_leaves_the_last_good_one_serving(app):
             assert r.status_code == 200 and r.json()["version"] in (good.version, 2)
     finally:
         registry.rollback("churn", reason="test: back to the last good version")
-    assert registry.stages("churn")["production"] == good.version
+    assert registry.stages("churn").production == good.version
 
 
 def test_a_load_of_20000_predictions_at_concurrency_64_fails_no_request(app):

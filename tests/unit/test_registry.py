@@ -16,7 +16,9 @@ from keel import storage
 from keel.errors import KeelError
 from keel.models.family import state_dict
 from keel.registry import (
+    Action,
     File,
+    Move,
     PromotionRefused,
     Registry,
     RegistryError,
@@ -66,7 +68,7 @@ def test_register_get_versions_latest_and_stages(reg, tmp_path):
     reg.promote("churn", 1)
     assert reg.get("churn").version == 1
     assert reg.get("churn", "production").version == 1
-    assert reg.stages("churn")["staging"] is None
+    assert reg.stages("churn").get("staging") is None
 
 
 def test_missing_model_version_and_stage_are_named(reg):
@@ -105,6 +107,8 @@ def test_register_rejects_bad_names_and_unknown_parents(reg):
         ('{"production": "x"}', "stage 'production' holds 'x', not a version number"),
         ('{"production": 1.5}', "stage 'production' holds 1.5, not a version number"),
         ('{"production": true}', "stage 'production' holds True, not a version number"),
+        ('{"production": 1, "history": [{"stage": "production"}]}', "is not a stage move"),
+        ('{"production": 1, "history": [7]}', "history entry 7 is not a stage move"),
     ],
 )
 def test_a_corrupted_stages_file_is_an_error_naming_file_and_fix(reg, content, error):
@@ -114,6 +118,45 @@ def test_a_corrupted_stages_file_is_an_error_naming_file_and_fix(reg, content, e
     with pytest.raises(RegistryError, match=re.escape(error)) as info:
         reg.get("churn", "production")
     assert reg.stages_uri("churn") in str(info.value)
+
+
+# stages.json as keel has written it: a forced promotion past the floor, a canary stage, a
+# rollback
+OLD_STAGES = {
+    "production": 1,
+    "staging": None,
+    "history": [
+        {"stage": "production", "version": 1, "previous": None, "at": "2026-11-02T10:00:00Z",
+         "reason": "first version passing the SLO floor", "forced": False, "action": "promote"},
+        {"stage": "production", "version": 2, "previous": 1, "at": "2026-11-03T10:00:00Z",
+         "reason": "hotfix", "forced": True, "action": "promote",
+         "bypassed": ["roc_auc 0.61 is below the SLO floor 0.70 (slo.quality_floor.roc_auc)"]},
+        {"stage": "canary", "version": 2, "previous": None, "at": "2026-11-03T11:00:00Z",
+         "reason": "", "forced": False, "action": "promote"},
+        {"stage": "production", "version": 1, "previous": 2, "at": "2026-11-04T10:00:00Z",
+         "reason": "rollback from v2", "forced": False, "action": "rollback"},
+    ],
+    "canary": 2,
+}  # fmt: skip
+
+
+def test_an_existing_stages_file_reads_as_types_and_writes_back_the_same(reg):
+    for _ in range(2):
+        reg.register("churn", files())
+    with open(reg.stages_uri("churn"), "w") as f:
+        json.dump(OLD_STAGES, f)
+    stages = reg.stages("churn")
+    assert (stages.production, stages.get("canary"), stages.of(2)) == (1, 2, ["canary"])
+    assert [m.action for m in stages.history] == [Action.promote] * 3 + [Action.rollback]
+    assert stages.history[1].forced and stages.history[1].bypassed[0].startswith("roc_auc")
+    assert stages.holders("production") == [1]
+    assert stages.to_json() == OLD_STAGES
+    reg.promote("churn", 2, "staging")  # a write keeps every earlier entry as it was
+    written = storage.read_json(reg.stages_uri("churn"))
+    assert written["history"][:4] == OLD_STAGES["history"] and written["staging"] == 2
+    # an entry of an older keel without action or forced was a plain promotion
+    bare = {"stage": "production", "version": 3, "previous": None, "at": "", "reason": ""}
+    assert Move.from_json(bare, "stages.json").action is Action.promote
 
 
 def test_a_corrupted_version_manifest_is_an_error_naming_it(reg):
@@ -239,29 +282,30 @@ def test_promote_refuses_below_the_floor_and_force_is_recorded(reg, metrics, flo
         reg.promote("m", 2, floor=floor)
     assert sentence in str(refused.value) and "--force" in str(refused.value)
     assert refused.value.failures[0].startswith(sentence)
-    assert reg.stages("m")["production"] == 1 and len(reg.stages("m")["history"]) == 1
+    assert reg.stages("m").production == 1 and len(reg.stages("m").history) == 1
 
-    entry = reg.promote("m", 2, floor=floor, force=True, reason="hotfix")
+    done = reg.promote("m", 2, floor=floor, force=True, reason="hotfix")
     stages = reg.stages("m")
-    assert stages["production"] == 2
-    last = stages["history"][-1]
-    assert last == entry
-    assert (last["version"], last["previous"], last["forced"], last["reason"]) == (
+    assert stages.production == 2
+    last = stages.history[-1]
+    assert last == done.move and not done.unchanged
+    assert (last.version, last.previous, last.forced, last.reason) == (
         2,
         1,
         True,
         "hotfix",
     )
-    assert last["bypassed"][0].startswith(sentence)
+    assert last.bypassed[0].startswith(sentence)
 
 
 def test_promote_passing_the_floor_other_stages_and_no_op(reg):
     reg.register("m", files(GOOD))
-    entry = reg.promote("m", 1, "staging", floor={"roc_auc": 0.8, "log_loss": 0.5})
-    assert entry["forced"] is False and "bypassed" not in entry and entry["previous"] is None
-    assert reg.stages("m")["staging"] == 1 and reg.stages("m")["production"] is None
-    assert reg.promote("m", 1, "staging")["unchanged"] is True
-    assert len(reg.stages("m")["history"]) == 1
+    entry = reg.promote("m", 1, "staging", floor={"roc_auc": 0.8, "log_loss": 0.5}).move
+    assert entry.forced is False and entry.bypassed == () and entry.previous is None
+    assert "bypassed" not in reg.stages("m").to_json()["history"][0]
+    assert reg.stages("m").get("staging") == 1 and reg.stages("m").production is None
+    assert reg.promote("m", 1, "staging").unchanged is True
+    assert len(reg.stages("m").history) == 1
     reg.register("m", {"model.pt": b"x"})  # no metrics at all
     with pytest.raises(PromotionRefused, match=re.escape("m v2 has no metrics.json")):
         reg.promote("m", 2, floor={"roc_auc": 0.5})
@@ -278,30 +322,30 @@ def test_rollback_walks_back_through_the_history(reg):
         reg.promote("m", v)
     assert reg.rollback("m") == 2
     assert reg.get("m").version == 2
-    last = reg.stages("m")["history"][-1]
-    assert (last["action"], last["version"], last["previous"]) == ("rollback", 2, 3)
+    last = reg.stages("m").history[-1]
+    assert (last.action, last.version, last.previous) == ("rollback", 2, 3)
     assert reg.rollback("m") == 1
     with pytest.raises(RegistryError, match="no earlier production version of m"):
         reg.rollback("m")
     reg.promote("m", 3)
     assert reg.rollback("m", reason="bad canary") == 1
-    assert reg.stages("m")["history"][-1]["reason"] == "bad canary"
+    assert reg.stages("m").history[-1].reason == "bad canary"
 
 
 def test_the_first_candidate_passing_the_floor_becomes_production(reg):
     floor = {"roc_auc": 0.7}
     mv, promoted = register_candidate(reg, "m", files(WEAK), floor, None)
     assert (mv.version, promoted) == (1, False)
-    assert reg.stages("m")["production"] is None
+    assert reg.stages("m").production is None
 
     mv, promoted = register_candidate(reg, "m", files(GOOD), floor, 1)
     assert (mv.version, promoted) == (2, True)
     stages = reg.stages("m")
-    assert stages["production"] == 2
-    assert stages["history"][-1]["reason"] == "first version passing the SLO floor"
+    assert stages.production == 2
+    assert stages.history[-1].reason == "first version passing the SLO floor"
 
     mv, promoted = register_candidate(reg, "m", files(GOOD), floor, 2)
-    assert (mv.version, promoted, reg.stages("m")["production"]) == (3, False, 2)
+    assert (mv.version, promoted, reg.stages("m").production) == (3, False, 2)
 
 
 # ----------------------------------------------------------------------------- URIs, weights

@@ -278,9 +278,9 @@ def write_verdict(cfg, run: str, verdict: dict) -> str:
 def test_trigger_without_a_verdict(make_cfg):
     cfg = make_cfg()
     t = _trigger(cfg, "churn", force=False)
-    assert (t["run"], t["verdict"]) == (False, None)
-    assert "keel monitor" in t["why"] and "--force" in t["why"]
-    assert _trigger(cfg, "churn", force=True)["run"] is True
+    assert (t.run, t.verdict) == (False, None)
+    assert "keel monitor" in t.why and "--force" in t.why
+    assert _trigger(cfg, "churn", force=True).run is True
 
 
 def test_trigger_follows_the_latest_verdict(make_cfg):
@@ -293,7 +293,12 @@ def test_trigger_follows_the_latest_verdict(make_cfg):
         {"retrain": True, "reasons": ["drift: a", "slo: b"], "window": window},
     )
     t = _trigger(cfg, "churn", force=False)
-    assert t == {"verdict": path, "window": window, "run": True, "why": "drift: a; slo: b"}
+    assert t.to_json() == {
+        "verdict": path,
+        "window": window,
+        "run": True,
+        "why": "drift: a; slo: b",
+    }
     # retraining learns from the failing verdict's window on (monitor.retrain.window unset)
     since = _window(cfg, t)
     assert since.start.isoformat() == window["start"] and since.end > since.start
@@ -303,7 +308,7 @@ def test_trigger_kept_when_the_verdict_does_not_ask_unless_forced(make_cfg):
     cfg = make_cfg()
     write_verdict(cfg, "20240502-000000-000", {"retrain": False, "reasons": ["slo: b"]})
     t = _trigger(cfg, "churn", force=False)
-    assert t["run"] is False
-    assert "does not ask" in t["why"] and "--force" in t["why"]
+    assert t.run is False
+    assert "does not ask" in t.why and "--force" in t.why
     forced = _trigger(cfg, "churn", force=True)
-    assert (forced["run"], forced["why"]) == (True, "forced (--force)")
+    assert (forced.run, forced.why) == (True, "forced (--force)")

@@ -89,9 +89,9 @@ def list_models(registry: Registry) -> Summary:
     if not models:
         return summary.add("models", "none yet (`keel train` registers one)")
     for model in models:
-        held = _held(registry.stages(model))
+        held = registry.stages(model)
         for mv in registry.versions(model):
-            stages = ", ".join(held.get(mv.version, []))
+            stages = ", ".join(held.of(mv.version))
             line = f"{mv.created_at}  {_headline(registry, mv)}"
             summary.add(f"{model} v{mv.version}", f"{line}  <- {stages}" if stages else line)
     return summary
@@ -99,9 +99,9 @@ def list_models(registry: Registry) -> Summary:
 
 def show(registry: Registry, model: str, ref: str | None, floor: dict[str, float]) -> Summary:
     if ref is None:
-        ref = "production" if registry.stages(model)["production"] is not None else "latest"
+        ref = "production" if registry.stages(model).production is not None else "latest"
     mv = registry.get(model, ref)
-    held = _held(registry.stages(model)).get(mv.version, [])
+    held = registry.stages(model).of(mv.version)
     summary = Summary(f"{mv.label}")
     summary.add("stages", ", ".join(held) or "none (a candidate)")
     summary.add("created", mv.created_at)
@@ -127,16 +127,16 @@ def show(registry: Registry, model: str, ref: str | None, floor: dict[str, float
 
 def promote(registry: Registry, ns: argparse.Namespace, floor: dict[str, float]) -> Summary:
     mv = registry.get(ns.model, ns.version)
-    entry = registry.promote(
+    done = registry.promote(
         ns.model, mv.version, ns.stage, floor=floor, force=ns.force, reason=ns.reason
     )
-    if entry.get("unchanged"):
+    if done.unchanged:
         return Summary(f"{mv.label} already holds {ns.stage}; nothing changed")
     summary = Summary(f"promoted {mv.label} to {ns.stage}")
-    previous = entry["previous"]
+    previous = done.move.previous
     summary.add("previous", f"v{previous}" if previous is not None else "none")
     summary.add("floor", ", ".join(f"{k} {v}" for k, v in floor.items()) or "none set")
-    for failure in entry.get("bypassed", []):
+    for failure in done.move.bypassed:
         summary.add("forced past", failure)
     if ns.reason:
         summary.add("reason", escape(ns.reason))
@@ -149,15 +149,6 @@ def rollback(registry: Registry, ns: argparse.Namespace) -> Summary:
     summary = Summary(f"rolled back {ns.model} {ns.stage} to v{target}")
     summary.add("replaced", f"v{previous}")
     return summary.add("wrote", registry.stages_uri(ns.model))
-
-
-def _held(stages: dict) -> dict[int, list[str]]:
-    """Version -> the stages it holds."""
-    held: dict[int, list[str]] = {}
-    for stage, version in stages.items():
-        if stage != "history" and isinstance(version, int):
-            held.setdefault(version, []).append(stage)
-    return held
 
 
 def _headline(registry: Registry, mv: ModelVersion) -> str:

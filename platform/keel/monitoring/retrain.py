@@ -8,16 +8,13 @@ them (`holdout`, chosen by a hash of the request id) is never trained on and jud
 models. The challenger is promoted when it beats the champion's primary metric by
 `monitor.retrain.margin` and meets `slo.quality_floor`; replicas that follow the production
 stage then load it beside the old one and switch without dropping a request. Every run writes
-`<reports>/<model>/retrain/<run>/decision.json` with the numbers and the reason.
+`<reports>/<model>/retrain/<run>/decision.json` (decision.py) with the numbers and the reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +38,7 @@ from keel.training.dataset import prepare
 from keel.training.metrics import evaluate
 from keel.training.run import train
 
+from .decision import DECISION, Contender, Decision, RetrainData, Trigger
 from .logs import Window, join_feedback, predictions
 from .monitor import Served, latest_verdict
 
@@ -49,38 +47,28 @@ log = logging.getLogger(__name__)
 TRAINED_GROUPS = ("dataset", "features", "model", "train")  # what makes a champion
 
 
-@dataclass
-class Decision:
-    model: str
-    promoted: bool
-    reason: str
-    record: dict[str, Any]
-    path: str | None = None
-
-
 def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> Decision:
     model = cfg.dataset.name
     registry = Registry(cfg.paths.registry)
     champion = registry.get(model, "production")
-    record: dict[str, Any] = {"model": model, "champion": {"version": champion.version}}
-    out = storage.join(cfg.paths.reports, model, "retrain", storage.stamp())
     trigger = _trigger(cfg, model, force)
-    record["trigger"] = trigger
-    if not trigger["run"]:
-        return _decide(record, out, False, trigger["why"])
+    decision = Decision(model, Contender(champion.version), trigger)
+    out = storage.join(cfg.paths.reports, model, "retrain", storage.stamp())
+    if not trigger.run:
+        return _decide(decision, out, False, trigger.why)
 
     served = Served.load(registry, champion)
     settings = cfg.monitor.retrain
     window = _window(cfg, trigger)
     recent = _recent_labeled(cfg, model, served, window)
-    record["data"] = {"recent_labeled": recent.num_rows, "since": window.start.isoformat()}
+    decision.data = RetrainData(recent.num_rows, window.start.isoformat())
     if recent.num_rows < settings.min_labeled:
         why = (
             f"only {recent.num_rows} labeled production rows since {window.start:%Y-%m-%d %H:%M}"
             f" UTC; monitor.retrain.min_labeled is {settings.min_labeled}: post feedback labels"
             " first"
         )
-        return _decide(record, out, False, why)
+        return _decide(decision, out, False, why)
     holdout_mask = _holdout(recent["request_id"], settings.holdout, cfg.seed)
     holdout, fresh = recent.filter(holdout_mask), recent.filter(pc.invert(holdout_mask))
     challenger_cfg = _challenger_config(cfg, Stored(registry, champion).config(), overrides)
@@ -89,7 +77,8 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
     rows = _combined(original, fresh.drop_columns(["request_id"]), settings.recent_weight)
     data_file = storage.join(cfg.paths.data, "retrain", model, f"{storage.stamp()}.parquet")
     storage.write_bytes(data_file, storage.parquet_bytes(rows))
-    record["data"].update(
+    decision.data = dataclasses.replace(
+        decision.data,
         original=original.num_rows,
         recent_train=fresh.num_rows,
         holdout=holdout.num_rows,
@@ -113,28 +102,29 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
     data = dataclasses.replace(data, reference=fresh.drop_columns(["request_id"]))
     trained = train(challenger_cfg, data)
     challenger = trained.version
-    record["challenger"] = {"version": challenger.version, "test": trained.metrics["test"]}
+    decision.challenger = Contender(challenger.version, test=trained.metrics["test"])
 
     task = Task(ds.task)
     primary = PRIMARY[task]
     y = _encoded_target(holdout[ds.target], task, served.classes)
-    for role, version in (("champion", champion.version), ("challenger", challenger.version)):
-        record[role]["holdout"] = _holdout_metrics(
-            registry, model, version, holdout, task, y, served.classes
+    for contender in (decision.champion, decision.challenger):
+        contender.holdout = _holdout_metrics(
+            registry, model, contender.version, holdout, task, y, served.classes
         )
-    ch, cp = record["challenger"]["holdout"][primary], record["champion"]["holdout"][primary]
+    ch, cp = decision.challenger.holdout[primary], decision.champion.holdout[primary]
     floor = dict(cfg.slo.quality_floor)
-    record.update(primary=primary, margin=settings.margin, floor=floor)
-    missed = check_floor({"test": record["challenger"]["holdout"]}, floor)
+    decision.primary, decision.margin, decision.floor = primary, settings.margin, floor
+    missed = check_floor({"test": decision.challenger.holdout}, floor)
     if not better(primary, ch, cp, settings.margin):
         why = (
             f"challenger v{challenger.version} {primary} {ch:.4f} does not beat champion "
             f"v{champion.version} {cp:.4f} by monitor.retrain.margin {settings.margin} "
             "on the recent holdout"
         )
-        return _decide(record, out, False, why)
+        return _decide(decision, out, False, why)
     if missed:
-        return _decide(record, out, False, "challenger misses the SLO floor: " + "; ".join(missed))
+        why = "challenger misses the SLO floor: " + "; ".join(missed)
+        return _decide(decision, out, False, why)
     why = (
         f"challenger v{challenger.version} {primary} {ch:.4f} beats champion "
         f"v{champion.version} {cp:.4f} (margin {settings.margin}) on a holdout of "
@@ -143,39 +133,40 @@ def retrain(cfg: KeelConfig, overrides: list[str] = (), force: bool = False) -> 
     try:
         registry.promote(model, challenger.version, floor=floor, reason=f"retrain: {why}")
     except PromotionRefused as e:
-        return _decide(record, out, False, str(e).splitlines()[0])
-    return _decide(record, out, True, why)
+        return _decide(decision, out, False, str(e).splitlines()[0])
+    return _decide(decision, out, True, why)
 
 
-def _decide(record: dict, out: str, promoted: bool, reason: str) -> Decision:
-    record.update(promoted=promoted, reason=reason, at=storage.stamp())
-    path = storage.join(out, "decision.json")
-    storage.write_json(path, record)
-    log.info("retrain %s: %s (%s)", record["model"], "promoted" if promoted else "kept", reason)
-    return Decision(record["model"], promoted, reason, record, path)
+def _decide(decision: Decision, out: str, promoted: bool, reason: str) -> Decision:
+    path = storage.join(out, DECISION)
+    decision = dataclasses.replace(
+        decision, promoted=promoted, reason=reason, at=storage.stamp(), path=path
+    )
+    storage.write_json(path, decision.to_json())
+    log.info("retrain %s: %s (%s)", decision.model, "promoted" if promoted else "kept", reason)
+    return decision
 
 
-def _window(cfg: KeelConfig, trigger: dict[str, Any]) -> Window:
+def _window(cfg: KeelConfig, trigger: Trigger) -> Window:
     """monitor.retrain.window back from now; unset: from the start of the verdict's window."""
     if cfg.monitor.retrain.window:
         return Window.last(cfg.monitor.retrain.window)
-    if trigger.get("window"):
-        return Window(datetime.fromisoformat(trigger["window"]["start"]), plog.now())
+    if trigger.window is not None:
+        return Window(trigger.window.start, plog.now())
     return Window.last(cfg.monitor.window)
 
 
-def _trigger(cfg: KeelConfig, model: str, force: bool) -> dict[str, Any]:
+def _trigger(cfg: KeelConfig, model: str, force: bool) -> Trigger:
     latest = latest_verdict(cfg.paths.reports, model)
-    verdict = {"verdict": latest[0], "window": latest[1].window.to_dict()} if latest else {}
-    verdict.setdefault("verdict", None)
+    path, window = (latest[0], latest[1].window) if latest else (None, None)
     if force:
-        return {**verdict, "run": True, "why": "forced (--force)"}
+        return Trigger(True, "forced (--force)", path, window)
     if latest is None:
         why = f"no monitor verdict for {model} yet: run keel monitor first, or pass --force"
-        return {**verdict, "run": False, "why": why}
+        return Trigger(False, why, path, window)
     asked = latest[1].retrain
     why = "; ".join(latest[1].reasons) if asked else "the latest verdict does not ask for it"
-    return {**verdict, "run": asked, "why": why + ("" if asked else " (pass --force to retrain)")}
+    return Trigger(asked, why + ("" if asked else " (pass --force to retrain)"), path, window)
 
 
 def _recent_labeled(cfg: KeelConfig, model: str, served: Served, window: Window) -> pa.Table:
@@ -296,13 +287,12 @@ def _in_class_order(proba: np.ndarray, labels: list, classes: list) -> np.ndarra
 
 
 def describe(d: Decision) -> list[tuple[str, str]]:
-    r = d.record
     rows = [("decision", ("PROMOTED" if d.promoted else "kept the champion") + f": {d.reason}")]
-    if "data" in r:
-        rows.append(("data", ", ".join(f"{k} {v}" for k, v in r["data"].items())))
-    for role in ("champion", "challenger"):
-        if "holdout" in r.get(role, {}):
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in r[role]["holdout"].items())
-            rows.append((f"{role} v{r[role]['version']}", f"holdout: {shown}"))
+    if d.data is not None:
+        rows.append(("data", ", ".join(f"{k} {v}" for k, v in d.data.to_json().items())))
+    for role, contender in (("champion", d.champion), ("challenger", d.challenger)):
+        if contender is not None and contender.holdout is not None:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in contender.holdout.items())
+            rows.append((f"{role} v{contender.version}", f"holdout: {shown}"))
     rows.append(("decision record", d.path or "-"))
     return rows

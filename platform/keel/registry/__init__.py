@@ -8,6 +8,7 @@ the same name here would shadow it.
 
 from .bundle import Bundle, File, ModelSpec, Stored
 from .card import main_metric, model_card
+from .stages import Action, Move, Promotion, Stages
 from .store import (
     ModelVersion,
     PromotionRefused,
@@ -18,13 +19,17 @@ from .store import (
 )
 
 __all__ = [
+    "Action",
     "Bundle",
     "File",
     "ModelSpec",
     "ModelVersion",
+    "Move",
+    "Promotion",
     "PromotionRefused",
     "Registry",
     "RegistryError",
+    "Stages",
     "Stored",
     "check_floor",
     "main_metric",

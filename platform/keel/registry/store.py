@@ -2,7 +2,7 @@
 
 Layout under the registry root (a local path or a pyarrow filesystem URI):
 
-    <model>/stages.json     {"production": 3, "staging": null, "history": [...]}
+    <model>/stages.json     {"production": 3, "staging": null, "history": [...]} (stages.py)
     <model>/0003/...        the version's files, then version.json (the manifest) LAST
 
 The manifest is the commit point: a directory without one is an unfinished (or crashed)
@@ -30,12 +30,12 @@ from keel.quality import LOWER_IS_BETTER  # which way each test metric improves
 
 from .bundle import Content, File
 from .lineage import now
+from .stages import HISTORY, Action, Move, Promotion, Stages
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "version.json"
 STAGES = "stages.json"
-STAGE_NAMES = ("production", "staging")  # always present in stages(); others may be added
 STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a dead writer
 
 # matched with fullmatch: "$" would also accept a name ending in a newline
@@ -107,7 +107,7 @@ def _check_name(name: str, what: str) -> str:
 
 
 def _check_stage(stage: str) -> str:
-    if not _STAGE.fullmatch(stage) or stage in ("latest", "history"):
+    if not _STAGE.fullmatch(stage) or stage in ("latest", HISTORY):
         raise RegistryError(
             f"invalid stage {stage!r}: use a lowercase name such as production or staging"
         )
@@ -191,18 +191,17 @@ class Registry:
                     return mv
             raise RegistryError(f"{model} has no versions {self._known(model)}")
         stages = self.stages(model)
-        if version not in stages or version == "history":
-            held = ", ".join(s for s in stages if s != "history")
+        if version not in stages.held:
             raise RegistryError(
                 f"unknown version or stage {version!r} for {model}: "
-                f"use a number, 'latest', or a stage ({held})"
+                f"use a number, 'latest', or a stage ({', '.join(stages.held)})"
             )
-        if stages[version] is None:
+        if (held := stages.get(version)) is None:
             raise RegistryError(
                 f"{model} has no {version} version {self._known(model)}; promote one with "
                 f"`keel registry promote {model} VERSION --stage {version}`"
             )
-        return self.get(model, int(stages[version]))
+        return self.get(model, held)
 
     def _known(self, model: str) -> str:
         """What does exist, for error messages."""
@@ -307,30 +306,18 @@ class Registry:
     def stages_uri(self, model: str) -> str:
         return storage.join(self._model_dir(model), STAGES)
 
-    def stages(self, model: str) -> dict:
+    def stages(self, model: str) -> Stages:
         uri = self.stages_uri(model)
-        stages: dict[str, Any] = {s: None for s in STAGE_NAMES}
-        stages["history"] = []
-        if storage.exists(uri):
-            try:
-                stored = storage.read_json(uri)
-            except ValueError as e:
-                raise RegistryError(f"{uri} is not valid JSON ({e})") from None
-            if not isinstance(stored, dict) or not isinstance(stored.get("history", []), list):
-                raise RegistryError(f"{uri} is not a stages file (expected an object)")
-            held = {k: v for k, v in stored.items() if k != "history"}
-            for stage, version in held.items():
-                if version is not None and (type(version) is not int or version < 1):
-                    raise RegistryError(
-                        f"{uri}: stage {stage!r} holds {version!r}, not a version number; "
-                        f"fix the file or run `keel registry promote {model} VERSION "
-                        f"--stage {stage}`"
-                    )
-            stages.update(stored)
-        return stages
+        if not storage.exists(uri):
+            return Stages()
+        try:
+            stored = storage.read_json(uri)
+        except ValueError as e:
+            raise RegistryError(f"{uri} is not valid JSON ({e})") from None
+        return Stages.from_json(stored, uri, model)
 
-    def _write_stages(self, model: str, stages: dict) -> None:
-        storage.write_json(self.stages_uri(model), stages)
+    def _write_stages(self, model: str, stages: Stages) -> None:
+        storage.write_json(self.stages_uri(model), stages.to_json())
 
     def floor_failures(self, mv: ModelVersion, floor: dict[str, float] | None) -> list[str]:
         """Why this version misses the quality floor; empty when it passes (or no floor)."""
@@ -349,8 +336,8 @@ class Registry:
         floor: dict[str, float] | None = None,
         force: bool = False,
         reason: str = "",
-    ) -> dict:
-        """Move a stage to a version if it meets the floor (or force); returns the history entry.
+    ) -> Promotion:
+        """Move a stage to a version if it meets the floor (or force).
 
         Promoting the version that already holds the stage changes nothing and records nothing.
         """
@@ -366,25 +353,23 @@ class Registry:
                 failures,
             )
         stages = self.stages(model)
-        entry: dict[str, Any] = {
-            "stage": stage,
-            "version": mv.version,
-            "previous": stages.get(stage),
-            "at": now(),
-            "reason": reason,
-            "forced": bool(force),
-            "action": "promote",
-        }
-        if failures:
-            entry["bypassed"] = failures
-        if entry["previous"] == mv.version:
+        move = Move(
+            stage=stage,
+            version=mv.version,
+            previous=stages.get(stage),
+            at=now(),
+            reason=reason,
+            forced=bool(force),
+            action=Action.promote,
+            bypassed=tuple(failures),
+        )
+        if move.previous == mv.version:
             log.info("%s already holds %s; nothing to do", mv.label, stage)
-            return {**entry, "unchanged": True}
-        stages[stage] = mv.version
-        stages["history"].append(entry)
+            return Promotion(move, unchanged=True)
+        stages.record(move)
         self._write_stages(model, stages)
-        log.info("promoted %s to %s (previous: %s)", mv.label, stage, entry["previous"])
-        return entry
+        log.info("promoted %s to %s (previous: %s)", mv.label, stage, move.previous)
+        return Promotion(move)
 
     def rollback(self, model: str, stage: str = "production", *, reason: str = "") -> int:
         """Give the stage back to the version that held it before the current one.
@@ -396,7 +381,7 @@ class Registry:
         current = stages.get(stage)
         if current is None:
             raise RegistryError(f"{model} has no {stage} version to roll back")
-        held = _holders(stages["history"], stage)
+        held = stages.holders(stage)
         if not held or held[-1] != current:
             held.append(current)
         if len(held) < 2:
@@ -405,39 +390,19 @@ class Registry:
                 f"(v{current} is the first in its history)"
             )
         target = self.get(model, held[-2]).version
-        stages[stage] = target
-        stages["history"].append(
-            {
-                "stage": stage,
-                "version": target,
-                "previous": current,
-                "at": now(),
-                "reason": reason or f"rollback from v{current}",
-                "forced": False,
-                "action": "rollback",
-            }
+        stages.record(
+            Move(
+                stage=stage,
+                version=target,
+                previous=current,
+                at=now(),
+                reason=reason or f"rollback from v{current}",
+                action=Action.rollback,
+            )
         )
         self._write_stages(model, stages)
         log.info("rolled back %s %s from v%s to v%s", model, stage, current, target)
         return target
-
-
-def _holders(history: list[dict], stage: str) -> list[int]:
-    """The stack of versions that held a stage: promotions push, rollbacks pop."""
-    stack: list[int] = []
-    for e in history:
-        if e.get("stage") != stage:
-            continue
-        if e.get("action") == "rollback":
-            if stack:
-                stack.pop()
-            if not stack or stack[-1] != e.get("version"):
-                stack.append(e["version"])
-            continue
-        if not stack and e.get("previous") is not None:
-            stack.append(e["previous"])
-        stack.append(e["version"])
-    return stack
 
 
 # ------------------------------------------------------------------------- quality floor
@@ -479,7 +444,7 @@ def register_candidate(
 ) -> tuple[ModelVersion, bool]:
     """Register a version; the first one to meet the floor becomes production by itself."""
     mv = registry.register(model, files, parent=parent)
-    if registry.stages(model).get("production") is not None:
+    if registry.stages(model).production is not None:
         return mv, False
     failures = registry.floor_failures(mv, floor)
     if failures:

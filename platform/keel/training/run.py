@@ -121,7 +121,7 @@ def with_predictions(rows: pa.Table, predict: Predict, data: Prepared) -> pa.Tab
 
 
 def _production(registry: Registry, model: str) -> int | None:
-    return registry.stages(model).get("production") if model in registry.models() else None
+    return registry.stages(model).production if model in registry.models() else None
 
 
 def describe(out: Trained) -> list[tuple[str, str]]:
