@@ -82,7 +82,7 @@ def job_help(name: str, script: Path) -> str:
             f"  config groups: {', '.join(groups) or 'none (no config tree there)'}",
             "  --verbose      Ray's own output on the console too",
             f"  --config-dir DIR (before the job's name, or {CONFIG_DIR}=DIR): another config tree",
-            "  keel config [overrides]  prints the composed config; README.md describes each key",
+            "  keel config [overrides]  prints the composed config; keel describe GROUP, its keys",
         ]
     )
 

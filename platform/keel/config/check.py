@@ -27,6 +27,8 @@ from .schema import (
     SweepConfig,
     TrainConfig,
     Transform,
+    is_duration,
+    range_of,
 )
 
 Problem = tuple[str, str]
@@ -65,8 +67,8 @@ def _fields(obj: Any, path: str) -> Iterator[Problem]:
         if not is_dataclass(node):
             continue
         for f in fields(node):
-            value, bounds = getattr(node, f.name), f.metadata.get("range")
-            if value is not None and f.metadata.get("duration"):
+            value, bounds = getattr(node, f.name), range_of(f)
+            if value is not None and is_duration(f):
                 try:
                     duration_seconds(value)
                 except ValueError as e:
