@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from keel.bench.common import bench_dataset
-from keel.bench.features import approximate, baseline, check, failures
+from benchmarks.common import bench_dataset
+from benchmarks.features import approximate, baseline, check, failures
 from keel.config.schema import DatePart, FeatureSpec, GroupStat, Impute, Scale, Transform
 from keel.data import synthetic
 from keel.features import FeaturePipeline
@@ -119,9 +119,9 @@ def test_monitor_bench_logs_what_serving_logs(make_cfg, tmp_path):
     writes for the same requests (same schema, same values)."""
     import pyarrow.parquet as pq
 
+    from benchmarks.monitor import log_table
     from keel import prediction_log as plog
     from keel import storage
-    from keel.bench.monitor import log_table
     from keel.serving.spool import ParquetLog
 
     cfg = make_cfg("experiment=churn", "bench=monitor", "bench.rows=300")
