@@ -63,7 +63,7 @@ lab: kernel
 		--allow-root --ServerApp.root_dir=notebooks
 
 bench: install-dev
-	$(BIN)/python jobs/benchmark.py bench=all
+	$(BIN)/python -m benchmarks bench=all
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -39,6 +39,7 @@ EXCLUDES = [
     "/outputs",
     "/wandb",
     "/platform",
+    "/benchmarks",  # the benchmark harness: no job runs it
     "**/__pycache__",
     "**/.ipynb_checkpoints",
     ".pytest_cache",

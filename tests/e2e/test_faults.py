@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from ray_nodes import BIN
 
+from benchmarks import loadgen
 from keel import prediction_log as plog
-from keel.bench import loadgen
 from keel.config import load
 from keel.data import synthetic
 from keel.data.batch import json_rows

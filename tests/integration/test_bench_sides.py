@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks import monitor as bench_monitor
+from benchmarks import train as bench_train
 from keel import prediction_log as plog
-from keel.bench import monitor as bench_monitor
-from keel.bench import train as bench_train
 from keel.config import load
 from keel.monitoring import monitor
 from keel.registry import Registry

@@ -24,8 +24,8 @@ import pytest
 import ray
 import requests
 
+from benchmarks import loadgen
 from keel import prediction_log
-from keel.bench import loadgen
 from keel.config import load
 from keel.data import synthetic
 from keel.data.batch import json_rows

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from keel.bench.common import bench_dataset
-from keel.bench.features import approximate, baseline, check, failures
+from benchmarks.common import bench_dataset
+from benchmarks.features import approximate, baseline, check, failures
 from keel.config.schema import DatePart, FeatureSpec, GroupStat, Impute, Scale, Transform
 from keel.data import synthetic
 from keel.features import FeaturePipeline
@@ -119,9 +119,10 @@ def test_monitor_bench_logs_what_serving_logs(make_cfg, tmp_path):
     writes for the same requests (same schema, same values)."""
     import pyarrow.parquet as pq
 
+    from benchmarks.monitor import log_table
     from keel import prediction_log as plog
     from keel import storage
-    from keel.bench.monitor import log_table
+    from keel.serving.spool import ParquetLog
 
     cfg = make_cfg("experiment=churn", "bench=monitor", "bench.rows=300")
     ds = bench_dataset(cfg)
@@ -135,7 +136,7 @@ def test_monitor_bench_logs_what_serving_logs(make_cfg, tmp_path):
     for row, ts in zip(inputs, table["signup_ts"].to_pylist(), strict=True):
         row["signup_ts"] = ts  # as log_table renders it (clients send their own text; unmonitored)
     own = table.select(["request_id", "ts", "latency_ms", "prediction", "output"]).to_pylist()
-    log = plog.ParquetLog(str(tmp_path / "logs"), schema, 10**9, 10**9, str(tmp_path / "spool"))
+    log = ParquetLog(str(tmp_path / "logs"), schema, 10**9, 10**9, str(tmp_path / "spool"))
     log.append([plog.prediction_row({**fixed, **o}, r) for o, r in zip(own, inputs, strict=True)])
     written = pq.read_table(log.flush()[0])
     assert pq.read_table(pa.BufferReader(storage.parquet_bytes(table))).equals(written)

@@ -111,7 +111,8 @@ def test_no_module_but_the_bundle_names_a_versions_files():
     names = [re.escape(f.value) for f in File]
     pattern = re.compile(rf"[\"'/ ]({'|'.join(names)})\b")
     found = []
-    for path in [*(ROOT / "platform").rglob("*.py"), *(ROOT / "jobs").glob("*.py")]:
+    code = [ROOT / "platform", ROOT / "jobs", ROOT / "benchmarks"]
+    for path in [p for d in code for p in d.rglob("*.py")]:
         if path.name == "bundle.py" and path.parent.name == "registry":
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):

@@ -8,22 +8,27 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "keel"
-HIGHER = {"training", "serving", "monitoring", "pipeline", "traffic", "submission", "bench"}
+BENCH = "benchmarks"  # the repository's benchmark harness, above the package
+HIGHER = {"training", "serving", "monitoring", "pipeline", "traffic", "submission"}
 LOWER = ["config", "errors", "storage", "durations", "runtime", "quality", "targets",
          "prediction_log", "data", "features", "models", "registry"]  # fmt: skip
 
 
-def keel_imports(path: Path) -> set[str]:
-    """The keel subpackages or modules a file imports, at any depth of the file."""
+def imports(path: Path) -> set[str]:
+    """The absolute module names a file imports (and `module.name` of a from-import), at any
+    depth of the file."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        names = []
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        found |= {n.split(".")[1] for n in names if n.startswith("keel.")}
+            found |= {a.name for a in node.names}
     return found
+
+
+def keel_imports(path: Path) -> set[str]:
+    """The keel subpackages or modules a file imports."""
+    return {n.split(".")[1] for n in imports(path) if n.startswith("keel.")}
 
 
 def files_of(part: str) -> list[Path]:
@@ -41,6 +46,16 @@ def test_a_lower_layer_imports_nothing_above_it(part):
         for name in keel_imports(path) & HIGHER
     }
     assert not upward, sorted(upward)
+
+
+def test_the_package_never_imports_the_benchmarks():
+    """benchmarks/ sits beside keel, outside the installed package: a replica never ships it."""
+    found = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if any(n.split(".")[0] == BENCH for n in imports(path))
+    }
+    assert not found, sorted(found)
 
 
 def test_the_check_sees_an_upward_import(tmp_path):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from keel.bench import loadgen
+from benchmarks import loadgen
 from keel.runtime import free_port
 
 

@@ -35,6 +35,7 @@ from .metrics import ServeMetrics
 from .model_server import ModelRunner
 from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model
 from .settings import ServeSettings
+from .spool import ParquetLog, default_spool
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,17 +87,17 @@ class Ingress:
 
     # ------------------------------------------------------------------ the logs
 
-    def _buffer(self, directory: str, schema: pa.Schema) -> plog.ParquetLog:
+    def _buffer(self, directory: str, schema: pa.Schema) -> ParquetLog:
         flush = self.settings.log
-        return plog.ParquetLog(
+        return ParquetLog(
             directory,
             schema,
             flush.flush_rows,
             flush.flush_seconds,
-            flush.spool or plog.default_spool(),
+            flush.spool or default_spool(),
         )
 
-    def _all_logs(self) -> list[plog.ParquetLog]:
+    def _all_logs(self) -> list[ParquetLog]:
         return [*self.logs.values(), *self.request_logs.values(), self.feedback]
 
     async def _flush_when_due(self) -> None:

@@ -6,7 +6,7 @@ inline on the event loop (a sub-millisecond model gains nothing from a thread ho
 in keel's response shape. No batching, no prediction log, no metrics: that is keel's added work.
 torch gets as many threads as a keel replica (`--torch-threads`), so both sides compute alike.
 
-`running()` starts it as `python -m keel.bench.bare_server ...` and stops it afterwards.
+`running()` starts it as `python -m benchmarks.bare_server ...` and stops it afterwards.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the body model from the live annotation.
@@ -77,7 +77,7 @@ def running(args: dict[str, Any], port: int, timeout_s: float = 120.0) -> Iterat
     """
     argv = [a for k, v in args.items() for a in (f"--{k.replace('_', '-')}", str(v))]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keel.bench.bare_server", *argv, "--port", str(port)]
+        [sys.executable, "-m", "benchmarks.bare_server", *argv, "--port", str(port)]
     )
     base = f"http://127.0.0.1:{port}"
     try:

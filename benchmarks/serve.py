@@ -3,11 +3,11 @@
 Two models live in a private registry (serve_models: trained on first use, not timed): the
 configured demo MLP and a heavy one (`heavy_hidden_sizes`, over a million parameters), with the
 same features and data. For each in turn, keel serves the pinned version (proxy -> ingress ->
-batched model deployment, fixed `replicas`) and keel.bench.bare_server serves the same version
+batched model deployment, fixed `replicas`) and benchmarks.bare_server serves the same version
 in one uvicorn process on another port. Before anything is timed both must answer the same
 predictions for the same request.
 
-Timed: closed-loop load (keel.bench.loadgen) at each `concurrency` for 1-row and 32-row
+Timed: closed-loop load (benchmarks.loadgen) at each `concurrency` for 1-row and 32-row
 requests, `requests` per point per side after a warm-up, keel and bare alternating (the order
 flips every repeat; medians over `repeats`). Reported per point: requests/s, p50, p99 and
 keel / bare. Headline per model: keel's best rows/s over bare's best rows/s, with both p99s at

@@ -2,6 +2,12 @@
 
 Each benchmark is a module here with `run(cfg, ray_times) -> Summary`, and a conf/bench/NAME.yaml
 whose `name` picks the module. Modules load on demand: they import scikit-learn (a dev extra).
+
+This package sits beside keel in the repository, not inside it: a Serve replica or a Train
+worker never ships it. Run it from the repository root (`python -m benchmarks bench=NAME|all`,
+`make bench`): the Ray workers it starts find its tasks' functions (common._touch,
+features._identity) through the driver's working directory, which Ray puts on their path, and
+bare_server runs as `python -m benchmarks.bare_server` from the same directory.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from keel.errors import ConfigError, KeelError
 from .common import Phases
 
 BENCHMARKS = {  # name -> module
-    "features": "keel.bench.features",
-    "monitor": "keel.bench.monitor",
-    "serve": "keel.bench.serve",
-    "train": "keel.bench.train",
+    "features": "benchmarks.features",
+    "monitor": "benchmarks.monitor",
+    "serve": "benchmarks.serve",
+    "train": "benchmarks.train",
 }
 
 
