@@ -877,7 +877,7 @@ class KeelConfig:
     paths: PathsConfig = described(MISSING, doc="where everything is written")
     ray: RayConfig = described(MISSING, doc="the Ray keel starts or joins, and its settings")
     bench: BenchConfig | None = described(
-        None, doc="a benchmark (keel benchmark bench=NAME); null: none"
+        None, doc="a benchmark (python -m benchmarks bench=NAME); null: none"
     )
     seed: int = described(0, doc="seed of monitoring's samples and retraining's draws")
 
