@@ -88,15 +88,32 @@ TINY = ("dataset.source.rows=3000", "train.epochs=2", "train.cpus_per_worker=0.5
 @pytest.fixture(scope="session")
 def trained_root(ray_session, tmp_path_factory):
     """paths.root of a registry holding churn v1 (production), churn v2 (candidate) and
-    listings v1 (production)."""
+    listings v1 (production). Trained once per run: under xdist the first worker to ask
+    trains (three Train runs, ~80 s here) while the other waits on a lock in the run's shared
+    temp directory, then reads the same registry. Tests copy it before changing stages."""
+    import fcntl
+    import shutil
+
     from keel.config import load
     from keel.training.run import train
 
-    root = tmp_path_factory.mktemp("trained") / "out"
-    common = (f"paths.root={root}", "ray.progress_bars=false", *TINY)
-    floors = {"churn": "slo.quality_floor.roc_auc=0", "listings": "slo.quality_floor.r2=-1e9"}
-    for name, seed in (("churn", 0), ("churn", 1), ("listings", 0)):
-        train(load([*common, f"experiment={name}", floors[name], f"train.seed={seed}"]))
+    run = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run = run.parent  # this run's directory, above each worker's own
+    root = run / "trained" / "out"
+    done = run / "trained" / "done"
+    with open(run / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed try left: versions restart
+            common = (f"paths.root={root}", "ray.progress_bars=false", *TINY)
+            floors = {
+                "churn": "slo.quality_floor.roc_auc=0",
+                "listings": "slo.quality_floor.r2=-1e9",
+            }
+            for name, seed in (("churn", 0), ("churn", 1), ("listings", 0)):
+                train(load([*common, f"experiment={name}", floors[name], f"train.seed={seed}"]))
+            done.touch()
     return str(root)
 
 

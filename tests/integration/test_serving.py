@@ -36,6 +36,9 @@ from keel.serving.predictor import Predictor
 from keel.traffic import TrafficError, describe, simulate, traffic_table
 
 FUZZ_PER_OPERATION = 2_000
+# The tests of what the ingress alone decides (request validation, limits, feedback, auth) run
+# on one topology: the graph's ingress is the same code, only the models sit behind handles.
+INGRESS = pytest.mark.parametrize("app", ["fused"], indirect=True)
 
 
 class Client:
@@ -190,6 +193,7 @@ def test_online_predictions_equal_keel_predict_batch_predictions(app, tmp_path):
                 assert p["output"] == {"label": batch[cid]["label"], "rules": batch[cid]["rules"]}
 
 
+@INGRESS
 @pytest.mark.parametrize(
     ("payload", "status", "names"),
     [
@@ -217,6 +221,7 @@ def test_bad_requests_get_a_4xx_that_names_the_problem(app, payload, status, nam
     assert any(names in line for line in r.json()["detail"]), r.json()
 
 
+@INGRESS
 def test_limits_unknown_models_and_the_app_keeps_serving(app):
     cfg, client = app
     too_many = _rows("churn", 1, seed=1) * (cfg.serve.max_rows_per_request + 1)
@@ -311,6 +316,7 @@ def test_promotion_during_a_steady_stream_fails_no_request(app):
     assert set(versions[switched + 20 :]) == {2}  # replicas do not flap back
 
 
+@INGRESS
 def test_feedback_is_accepted_and_logged(app):
     cfg, client = app
     ids = [
@@ -482,6 +488,7 @@ def test_fuzzed_requests_to_every_operation_get_no_5xx_and_the_app_stays_up(app)
     assert client.predict("churn", _rows("churn", 3, seed=5)).status_code == 200
 
 
+@INGRESS
 def test_auth_requires_the_bearer_token(app, monkeypatch):
     cfg, client = app
     monkeypatch.setenv("KEEL_TEST_TOKEN", "s3cret")
