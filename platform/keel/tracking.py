@@ -47,6 +47,11 @@ def log_training(
         run.finish()
 
 
+def described(run_dir: str | None) -> list[tuple[str, str]]:
+    """A job summary's row naming the logged run; none when tracking was disabled."""
+    return [("wandb run", f"{run_dir} (upload later: wandb sync)")] if run_dir else []
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 

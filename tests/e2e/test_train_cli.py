@@ -62,6 +62,7 @@ def test_train_registers_a_version_that_beats_the_baseline(
     assert "## Metrics" in registry.read_text(production, "MODEL_CARD.md")
     state = state_dict(Stored(registry, production).weights(), production.uri(File.weights))
     assert all(hasattr(t, "shape") for t in state.values())
+    assert ("wandb run" in proc.stdout) == (tracking == "offline")  # the summary names it
     if tracking == "offline":
         runs = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
         assert len(runs) == 1 and runs[0].stat().st_size > 0

@@ -23,8 +23,7 @@ def sweep_job(cfg: KeelConfig) -> Summary:
     s.add("best", ", ".join(f"{k}={v:.4g}" for k, v in result.best_params.items()))
     s.add("results", result.results_path)
     s.rows += [(f"registered: {k}", v) for k, v in describe(t)]
-    if run_dir:
-        s.add("wandb run", f"{run_dir} (upload later: wandb sync)")
+    s.rows += tracking.described(run_dir)
     return s
 
 

@@ -15,8 +15,7 @@ def train_job(cfg: KeelConfig) -> Summary:
         cfg, to_dict(cfg), out.history, out.metrics, out.version.version, out.promoted
     )
     summary = Summary(f"trained {cfg.dataset.name} v{out.version.version}", describe(out))
-    if run_dir:
-        summary.add("wandb run", f"{run_dir} (upload later: wandb sync)")
+    summary.rows += tracking.described(run_dir)
     return summary
 
 
