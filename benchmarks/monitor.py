@@ -273,11 +273,8 @@ def run_keel(cfg: KeelConfig, drifted: dict[str, dict[str, Any]]) -> common.Phas
     started = time.perf_counter()
     m = monitor.run(cfg)
     total = time.perf_counter() - started
-    check = m.verdict.checks["drift"]
-    drifted["keel"] = {
-        "columns": check["drifted_columns"],
-        "prediction": check["prediction"]["drifted"],
-    }
+    check = m.verdict.drift
+    drifted["keel"] = {"columns": check.drifted_columns, "prediction": check.prediction["drifted"]}
     return {"total_s": total}
 
 

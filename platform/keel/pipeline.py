@@ -259,7 +259,7 @@ def _expect(loop: Loop, name: str, traffic: tuple, passes: bool) -> Monitored:
     window, _, cfg = traffic
     t = time.perf_counter()
     m = monitor(cfg, name, window)
-    result = f"{m.verdict.status}; drifted: {m.verdict.checks['drift'].get('drifted_columns')}"
+    result = f"{m.verdict.status}; drifted: {m.verdict.drift.drifted_columns}"
     loop.step(f"monitor {name} v{m.version}", result, t)
     if m.passed != passes:
         want = "pass" if passes else "fail"

@@ -21,16 +21,16 @@ def test_the_monitor_baseline_flags_the_columns_keel_flags(own_root, log_traffic
     cfg = load(["experiment=churn", f"paths.root={own_root}", "ray.progress_bars=false"])
     assert cfg.monitor.current_sample >= ROWS  # both sides see every row: nothing to draw apart
     log_traffic(cfg, seed=11, rows=ROWS, covariate={"age": 1.5, "contract": 0.5})
-    keel = monitor.run(cfg).verdict.checks["drift"]
+    keel = monitor.run(cfg).verdict.drift
 
     registry = Registry(cfg.paths.registry)
     served = monitor.Served.load(registry, registry.get("churn", "production"))
     logged = bench_monitor.Logged(served, plog.predictions_dir(cfg.paths.logs, "churn"), ROWS, 1)
     drifted: dict = {}
     bench_monitor.run_baseline(cfg, logged, drifted)
-    assert {"age", "contract"} <= set(keel["drifted_columns"])
-    assert drifted["baseline"]["columns"] == keel["drifted_columns"]
-    assert drifted["baseline"]["prediction"] == keel["prediction"]["drifted"]
+    assert {"age", "contract"} <= set(keel.drifted_columns)
+    assert drifted["baseline"]["columns"] == keel.drifted_columns
+    assert drifted["baseline"]["prediction"] == keel.prediction["drifted"]
 
 
 def test_the_train_baseline_reaches_keels_validation_loss(make_cfg):

@@ -37,11 +37,11 @@ def test_no_drift_passes(trained_root, tmp_path, seed, log_traffic):
     cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
     log_traffic(cfg, seed)
     m = run(cfg)
-    checks = m.verdict.checks
-    assert checks["drift"]["drifted_columns"] == []
+    v = m.verdict
+    assert v.drift.drifted_columns == []
     assert m.verdict.status == "pass", m.verdict.reasons
-    assert checks["quality"]["labeled"] == 2000
-    assert checks["slo"]["status"] == "pass"
+    assert v.quality.labeled == 2000
+    assert v.slo.status == "pass"
     assert storage.exists(m.files["html"]) and storage.exists(m.files["verdict"])
 
 
@@ -49,8 +49,8 @@ def test_no_drift_passes(trained_root, tmp_path, seed, log_traffic):
 def test_shift_on_two_columns_flags_exactly_them(trained_root, tmp_path, seed, log_traffic):
     cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
     log_traffic(cfg, seed, covariate={"age": 1.0, "contract": 0.4})
-    checks = run(cfg).verdict.checks
-    assert checks["drift"]["drifted_columns"] == ["age", "contract"]
+    v = run(cfg).verdict
+    assert v.drift.drifted_columns == ["age", "contract"]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -58,11 +58,11 @@ def test_concept_shift_is_caught_by_quality_not_drift(trained_root, tmp_path, se
     cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
     log_traffic(cfg, seed, concept=1.0)
     m = run(cfg)
-    checks = m.verdict.checks
-    assert checks["drift"]["drifted_columns"] == []
-    assert checks["drift"]["prediction"]["drifted"] is False
-    assert checks["quality"]["status"] == "fail"
-    assert checks["quality"]["metrics"]["roc_auc"] < 0.65
+    v = m.verdict
+    assert v.drift.drifted_columns == []
+    assert v.drift.prediction["drifted"] is False
+    assert v.quality.status == "fail"
+    assert v.quality.metrics["roc_auc"] < 0.65
     assert m.verdict.failed == ["quality"] and m.verdict.retrain is True
 
 
@@ -92,7 +92,7 @@ def test_retrain_promotes_a_better_challenger(own_root, log_traffic):
     log_traffic(cfg, 22, rows=2000, concept=1.0)
     after = run(cfg)
     assert after.version == challenger
-    assert after.verdict.checks["quality"]["status"] == "pass", after.verdict.reasons
+    assert after.verdict.quality.status == "pass", after.verdict.reasons
 
 
 def test_retrain_refuses_a_degraded_challenger(own_root, log_traffic):

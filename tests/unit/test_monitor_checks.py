@@ -59,13 +59,13 @@ def limits(**kw) -> SloConfig:
 
 def test_slo_numbers_count_only_what_each_rate_means():
     result = checks.slo(requests_table(MIXED), limits())
-    assert result["requests"] == 107
+    assert result.requests == 107
     # the refused requests' 9 s latencies are not in the p99
-    assert result["latency_p99_ms"] == pytest.approx(np.percentile(np.arange(1, 101), 99))
-    assert result["error_rate"] == pytest.approx(2 / 107)
-    assert result["invalid_rate"] == pytest.approx(3 / 107)
-    assert result["status"] == checks.PASS
-    assert result["failures"] == []
+    assert result.latency_p99_ms == pytest.approx(np.percentile(np.arange(1, 101), 99))
+    assert result.error_rate == pytest.approx(2 / 107)
+    assert result.invalid_rate == pytest.approx(3 / 107)
+    assert result.status == checks.PASS
+    assert result.failures == []
 
 
 @pytest.mark.parametrize(
@@ -78,14 +78,14 @@ def test_slo_numbers_count_only_what_each_rate_means():
 )
 def test_slo_each_breach_fails_naming_its_key(key, limit):
     result = checks.slo(requests_table(MIXED), limits(**{key: limit}))
-    assert result["status"] == checks.FAIL
-    assert len(result["failures"]) == 1
-    assert f"slo.{key}" in result["failures"][0]
+    assert result.status == checks.FAIL
+    assert len(result.failures) == 1
+    assert f"slo.{key}" in result.failures[0]
 
 
 def test_slo_all_breaches_together():
     tight = limits(latency_p99_ms=50.0, max_error_rate=0.0, max_invalid_fraction=0.0)
-    failures = checks.slo(requests_table(MIXED), tight)["failures"]
+    failures = checks.slo(requests_table(MIXED), tight).failures
     assert [f.split(" above ")[1].split()[0] for f in failures] == [
         "slo.latency_p99_ms",
         "slo.max_error_rate",
@@ -95,21 +95,21 @@ def test_slo_all_breaches_together():
 
 def test_slo_401_and_404_are_neither_errors_nor_invalid():
     result = checks.slo(requests_table([(200, 1.0), *NOT_COUNTED]), limits())
-    assert (result["error_rate"], result["invalid_rate"]) == (0.0, 0.0)
-    assert result["status"] == checks.PASS
+    assert (result.error_rate, result.invalid_rate) == (0.0, 0.0)
+    assert result.status == checks.PASS
 
 
 def test_slo_without_answered_requests_has_no_p99():
     result = checks.slo(requests_table(ERRORS), limits(max_error_rate=1.0))
-    assert result["latency_p99_ms"] is None
-    assert result["error_rate"] == 1.0
-    assert result["status"] == checks.PASS
+    assert result.latency_p99_ms is None
+    assert result.error_rate == 1.0
+    assert result.status == checks.PASS
 
 
 def test_slo_without_requests_is_skipped():
     result = checks.slo(pa.table({}), limits())
-    assert result["status"] == checks.SKIPPED
-    assert "no requests" in result["reason"]
+    assert result.status == checks.SKIPPED
+    assert "no requests" in result.reason
 
 
 # ----------------------------------------------------------------------------- quality
@@ -125,25 +125,25 @@ def binary_data(n: int, good: bool) -> tuple[np.ndarray, np.ndarray]:
 def test_quality_with_fewer_labels_than_min_rows_is_skipped():
     y, p = binary_data(99, good=True)
     result = checks.quality(Task.binary_classification, y, p, {"roc_auc": 0.7}, min_rows=100)
-    assert result["status"] == checks.SKIPPED
-    assert "99" in result["reason"] and "monitor.min_rows" in result["reason"]
+    assert result.status == checks.SKIPPED
+    assert "99" in result.reason and "monitor.min_rows" in result.reason
 
 
 def test_quality_binary_above_the_floor_passes_at_exactly_min_rows():
     y, p = binary_data(100, good=True)
     result = checks.quality(Task.binary_classification, y, p, {"roc_auc": 0.7}, min_rows=100)
-    assert result["status"] == checks.PASS
-    assert result["labeled"] == 100
-    assert result["metrics"]["roc_auc"] == pytest.approx(1.0)
+    assert result.status == checks.PASS
+    assert result.labeled == 100
+    assert result.metrics["roc_auc"] == pytest.approx(1.0)
 
 
 def test_quality_binary_below_the_floor_fails_naming_the_floor():
     y, p = binary_data(400, good=False)
     result = checks.quality(Task.binary_classification, y, p, {"roc_auc": 0.9}, min_rows=100)
-    assert result["status"] == checks.FAIL
-    assert result["metrics"]["roc_auc"] < 0.9
-    assert len(result["failures"]) == 1
-    assert "slo.quality_floor.roc_auc" in result["failures"][0]
+    assert result.status == checks.FAIL
+    assert result.metrics["roc_auc"] < 0.9
+    assert len(result.failures) == 1
+    assert "slo.quality_floor.roc_auc" in result.failures[0]
 
 
 def test_quality_regression_r2_floor():
@@ -152,9 +152,9 @@ def test_quality_regression_r2_floor():
     close, noise = y + rng.normal(0, 1, 200), rng.normal(100.0, 10.0, 200)
     ok = checks.quality(Task.regression, y, close, {"r2": 0.8}, min_rows=50)
     bad = checks.quality(Task.regression, y, noise, {"r2": 0.8}, min_rows=50)
-    assert ok["status"] == checks.PASS and ok["metrics"]["r2"] > 0.9
-    assert bad["status"] == checks.FAIL
-    assert "slo.quality_floor.r2" in bad["failures"][0]
+    assert ok.status == checks.PASS and ok.metrics["r2"] > 0.9
+    assert bad.status == checks.FAIL
+    assert "slo.quality_floor.r2" in bad.failures[0]
 
 
 MULTI = Task.multiclass_classification
@@ -175,30 +175,30 @@ def multiclass_data(n: int, right: float, seed: int = 0) -> tuple[np.ndarray, np
 def test_quality_multiclass_above_the_floor_passes_with_every_number():
     y, proba = multiclass_data(300, right=0.9)
     result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
-    assert result["status"] == checks.PASS and result["failures"] == []
-    assert result["labeled"] == 300 and result["unscored"] == 0
-    metrics = result["metrics"]
+    assert result.status == checks.PASS and result.failures == []
+    assert result.labeled == 300 and result.unscored == 0
+    metrics = result.metrics
     assert {"accuracy", "f1", "log_loss", "recall"} <= set(metrics)
     assert metrics["accuracy"] == pytest.approx(np.mean(proba.argmax(1) == y))
     assert metrics["f1"] > 0.8
     assert metrics["log_loss"] == pytest.approx(
         -np.mean(np.log(proba[np.arange(300), y.astype(int)]))
     )
-    recall = result["per_class_recall"]
+    recall = result.per_class_recall
     assert list(recall) == SPECIES
     for i, name in enumerate(SPECIES):
         rows = y == i
         assert recall[name] == pytest.approx(np.mean(proba[rows].argmax(1) == i))
-    assert json.loads(json.dumps(result)) == result  # it goes into verdict.json
+    assert json.loads(json.dumps(result.to_json())) == result.to_json()  # into verdict.json
 
 
 def test_quality_multiclass_below_the_floor_fails_naming_f1():
     """A concept shift: the model still answers confidently, the labels moved."""
     y, proba = multiclass_data(300, right=0.3)
     result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
-    assert result["status"] == checks.FAIL
-    assert result["metrics"]["f1"] < 0.6
-    (failure,) = result["failures"]
+    assert result.status == checks.FAIL
+    assert result.metrics["f1"] < 0.6
+    (failure,) = result.failures
     assert failure.startswith("f1 ") and "slo.quality_floor.f1" in failure
 
 
@@ -206,18 +206,18 @@ def test_quality_multiclass_leaves_out_rows_logged_without_probabilities():
     y, proba = multiclass_data(300, right=0.9)
     proba[:40] = np.nan  # logged before the log kept class probabilities
     result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
-    assert (result["labeled"], result["unscored"]) == (260, 40)
+    assert (result.labeled, result.unscored) == (260, 40)
     expected = checks.quality(MULTI, y[40:], proba[40:], {"f1": 0.6}, 100, SPECIES)
-    assert result["metrics"] == expected["metrics"]
+    assert result.metrics == expected.metrics
 
 
 def test_quality_multiclass_skipped_when_too_few_rows_have_probabilities():
     y, proba = multiclass_data(300, right=0.9)
     proba[:250] = np.nan
     result = checks.quality(MULTI, y, proba, {"f1": 0.6}, min_rows=100, classes=SPECIES)
-    assert result["status"] == checks.SKIPPED
-    assert result["unscored"] == 250
-    assert "50 labeled predictions (and 250 unscored)" in result["reason"]
+    assert result.status == checks.SKIPPED
+    assert result.unscored == 250
+    assert "50 labeled predictions (and 250 unscored)" in result.reason
 
 
 def test_quality_multiclass_needs_the_probability_matrix():
@@ -241,21 +241,21 @@ def drift_result(drifted: dict[str, bool]) -> DriftResult:
 
 def test_drift_above_max_share_fails_naming_the_columns():
     result = checks.drift(drift_result({"region": True, "age": True, "tenure": False}), 0.3)
-    assert result["status"] == checks.FAIL
-    assert result["drifted_columns"] == ["age", "region"]
-    assert result["share"] == pytest.approx(2 / 3)
-    (failure,) = result["failures"]
+    assert result.status == checks.FAIL
+    assert result.drifted_columns == ["age", "region"]
+    assert result.share == pytest.approx(2 / 3)
+    (failure,) = result.failures
     assert "2 of 3 columns" in failure
     assert "slo.max_drift_share" in failure and "age, region" in failure
-    assert result["prediction"]["drifted"] is False
+    assert result.prediction["drifted"] is False
 
 
 def test_drift_at_or_below_max_share_passes():
     at_share = checks.drift(drift_result({"a": True, "b": False}), 0.5)
-    assert at_share["status"] == checks.PASS and at_share["failures"] == []
-    assert at_share["drifted_columns"] == ["a"]
+    assert at_share.status == checks.PASS and at_share.failures == []
+    assert at_share.drifted_columns == ["a"]
     none = checks.drift(drift_result({"a": False, "b": False}), 0.0)
-    assert none["status"] == checks.PASS and none["drifted_columns"] == []
+    assert none.status == checks.PASS and none.drifted_columns == []
 
 
 def test_importing_the_report_module_does_not_import_evidently():
@@ -272,10 +272,10 @@ def test_importing_the_report_module_does_not_import_evidently():
 # ----------------------------------------------------------------------------- verdict
 
 
-def check(status: str, *failures: str) -> dict:
+def check(status: str, *failures: str) -> checks.Outcome:
     if status == checks.SKIPPED:
-        return checks.skipped("too little data")
-    return {"status": status, "failures": list(failures)}
+        return checks.Outcome.skipped("too little data")
+    return checks.Outcome(checks.Status(status), list(failures))
 
 
 def test_verdict_passes_when_nothing_failed_even_if_skipped():
@@ -336,7 +336,33 @@ def stored(status: str, version: int) -> dict:
         "failed": ["drift"] if status == "fail" else [],
         "retrain": status == "fail",
         "reasons": ["drift: 3 of 9 columns drifted"] if status == "fail" else [],
-        "checks": {"drift": {"status": status, "failures": [], "share": 0.3}},
+        "checks": {
+            "drift": {
+                "status": status,
+                "failures": ["3 of 9 columns drifted"] if status == "fail" else [],
+                "drifted_columns": ["age", "contract", "region"] if status == "fail" else [],
+                "share": 0.33 if status == "fail" else 0.0,
+                "max_share": 0.3,
+                "columns": {
+                    "age": {"method": "ks", "score": 0.001, "threshold": 0.05, "drifted": True}
+                },
+                "prediction": None,
+            },
+            "quality": {  # skipped: only what was known is written
+                "status": "skipped",
+                "reason": "50 labeled predictions (and 250 unscored), fewer than monitor.min_rows",
+                "unscored": 250,
+                "feedback": {"feedback": 300, "matched": 300},
+            },
+            "slo": {
+                "status": "pass",
+                "failures": [],
+                "requests": 100,
+                "latency_p99_ms": None,
+                "error_rate": 0.0,
+                "invalid_rate": 0.0,
+            },
+        },
     }
 
 
@@ -359,6 +385,13 @@ def test_latest_verdict_is_the_newest_run_with_a_verdict(tmp_path):
     assert path == storage.join(newest, VERDICT)
     assert (verdict.status, verdict.version) == ("fail", 2)
     assert json.loads(Path(path).read_text()) == verdict.to_json() == stored("fail", 2)
+    # read as types: each check its kind, the figures as fields
+    assert verdict.drift.drifted_columns == ["age", "contract", "region"]
+    assert verdict.drift.columns["age"]["drifted"] is True and verdict.drift.prediction is None
+    assert (verdict.quality.status, verdict.quality.unscored) == ("skipped", 250)
+    assert verdict.quality.labeled is None and verdict.quality.per_class_recall is None
+    assert (verdict.slo.requests, verdict.slo.latency_p99_ms) == (100, None)
+    assert verdict.failed == ["drift"] and verdict.reasons == ["drift: 3 of 9 columns drifted"]
 
 
 def test_a_verdict_file_that_is_no_verdict_names_itself(tmp_path):

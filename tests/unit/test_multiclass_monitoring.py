@@ -147,25 +147,26 @@ def test_monitor_judges_a_multiclass_version_on_its_feedback(cfg):
     log_traffic(cfg, version, n=400, right=0.9, old=30)
     m = monitor.run(cfg, "penguins", window(), version=version)
 
-    quality = m.verdict.checks["quality"]
-    assert quality["status"] == checks.PASS, m.verdict.reasons
+    quality = m.verdict.quality
+    assert quality.status == checks.PASS, m.verdict.reasons
     # r0 and r1 got two labels each, the latest wins: r0's real one, r1's no species (invalid);
     # r0..r29 were logged without class probabilities: the 29 of them with a label are unscored
-    assert quality["feedback"]["invalid"] == 1 and quality["feedback"]["duplicates"] == 2
-    assert quality["feedback"]["matched"] == 399
-    assert (quality["labeled"], quality["unscored"]) == (400 - 30, 29)
-    assert quality["metrics"]["f1"] > 0.8
-    assert {"accuracy", "f1", "log_loss"} <= set(quality["metrics"])
+    assert quality.feedback["invalid"] == 1 and quality.feedback["duplicates"] == 2
+    assert quality.feedback["matched"] == 399
+    assert (quality.labeled, quality.unscored) == (400 - 30, 29)
+    assert quality.metrics["f1"] > 0.8
+    assert {"accuracy", "f1", "log_loss"} <= set(quality.metrics)
     _, y, proba = penguins(400, seed=2, right=0.9)  # the traffic: its scored rows are r30..
     y, hit = y[30:], proba[30:].argmax(1) == y[30:]
     expected = {name: np.mean(hit[y == c]) for c, name in enumerate(SPECIES)}
-    assert quality["per_class_recall"] == pytest.approx(expected)
-    assert list(quality["per_class_recall"]) == SPECIES
-    assert quality["floor"] == {"f1": 0.6}
-    assert "report_skipped" not in quality
+    assert quality.per_class_recall == pytest.approx(expected)
+    assert list(quality.per_class_recall) == SPECIES
+    assert quality.floor == {"f1": 0.6}
+    assert quality.report_skipped is None
     assert {"quality_html", "quality_json"} <= set(m.files)
     on_disk = json.loads(Path(m.files["verdict"]).read_text())
-    assert on_disk["checks"]["quality"]["per_class_recall"] == quality["per_class_recall"]
+    assert "report_skipped" not in on_disk["checks"]["quality"]
+    assert on_disk["checks"]["quality"]["per_class_recall"] == quality.per_class_recall
     line = dict(monitor.describe(m))["quality"]
     assert line.startswith("pass: accuracy") and "recall per class: Adelie" in line
     assert "29 logged without class probabilities" in line
@@ -176,9 +177,9 @@ def test_monitor_fails_a_multiclass_concept_shift_on_f1(cfg):
     log_traffic(cfg, version, n=400, right=0.2)
     m = monitor.run(cfg, "penguins", window(), version=version)
 
-    quality = m.verdict.checks["quality"]
-    assert quality["status"] == checks.FAIL
-    assert quality["metrics"]["f1"] < 0.6
+    quality = m.verdict.quality
+    assert quality.status == checks.FAIL
+    assert quality.metrics["f1"] < 0.6
     assert m.verdict.failed == ["quality"] and m.verdict.retrain is True
     (reason,) = m.verdict.reasons
     assert reason.startswith("quality: f1 ") and "slo.quality_floor.f1" in reason

@@ -7,7 +7,7 @@ retraining when a failed check is one of `monitor.retrain_on`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -31,15 +31,100 @@ PASS, FAIL, SKIPPED = Status.passed, Status.failed, Status.skipped
 INVALID_STATUS = (400, 413, 422)  # the request itself was bad: malformed, too large, invalid
 
 
-def skipped(reason: str, **numbers: Any) -> dict[str, Any]:
-    return {"status": SKIPPED, "reason": reason, **numbers}
+# A figure with this metadata is written whenever it is known (None: left out), skipped or
+# not; a check's other figures are written only when it was judged.
+EXTRA = {"extra": True}
 
 
-def _judged(failures: list[str], **numbers: Any) -> dict[str, Any]:
-    return {"status": FAIL if failures else PASS, "failures": failures, **numbers}
+@dataclass(frozen=True)
+class Outcome:
+    """One check's outcome: its status, and why (failures when judged, reason when skipped).
+    Each kind adds its figures; `to_json` writes verdict.json's shape for a check."""
+
+    status: Status
+    failures: list[str] = field(default_factory=list)  # one line per bound broken
+    reason: str | None = None  # why it was skipped
+
+    @classmethod
+    def judged(cls, failures: list[str], **numbers: Any) -> Any:
+        return cls(status=FAIL if failures else PASS, failures=failures, **numbers)
+
+    @classmethod
+    def skipped(cls, reason: str, **numbers: Any) -> Any:
+        """Too little data to judge: never counted as a pass or a fail."""
+        return cls(status=SKIPPED, reason=reason, **numbers)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status.value}
+        if self.status is SKIPPED:
+            out["reason"] = self.reason
+        else:
+            out["failures"] = list(self.failures)
+        for f in fields(self)[3:]:
+            value = getattr(self, f.name)
+            if "extra" in f.metadata:
+                if value is not None:
+                    out[f.name] = value
+            elif self.status is not SKIPPED:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)} - {"status", "failures", "reason"}
+        return cls(
+            status=Status(data["status"]),
+            failures=list(data.get("failures", [])),
+            reason=data.get("reason"),
+            **{k: v for k, v in data.items() if k in known},
+        )
 
 
-def drift(result: Any, max_share: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DriftCheck(Outcome):
+    """Drift of the window's inputs (and prediction) against the version's reference."""
+
+    drifted_columns: list[str] = field(default_factory=list)  # input columns that drifted
+    share: float | None = None  # drifted / compared input columns
+    max_share: float | None = None  # slo.max_drift_share
+    # column -> {method, score, threshold, drifted}; the prediction's the same (None: absent)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prediction: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class QualityCheck(Outcome):
+    """The task's metrics on the window's labeled predictions against the floor."""
+
+    labeled: int | None = None  # labeled predictions scored
+    metrics: dict[str, float] = field(default_factory=dict)  # the task's metrics on them
+    floor: dict[str, float] = field(default_factory=dict)  # slo.quality_floor
+    # multiclass: labeled rows logged without class probabilities; recall by class label
+    unscored: int | None = field(default=None, metadata=EXTRA)
+    per_class_recall: dict[str, float] | None = field(default=None, metadata=EXTRA)
+    # how the window's feedback joined its predictions; why labeled rows got no report
+    feedback: dict[str, int] | None = field(default=None, metadata=EXTRA)
+    report_skipped: str | None = field(default=None, metadata=EXTRA)
+
+
+@dataclass(frozen=True)
+class SloCheck(Outcome):
+    """Latency, errors and invalid requests of the window's request log."""
+
+    requests: int | None = None  # requests logged in the window
+    latency_p99_ms: float | None = None  # of answered ones (None: none)
+    error_rate: float | None = None  # 5xx share
+    invalid_rate: float | None = None  # 400, 413 and 422 share
+
+
+KINDS: dict[Check, type[Outcome]] = {
+    Check.drift: DriftCheck,
+    Check.quality: QualityCheck,
+    Check.slo: SloCheck,
+}
+
+
+def drift(result: Any, max_share: float) -> DriftCheck:
     """Fails when the share of drifted input columns exceeds slo.max_drift_share."""
     drifted = sorted(c for c, r in result.columns.items() if r["drifted"])
     failures = []
@@ -48,7 +133,7 @@ def drift(result: Any, max_share: float) -> dict[str, Any]:
             f"{len(drifted)} of {len(result.columns)} columns drifted ({result.share:.0%}), "
             f"above slo.max_drift_share {max_share:.0%}: {', '.join(drifted)}"
         )
-    return _judged(
+    return DriftCheck.judged(
         failures,
         drifted_columns=drifted,
         share=result.share,
@@ -65,7 +150,7 @@ def quality(
     floor: dict[str, float],
     min_rows: int,
     classes: list = (),
-) -> dict[str, Any]:
+) -> QualityCheck:
     """The task's metrics on labeled predictions against slo.quality_floor.
 
     `y` holds class indexes (classification) or values. `prediction` is the logged one, or
@@ -87,7 +172,7 @@ def quality(
         y, prediction = np.asarray(y)[scored], prediction[scored]
     if len(y) < min_rows:
         more = f" (and {numbers['unscored']} unscored)" if numbers.get("unscored") else ""
-        return skipped(
+        return QualityCheck.skipped(
             f"{len(y)} labeled predictions{more}, fewer than monitor.min_rows {min_rows}",
             **numbers,
         )
@@ -96,14 +181,14 @@ def quality(
         recall = per_class_recall(y, prediction)
         numbers["per_class_recall"] = dict(zip(map(str, classes), recall, strict=True))
     failures = check_floor({"test": metrics}, floor)
-    return _judged(failures, labeled=len(y), metrics=metrics, floor=floor, **numbers)
+    return QualityCheck.judged(failures, labeled=len(y), metrics=metrics, floor=floor, **numbers)
 
 
-def slo(requests: pa.Table, limits: SloConfig) -> dict[str, Any]:
+def slo(requests: pa.Table, limits: SloConfig) -> SloCheck:
     """Latency p99 of answered requests, error rate (5xx) and invalid-request rate (4xx)."""
     n = requests.num_rows
     if n == 0:
-        return skipped("no requests logged in the window")
+        return SloCheck.skipped("no requests logged in the window")
     status = requests["status"].to_numpy(zero_copy_only=False)
     answered = status == 200
     latency = requests["latency_ms"].to_numpy(zero_copy_only=False)[answered]
@@ -122,7 +207,7 @@ def slo(requests: pa.Table, limits: SloConfig) -> dict[str, Any]:
             f"invalid-request rate {invalid:.2%} above slo.max_invalid_fraction "
             f"{limits.max_invalid_fraction}"
         )
-    return _judged(
+    return SloCheck.judged(
         failures, requests=n, latency_p99_ms=p99, error_rate=errors, invalid_rate=invalid
     )
 
@@ -135,15 +220,38 @@ class Judgement:
     failed: list[Check]  # the failed checks, in verdict order
     retrain: bool  # a failed check is one of monitor.retrain_on
     reasons: list[str]  # "check: why", one per failure
-    checks: dict[str, dict[str, Any]]  # each check's status, failures or reason, and numbers
+    checks: dict[Check, Outcome]  # each check's outcome, in verdict order
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "failed": [c.value for c in self.failed],
+            "retrain": self.retrain,
+            "reasons": list(self.reasons),
+            "checks": {c.value: outcome.to_json() for c, outcome in self.checks.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Judgement:
+        """verdict.json's part; a check of an unknown name keeps only its status and why."""
+        return cls(
+            status=Status(data["status"]),
+            failed=[Check(c) for c in data["failed"]],
+            retrain=bool(data["retrain"]),
+            reasons=list(data["reasons"]),
+            checks={
+                Check(name): KINDS.get(Check(name), Outcome).from_json(outcome)
+                for name, outcome in dict(data["checks"]).items()
+            },
+        )
 
 
-def verdict(checks: dict[str, dict], monitor: MonitorConfig) -> Judgement:
-    failed = [Check(name) for name, c in checks.items() if c["status"] == FAIL]
+def verdict(outcomes: dict[Check, Outcome], monitor: MonitorConfig) -> Judgement:
+    failed = [Check(name) for name, c in outcomes.items() if c.status is FAIL]
     return Judgement(
         status=FAIL if failed else PASS,
         failed=failed,
         retrain=any(name in monitor.retrain_on for name in failed),
-        reasons=[f"{n.value}: {why}" for n in failed for why in checks[n.value]["failures"]],
-        checks=checks,
+        reasons=[f"{n.value}: {why}" for n in failed for why in outcomes[n].failures],
+        checks={Check(name): c for name, c in outcomes.items()},
     )

@@ -12,7 +12,7 @@ verdict.json (README.md, "Monitoring, feedback and retraining"), which `keel ret
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,8 +80,21 @@ class Verdict:
         return self.judgement.failed
 
     @property
-    def checks(self) -> dict[str, dict[str, Any]]:
+    def checks(self) -> dict[Check, checks.Outcome]:
         return self.judgement.checks
+
+    # each check's outcome, typed by its kind (every verdict holds all three)
+    @property
+    def drift(self) -> checks.DriftCheck:
+        return self.judgement.checks[Check.drift]  # type: ignore[return-value]
+
+    @property
+    def quality(self) -> checks.QualityCheck:
+        return self.judgement.checks[Check.quality]  # type: ignore[return-value]
+
+    @property
+    def slo(self) -> checks.SloCheck:
+        return self.judgement.checks[Check.slo]  # type: ignore[return-value]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,7 +104,7 @@ class Verdict:
             "rows": self.rows,
             "reference_rows": self.reference_rows,
             "files": self.files,
-            **asdict(self.judgement),
+            **self.judgement.to_json(),
         }
 
     @classmethod
@@ -104,13 +117,7 @@ class Verdict:
                 rows=int(data["rows"]),
                 reference_rows=int(data.get("reference_rows", 0)),
                 files=dict(data.get("files", {})),
-                judgement=checks.Judgement(
-                    status=checks.Status(data["status"]),
-                    failed=[Check(c) for c in data["failed"]],
-                    retrain=bool(data["retrain"]),
-                    reasons=list(data["reasons"]),
-                    checks=dict(data["checks"]),
-                ),
+                judgement=checks.Judgement.from_json(data),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MonitorError(f"{where} is not a monitor verdict ({e!r})") from None
@@ -225,7 +232,7 @@ def run(
     files: dict[str, str] = {}
     report_skipped = None  # why labeled rows got no quality report
     if logged.num_rows < minimum:
-        drift = checks.skipped(
+        drift = checks.DriftCheck.skipped(
             f"{logged.num_rows} predictions of v{number} in the window, "
             f"fewer than monitor.min_rows {minimum}"
         )
@@ -256,9 +263,7 @@ def run(
         minimum,
         served.classes,
     )
-    quality["feedback"] = labels.counts
-    if report_skipped:
-        quality["report_skipped"] = report_skipped
+    quality = replace(quality, feedback=labels.counts, report_skipped=report_skipped or None)
     slo = checks.slo(requests(cfg.paths.logs, model, window), cfg.slo)
     files["verdict"] = storage.join(out_dir, VERDICT)
     verdict = Verdict(
@@ -268,7 +273,9 @@ def run(
         rows=logged.num_rows,
         reference_rows=len(served.reference),
         files=files,
-        judgement=checks.verdict({"drift": drift, "quality": quality, "slo": slo}, cfg.monitor),
+        judgement=checks.verdict(
+            {Check.drift: drift, Check.quality: quality, Check.slo: slo}, cfg.monitor
+        ),
     )
     storage.write_json(files["verdict"], verdict.to_json())
     log.info("monitor %s v%s: %s %s", model, number, verdict.status, verdict.reasons)
@@ -309,33 +316,37 @@ def describe(m: Monitored) -> list[tuple[str, str]]:
         ("window", f"{m.window.start:%Y-%m-%d %H:%M:%S} .. {m.window.end:%H:%M:%S} UTC"),
         ("rows", f"{m.rows:,} predictions of v{m.version}"),
     ]
-    for name, check in v.checks.items():
-        rows.append((name, _summary(name, check)))
+    for name, outcome in v.checks.items():
+        rows.append((name.value, _summary(outcome)))
     rows += [(f"reason {i + 1}", why) for i, why in enumerate(v.reasons)]
     rows += [(f"file {k}", path) for k, path in m.files.items()]
     return rows
 
 
-def _summary(name: str, check: dict) -> str:
-    if check["status"] == checks.SKIPPED:
-        return f"skipped: {check['reason']}"
-    head = check["status"]
-    if name == "drift":
-        cols = ", ".join(check["drifted_columns"]) or "none"
-        return f"{head}: {check['share']:.0%} of columns drifted ({cols})"
-    if name == "quality":
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in check["metrics"].items())
-        if "per_class_recall" in check:  # multiclass
-            recalls = ", ".join(f"{c} {r:.4f}" for c, r in check["per_class_recall"].items())
+def _summary(check: checks.Outcome) -> str:
+    if check.status is checks.SKIPPED:
+        return f"skipped: {check.reason}"
+    head = check.status.value
+    if isinstance(check, checks.DriftCheck):
+        cols = ", ".join(check.drifted_columns) or "none"
+        return f"{head}: {check.share:.0%} of columns drifted ({cols})"
+    if isinstance(check, checks.QualityCheck):
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in check.metrics.items())
+        if check.per_class_recall is not None:  # multiclass
+            recalls = ", ".join(f"{c} {r:.4f}" for c, r in check.per_class_recall.items())
             shown += f"; recall per class: {recalls}"
-        unscored = check.get("unscored")
+        unscored = check.unscored
         extra = f", {unscored:,} logged without class probabilities" if unscored else ""
-        fb = check["feedback"]
-        no_report = f"; no quality report: {why}" if (why := check.get("report_skipped")) else ""
-        return f"{head}: {shown} on {check['labeled']:,} labels{extra} (feedback {fb}){no_report}"
-    p99 = check["latency_p99_ms"]
-    return (
-        f"{head}: {check['requests']:,} requests, p99 "
-        f"{'-' if p99 is None else f'{p99:.1f} ms'}, errors {check['error_rate']:.2%}, "
-        f"invalid {check['invalid_rate']:.2%}"
-    )
+        no_report = f"; no quality report: {why}" if (why := check.report_skipped) else ""
+        return (
+            f"{head}: {shown} on {check.labeled:,} labels{extra} (feedback {check.feedback})"
+            f"{no_report}"
+        )
+    if isinstance(check, checks.SloCheck):
+        p99 = check.latency_p99_ms
+        return (
+            f"{head}: {check.requests:,} requests, p99 "
+            f"{'-' if p99 is None else f'{p99:.1f} ms'}, errors {check.error_rate:.2%}, "
+            f"invalid {check.invalid_rate:.2%}"
+        )
+    return f"{head}: {'; '.join(check.failures)}"
