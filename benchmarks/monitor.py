@@ -274,7 +274,7 @@ def run_keel(cfg: KeelConfig, drifted: dict[str, dict[str, Any]]) -> common.Phas
     m = monitor.run(cfg)
     total = time.perf_counter() - started
     check = m.verdict.drift
-    drifted["keel"] = {"columns": check.drifted_columns, "prediction": check.prediction["drifted"]}
+    drifted["keel"] = {"columns": check.drifted_columns, "prediction": check.prediction.drifted}
     return {"total_s": total}
 
 
@@ -304,8 +304,8 @@ def run_baseline(
     done = time.perf_counter()
     prediction = columns.pop(PREDICTION)
     drifted["baseline"] = {
-        "columns": sorted(c for c, r in columns.items() if r["drifted"]),
-        "prediction": prediction["drifted"],
+        "columns": sorted(c for c, r in columns.items() if r.drifted),
+        "prediction": prediction.drifted,
     }
     return {
         "read_s": read - started,

@@ -30,7 +30,7 @@ def test_the_monitor_baseline_flags_the_columns_keel_flags(own_root, log_traffic
     bench_monitor.run_baseline(cfg, logged, drifted)
     assert {"age", "contract"} <= set(keel.drifted_columns)
     assert drifted["baseline"]["columns"] == keel.drifted_columns
-    assert drifted["baseline"]["prediction"] == keel.prediction["drifted"]
+    assert drifted["baseline"]["prediction"] == keel.prediction.drifted
 
 
 def test_the_train_baseline_reaches_keels_validation_loss(make_cfg):

@@ -60,7 +60,7 @@ def test_concept_shift_is_caught_by_quality_not_drift(trained_root, tmp_path, se
     m = run(cfg)
     v = m.verdict
     assert v.drift.drifted_columns == []
-    assert v.drift.prediction["drifted"] is False
+    assert v.drift.prediction.drifted is False
     assert v.quality.status == "fail"
     assert v.quality.metrics["roc_auc"] < 0.65
     assert m.verdict.failed == ["quality"] and m.verdict.retrain is True

@@ -86,9 +86,9 @@ def test_engine_matches_evidently_column_by_column(monitor, name, target, refere
     assert set(ours) == set(kinds)
     for column, kind in kinds.items():
         theirs = evidently(ref[column], cur[column], kind)
-        assert {**ours[column], "score": 0} == {**theirs, "score": 0}, column
-        assert ours[column]["score"] == pytest.approx(theirs["score"], rel=1e-9, abs=1e-12), column
-    drifted = {c for c, r in ours.items() if r["drifted"]}
+        assert {**ours[column].to_json(), "score": 0} == {**theirs, "score": 0}, column
+        assert ours[column].score == pytest.approx(theirs["score"], rel=1e-9, abs=1e-12), column
+    drifted = {c for c, r in ours.items() if r.drifted}
     assert bool(drifted) is shift or reference_rows == 200  # small samples may flag noise
     if shift:
         assert next(c for c, k in kinds.items() if k == drift.NUMERICAL) in drifted
@@ -105,7 +105,7 @@ def test_a_method_keel_does_not_compute_is_run_by_evidently(monitor):
     from evidently.legacy.core import ColumnType
 
     theirs = psi_stat_test(ref["temperature_c"], cur["temperature_c"], ColumnType.Numerical, 0.2)
-    assert ours == {
+    assert ours.to_json() == {
         "method": "psi",
         "score": pytest.approx(theirs.drift_score),
         "threshold": 0.2,

@@ -70,16 +70,16 @@ def test_same_distribution_nothing_drifts(cfg, columns, tmp_path):
 
     drift = built.drift
     assert set(drift.columns) == set(FEATURES)
-    assert not [c for c, r in drift.columns.items() if r["drifted"]]
+    assert not [c for c, r in drift.columns.items() if r.drifted]
     assert drift.share == 0.0
-    assert drift.columns["age"]["method"] == "ks" and drift.columns["age"]["threshold"] == 0.05
-    assert drift.columns["tenure_months"]["method"] == "psi"
-    assert drift.columns["tenure_months"]["threshold"] == 0.2
+    assert drift.columns["age"].method == "ks" and drift.columns["age"].threshold == 0.05
+    assert drift.columns["tenure_months"].method == "psi"
+    assert drift.columns["tenure_months"].threshold == 0.2
     # Evidently's defaults above 1000 reference rows, reported by their config names
-    assert drift.columns["monthly_charges"]["method"] == "wasserstein"
-    assert drift.columns["contract"]["method"] == "jensenshannon"
-    assert set(drift.prediction) == {"method", "score", "threshold", "drifted"}
-    assert drift.prediction["drifted"] is False
+    assert drift.columns["monthly_charges"].method == "wasserstein"
+    assert drift.columns["contract"].method == "jensenshannon"
+    assert set(drift.prediction.to_json()) == {"method", "score", "threshold", "drifted"}
+    assert drift.prediction.drifted is False
     assert built.snapshots == {}  # no labels, no evidently_report: Evidently makes nothing
 
     files = report.save(built, str(tmp_path / "out"))
@@ -88,7 +88,10 @@ def test_same_distribution_nothing_drifts(cfg, columns, tmp_path):
     assert all(f"<b>{c}</b>" in page for c in [*FEATURES, "prediction"])
     assert "0 of 9 columns drifted" in page
     saved = json.loads(Path(files["json"]).read_text())
-    assert saved["drift"]["columns"] == drift.columns and saved["drift"]["share"] == 0.0
+    assert (
+        saved["drift"]["columns"] == {c: r.to_json() for c, r in drift.columns.items()}
+        and saved["drift"]["share"] == 0.0
+    )
     assert saved["columns"]["contract"]["kind"] == "cat"
     assert sum(saved["columns"]["age"]["reference_share"]) == pytest.approx(1.0)
 
@@ -102,12 +105,12 @@ def test_planted_shift_drifts_exactly_those_columns(cfg, columns, tmp_path):
     )
 
     drift = built.drift
-    assert {c for c, r in drift.columns.items() if r["drifted"]} == {"age", "contract"}
+    assert {c for c, r in drift.columns.items() if r.drifted} == {"age", "contract"}
     assert drift.share == pytest.approx(2 / len(FEATURES))
-    assert drift.columns["age"]["score"] <= 0.05  # a p-value: low means drift
-    assert drift.columns["contract"]["score"] >= drift.columns["contract"]["threshold"]
-    assert drift.prediction["drifted"] is True  # the prediction depends on age
-    assert json.dumps(drift.columns)  # plain types: it goes into verdict.json
+    assert drift.columns["age"].score <= 0.05  # a p-value: low means drift
+    assert drift.columns["contract"].score >= drift.columns["contract"].threshold
+    assert drift.prediction.drifted is True  # the prediction depends on age
+    assert json.dumps({c: r.to_json() for c, r in drift.columns.items()})  # into verdict.json
 
     assert set(built.snapshots) == {"quality"}
     quality = built.snapshots["quality"].dict()["metrics"]
@@ -139,9 +142,9 @@ def test_evidently_report_on_request_agrees_with_the_verdict(cfg, columns, tmp_p
     ours = {**built.drift.columns, "prediction": built.drift.prediction}
     assert set(theirs) == set(ours)
     for column, result in ours.items():
-        assert {**theirs[column], "score": 0} == {**result, "score": 0}, column
-        assert theirs[column]["score"] == pytest.approx(result["score"], rel=1e-9), column
-    assert {c for c, r in built.drift.columns.items() if r["drifted"]} >= {"tenure_months"}
+        assert replace(theirs[column], score=0) == replace(result, score=0), column
+        assert theirs[column].score == pytest.approx(result.score, rel=1e-9), column
+    assert {c for c, r in built.drift.columns.items() if r.drifted} >= {"tenure_months"}
     files = report.save(built, str(tmp_path / "out"))
     assert set(files) == {"html", "json", "evidently_html", "evidently_json"}
     assert Path(files["evidently_html"]).stat().st_size > 100_000  # Evidently's own page

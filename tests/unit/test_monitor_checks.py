@@ -18,7 +18,7 @@ from keel import storage
 from keel.config.schema import MonitorConfig, SloConfig, Task
 from keel.errors import KeelError
 from keel.monitoring import checks
-from keel.monitoring.drift import DriftResult
+from keel.monitoring.drift import ColumnDrift, DriftResult
 from keel.monitoring.monitor import VERDICT, latest_verdict
 
 TS = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -230,12 +230,9 @@ def test_quality_multiclass_needs_the_probability_matrix():
 
 
 def drift_result(drifted: dict[str, bool]) -> DriftResult:
-    columns = {
-        c: {"method": "psi", "score": 0.5 if d else 0.01, "threshold": 0.1, "drifted": d}
-        for c, d in drifted.items()
-    }
+    columns = {c: ColumnDrift("psi", 0.5 if d else 0.01, 0.1, d) for c, d in drifted.items()}
     share = sum(drifted.values()) / len(drifted)
-    prediction = {"method": "psi", "score": 0.02, "threshold": 0.1, "drifted": False}
+    prediction = ColumnDrift("psi", 0.02, 0.1, False)
     return DriftResult(columns=columns, prediction=prediction, share=share)
 
 
@@ -247,7 +244,7 @@ def test_drift_above_max_share_fails_naming_the_columns():
     (failure,) = result.failures
     assert "2 of 3 columns" in failure
     assert "slo.max_drift_share" in failure and "age, region" in failure
-    assert result.prediction["drifted"] is False
+    assert result.prediction.drifted is False
 
 
 def test_drift_at_or_below_max_share_passes():
@@ -387,7 +384,7 @@ def test_latest_verdict_is_the_newest_run_with_a_verdict(tmp_path):
     assert json.loads(Path(path).read_text()) == verdict.to_json() == stored("fail", 2)
     # read as types: each check its kind, the figures as fields
     assert verdict.drift.drifted_columns == ["age", "contract", "region"]
-    assert verdict.drift.columns["age"]["drifted"] is True and verdict.drift.prediction is None
+    assert verdict.drift.columns["age"].drifted is True and verdict.drift.prediction is None
     assert (verdict.quality.status, verdict.quality.unscored) == ("skipped", 250)
     assert verdict.quality.labeled is None and verdict.quality.per_class_recall is None
     assert (verdict.slo.requests, verdict.slo.latency_p99_ms) == (100, None)

@@ -7,7 +7,7 @@ retraining when a failed check is one of `monitor.retrain_on`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +17,8 @@ import pyarrow as pa
 from keel.config.schema import Check, MonitorConfig, SloConfig, Task
 from keel.registry import check_floor
 from keel.training.metrics import evaluate, per_class_recall
+
+from .drift import ColumnDrift
 
 
 class Status(StrEnum):
@@ -87,9 +89,25 @@ class DriftCheck(Outcome):
     drifted_columns: list[str] = field(default_factory=list)  # input columns that drifted
     share: float | None = None  # drifted / compared input columns
     max_share: float | None = None  # slo.max_drift_share
-    # column -> {method, score, threshold, drifted}; the prediction's the same (None: absent)
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    prediction: dict[str, Any] | None = None
+    columns: dict[str, ColumnDrift] = field(default_factory=dict)  # each compared input's test
+    prediction: ColumnDrift | None = None  # the prediction's (None: absent)
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if "columns" in out:
+            out["columns"] = {c: r.to_json() for c, r in self.columns.items()}
+            out["prediction"] = self.prediction and self.prediction.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DriftCheck:
+        read = super().from_json(data)
+        prediction = data.get("prediction")
+        return replace(
+            read,
+            columns={c: ColumnDrift.from_json(r) for c, r in data.get("columns", {}).items()},
+            prediction=None if prediction is None else ColumnDrift.from_json(prediction),
+        )
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,7 @@ KINDS: dict[Check, type[Outcome]] = {
 
 def drift(result: Any, max_share: float) -> DriftCheck:
     """Fails when the share of drifted input columns exceeds slo.max_drift_share."""
-    drifted = sorted(c for c, r in result.columns.items() if r["drifted"])
+    drifted = sorted(c for c, r in result.columns.items() if r.drifted)
     failures = []
     if result.share > max_share:
         failures.append(

@@ -13,7 +13,7 @@ not generate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
@@ -37,10 +37,32 @@ KIND = {
 SMALL_REFERENCE = 1_000  # Evidently's default methods change above this many reference rows
 
 
+@dataclass(frozen=True)
+class ColumnDrift:
+    """One column's drift test: the method, its score against the threshold, the call."""
+
+    method: str  # Evidently's name of the test
+    score: float  # a p-value (drift when low) or a distance (drift when high)
+    threshold: float
+    drifted: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ColumnDrift:
+        return cls(
+            str(data["method"]),
+            float(data["score"]),
+            float(data["threshold"]),
+            bool(data["drifted"]),
+        )
+
+
 @dataclass
 class DriftResult:
-    columns: dict[str, dict]  # input column -> {"method", "score", "threshold", "drifted"}
-    prediction: dict | None  # the same for the "prediction" column (None when absent)
+    columns: dict[str, ColumnDrift]  # input column -> its test
+    prediction: ColumnDrift | None  # the "prediction" column's (None when absent)
     share: float  # drifted input columns / checked input columns
 
 
@@ -172,7 +194,7 @@ class Test:
     method: Method | None = None
     threshold: float | None = None
 
-    def run(self, ref: pd.Series, cur: pd.Series, kind: str) -> dict[str, Any]:
+    def run(self, ref: pd.Series, cur: pd.Series, kind: str) -> ColumnDrift:
         method = self.method or default_method(ref, cur, kind)
         threshold = method.threshold if self.threshold is None else self.threshold
         if method.score is None:
@@ -180,12 +202,7 @@ class Test:
         else:
             score = method.score(ref, cur, kind)
             drifted = method.drifted(score, threshold)
-        return {
-            "method": method.name,
-            "score": float(score),
-            "threshold": float(threshold),
-            "drifted": bool(drifted),
-        }
+        return ColumnDrift(method.name, float(score), float(threshold), bool(drifted))
 
 
 def _by_evidently(
@@ -291,5 +308,5 @@ def compare(
     prediction = None
     if PREDICTION in cur and PREDICTION in ref:
         prediction = predicted.run(_clean(ref[PREDICTION]), _clean(cur[PREDICTION]), NUMERICAL)
-    share = sum(r["drifted"] for r in results.values()) / len(results) if results else 0.0
+    share = sum(r.drifted for r in results.values()) / len(results) if results else 0.0
     return DriftResult(results, prediction, share)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from .drift import NUMERICAL, PREDICTION, DriftResult
+from .drift import NUMERICAL, PREDICTION, ColumnDrift, DriftResult
 from .summary import Column, Side
 
 _STYLE = """
@@ -22,7 +22,7 @@ _W, _H = 360, 90  # histogram size in px
 
 def render(title: str, drift: DriftResult, summaries: dict[str, Column], drift_share: float) -> str:
     checked = len(drift.columns)
-    drifted = [c for c, r in drift.columns.items() if r["drifted"]]
+    drifted = [c for c, r in drift.columns.items() if r.drifted]
     verdict = (
         f'<p class="{"drift" if drift.share > drift_share else "ok"}">{len(drifted)} of '
         f"{checked} columns drifted ({drift.share:.0%}; the dataset drifts above "
@@ -51,12 +51,12 @@ def render(title: str, drift: DriftResult, summaries: dict[str, Column], drift_s
     )
 
 
-def _row(name: str, result: dict, column: Column | None) -> str:
-    word = "drifted" if result["drifted"] else "no drift"
+def _row(name: str, result: ColumnDrift, column: Column | None) -> str:
+    word = "drifted" if result.drifted else "no drift"
     test = (
-        f'<span class="{"drift" if result["drifted"] else "ok"}">{word}</span><br>'
-        f"{escape(result['method'])} {result['score']:.4g}<br>"
-        f'<span class="muted">threshold {result["threshold"]:.4g}</span>'
+        f'<span class="{"drift" if result.drifted else "ok"}">{word}</span><br>'
+        f"{escape(result.method)} {result.score:.4g}<br>"
+        f'<span class="muted">threshold {result.threshold:.4g}</span>'
     )
     if column is None:
         return f"<tr><td>{escape(name)}</td><td>{test}</td><td></td><td></td><td></td></tr>"

@@ -22,7 +22,7 @@ from keel.prediction_log import PROBABILITIES
 
 from . import drift as drifts
 from . import page, summary
-from .drift import CATEGORICAL, NUMERICAL, PREDICTION, DriftResult
+from .drift import CATEGORICAL, NUMERICAL, PREDICTION, ColumnDrift, DriftResult
 from .logs import class_probabilities
 
 LABEL = "label"
@@ -42,7 +42,11 @@ class Report:
         """report.json: the drift verdict per column and what the page shows of each."""
         d = self.drift
         return {
-            "drift": {"columns": d.columns, "prediction": d.prediction, "share": d.share},
+            "drift": {
+                "columns": {c: r.to_json() for c, r in d.columns.items()},
+                "prediction": d.prediction and d.prediction.to_json(),
+                "share": d.share,
+            },
             "columns": {c: s.to_dict() for c, s in self.columns.items()},
         }
 
@@ -160,7 +164,7 @@ def _evidently_drift(
     return report.run(_dataset(cur, definition), _dataset(ref, definition))
 
 
-def drift_results(result: dict[str, Any]) -> dict[str, dict]:
+def drift_results(result: dict[str, Any]) -> dict[str, ColumnDrift]:
     """Column -> method, score, threshold and drifted, from an Evidently snapshot's ValueDrift
     metrics and their drift tests (FAIL = drift detected)."""
     from evidently.legacy.calculations import stattests
@@ -169,13 +173,13 @@ def drift_results(result: dict[str, Any]) -> dict[str, dict]:
     names = {t.display_name: t.name for t in tests}
     status = {t["metric_config"]["metric_id"]: t["status"] for t in result["tests"]}
     return {
-        m["config"]["column"]: {
+        m["config"]["column"]: ColumnDrift(
             # auto-chosen methods come back by display name ("K-S p_value"), given ones by name
-            "method": names.get(m["config"]["method"], m["config"]["method"]),
-            "score": float(m["value"]),
-            "threshold": float(m["config"]["threshold"]),
-            "drifted": status[m["id"]] == "FAIL",
-        }
+            method=names.get(m["config"]["method"], m["config"]["method"]),
+            score=float(m["value"]),
+            threshold=float(m["config"]["threshold"]),
+            drifted=status[m["id"]] == "FAIL",
+        )
         for m in result["metrics"]
         if m["config"]["type"].endswith(":ValueDrift")
     }
