@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,23 @@ def _wait_nodes(dashboard: str, count: int, nodes: list[subprocess.Popen], logs:
         time.sleep(2)
 
 
+def _joined(dashboard: str, count: int, node: subprocess.Popen) -> bool:
+    """Whether `count` nodes are alive before `node` dies (or 180 s pass)."""
+    deadline = time.monotonic() + 180
+    while node.poll() is None and time.monotonic() < deadline:
+        if len(alive_nodes(dashboard)) >= count:
+            return True
+        time.sleep(2)
+    return False
+
+
+def _kill_group(node: subprocess.Popen) -> None:
+    """What a failed `ray start --block` left in its session (its raylet, its agents)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGKILL)  # start_new_session: the group is the node's pid
+    node.wait(timeout=60)
+
+
 def _kill_tree(pid: int) -> None:
     try:
         root = psutil.Process(pid)
@@ -136,7 +154,19 @@ def ray_cluster(
         _wait_nodes(cluster.dashboard, 1, cluster.processes, logs[:1])
         for i, cpus in enumerate(node_cpus[1:], start=1):
             worker = [f"--address={cluster.address}", f"--num-cpus={cpus}"]
-            cluster.processes.append(_start(worker, env, logs[i], temps[i]))
+            # Ray gives a joining node a fixed 30 s to register with the GCS; on two loaded
+            # cores a start can miss it ("The current node timed out during startup"). Such
+            # a start is cleared away and tried again, twice at most; any other death fails.
+            for attempt in range(3):
+                node = _start(worker, env, logs[i], temps[i])
+                if _joined(cluster.dashboard, i + 1, node) or attempt == 2:
+                    break
+                if "timed out during startup" not in logs[i].read_text():
+                    break
+                _kill_group(node)
+                temps.append(temps[i])  # the failed start's, removed with the others at the end
+                temps[i] = tempfile.mkdtemp(prefix="rn", dir="/tmp")
+            cluster.processes.append(node)
         _wait_nodes(cluster.dashboard, len(node_cpus), cluster.processes, logs)
         yield cluster
     finally:
