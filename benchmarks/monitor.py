@@ -4,7 +4,8 @@ sample.
 Set-up, not timed, in a temporary directory: a small model is trained into its own registry,
 `bench.rows` rows of generated traffic with a covariate shift planted on the `covariate` columns
 are predicted by that version (Predictor, as a replica predicts) and written as one day of its
-prediction log: `files` parquet files with the schema and layout ParquetLog writes.
+prediction log: `files` parquet files with the schema ParquetLog writes, written by
+prediction_log.write as ParquetLog's are (the log's layout and file names are its).
 
 Timed, interleaved: keel is `keel.monitoring.monitor.run`: it reads the window's predictions
 (every answered row, narrow), draws whole log files until they hold twice
@@ -74,7 +75,7 @@ class Logged:
     """What set-up leaves for both sides: one day of a version's prediction log."""
 
     served: monitor.Served  # the version's monitored columns and reference
-    directory: str  # the day partition holding the log files
+    directory: str  # the version's prediction log (predictions_dir), one day partition in it
     rows: int
     files: int
 
@@ -211,9 +212,7 @@ def log_traffic(cfg: KeelConfig, version: int, covariate: dict[str, float], file
     registry = Registry(cfg.paths.registry)
     predictor = Predictor.load(registry, traffic.name, version)
     schema = plog.prediction_schema(predictor.request_columns)
-    directory = storage.join(
-        plog.predictions_dir(cfg.paths.logs, traffic.name), f"date={plog.now():%Y-%m-%d}"
-    )
+    directory = plog.predictions_dir(cfg.paths.logs, traffic.name)
     chunks = synthetic.chunk_count(traffic)
     log.info("logging %s predictions in %d files (not timed) ...", f"{src.rows:,}", chunks)
     for c in range(chunks):
@@ -221,8 +220,7 @@ def log_traffic(cfg: KeelConfig, version: int, covariate: dict[str, float], file
         raw = predictor.predict(rows)
         fixed = {"model": traffic.name, "version": version, "variant": "primary"}
         table = log_table(rows, schema, fixed, score(raw), predictor.post.rows(raw))
-        name = f"part-{storage.stamp()}-bench-{c + 1:06d}.parquet"  # ParquetLog's file names
-        storage.write_bytes(storage.join(directory, name), storage.parquet_bytes(table))
+        plog.write(directory, table, f"{storage.stamp()}-bench-{c + 1:06d}")
     served = monitor.Served.load(registry, registry.get(traffic.name, version))
     return Logged(served, directory, src.rows, chunks)
 
@@ -259,7 +257,8 @@ def grow(logged: Logged, copies: int) -> int:
     """The day's log files copied `copies` - 1 more times under new names: `copies` times the
     rows in the window. Returns the rows it now holds."""
     fs, path = storage.resolve(logged.directory)
-    originals = [i.path for i in fs.get_file_info(pafs.FileSelector(path)) if i.is_file]
+    selector = pafs.FileSelector(path, recursive=True)  # the files in its day partition
+    originals = [i.path for i in fs.get_file_info(selector) if i.is_file]
     for copy in range(1, copies):
         for original in originals:
             fs.copy_file(original, original.replace(".parquet", f"-copy{copy}.parquet"))

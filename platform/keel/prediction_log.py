@@ -31,6 +31,7 @@ from keel.config.schema import ColumnSpec, ColumnType
 log = logging.getLogger(__name__)
 
 PREDICTIONS, REQUESTS, FEEDBACK = "predictions", "requests", "feedback"
+_MODEL = "model="  # the partition of a model's log: model=<name>
 
 _ARROW = {
     ColumnType.int: pa.int64(),
@@ -111,11 +112,17 @@ def write(directory: str, table: pa.Table, name: str | None = None) -> list[str]
 
 
 def predictions_dir(logs: str, model: str) -> str:
-    return storage.join(logs, PREDICTIONS, f"model={model}")
+    return storage.join(logs, PREDICTIONS, f"{_MODEL}{model}")
 
 
 def requests_dir(logs: str, model: str) -> str:
-    return storage.join(logs, REQUESTS, f"model={model}")
+    return storage.join(logs, REQUESTS, f"{_MODEL}{model}")
+
+
+def logged_models(logs: str) -> list[str]:
+    """The models that have a prediction log under `logs` (their `predictions_dir`)."""
+    names = (info.base_name for info in storage.list_dir(storage.join(logs, PREDICTIONS)))
+    return sorted(n.removeprefix(_MODEL) for n in names if n.startswith(_MODEL))
 
 
 def feedback_dir(logs: str) -> str:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shlex
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -48,7 +47,6 @@ EXCLUDES = [
 ]
 CONNECT_TIMEOUT_S = 5.0
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
-NOT_JOBS = ("submit", "jobs")  # client-side commands, not jobs a cluster runs
 
 
 class SubmitError(KeelError):
@@ -127,20 +125,6 @@ def _auth_error(url: str, e: Exception) -> SubmitError:
         "RAY_AUTH_TOKEN (or write ~/.ray/auth_token) to the token shown by "
         "`ray get-auth-token` on the head node."
     )
-
-
-def entrypoint(job: str, overrides: Sequence[str], python: str = "python") -> str:
-    """The command the cluster runs: a packaged job as a module of the shipped keel package,
-    a project's own job as its script in the working_dir."""
-    from keel.cli import PACKAGED, scripts
-
-    script = scripts().get(job)
-    if job in NOT_JOBS or script is None:
-        known = ", ".join(j for j in scripts() if j not in NOT_JOBS)
-        raise SubmitError(f"unknown job '{job}'; jobs: {known}")
-    if script.parent == PACKAGED:
-        return shlex.join([python, "-m", f"keel.cli.{job}", *overrides])
-    return shlex.join([python, f"jobs/{job}.py", *overrides])
 
 
 def runtime_env(cfg: KeelConfig) -> dict[str, Any]:

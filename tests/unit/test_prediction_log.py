@@ -84,6 +84,17 @@ def test_paths():
     assert plog.feedback_dir("/l/") == "/l/feedback"
 
 
+def test_logged_models_are_those_with_a_prediction_log(tmp_path):
+    logs = str(tmp_path / "logs")
+    assert plog.logged_models(logs) == []  # nothing served yet
+    table = pa.Table.from_pylist([row(0)], schema=plog.prediction_schema(COLUMNS))
+    for model in ("listings", "churn"):
+        plog.write(plog.predictions_dir(logs, model), table)
+    plog.write(plog.requests_dir(logs, "other"), table)  # requests alone: no prediction log
+    (tmp_path / "logs" / "predictions" / "stray").mkdir()  # not a model's partition
+    assert plog.logged_models(logs) == ["churn", "listings"]
+
+
 # ----------------------------------------------------------------------------- write and read
 
 

@@ -12,15 +12,19 @@ import ast
 import importlib
 import os
 import runpy
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from keel.config import conf_dir, project_root
 from keel.config.compose import CONFIG_DIR
+from keel.submission import SubmitError
 
 PACKAGED = Path(__file__).parent
 HELP = ("-h", "--help")
 CONFIG_FLAG = "--config-dir"
+NOT_JOBS = ("submit", "jobs")  # client-side commands, not jobs a cluster runs
 
 
 def jobs_dir() -> Path:
@@ -33,6 +37,18 @@ def scripts() -> dict[str, Path]:
     found = {p.stem: p for p in sorted(jobs_dir().glob("*.py"))}
     found.update({p.stem: p for p in sorted(PACKAGED.glob("*.py")) if p.stem != "__init__"})
     return dict(sorted(found.items()))
+
+
+def entrypoint(job: str, overrides: Sequence[str], python: str = "python") -> str:
+    """The command the cluster runs: a packaged job as a module of the shipped keel package,
+    a project's own job as its script in the working_dir."""
+    script = scripts().get(job)
+    if job in NOT_JOBS or script is None:
+        known = ", ".join(j for j in scripts() if j not in NOT_JOBS)
+        raise SubmitError(f"unknown job '{job}'; jobs: {known}")
+    if script.parent == PACKAGED:
+        return shlex.join([python, "-m", f"keel.cli.{job}", *overrides])
+    return shlex.join([python, f"jobs/{job}.py", *overrides])
 
 
 def available() -> dict[str, str]:

@@ -9,7 +9,7 @@ for the job (--follow streams its log) and exits 0 only when the job succeeded.
 import logging
 import sys
 
-from keel import submission
+from keel import cli, submission
 from keel.app import Summary, main, split_flags
 from keel.config import KeelConfig
 
@@ -26,7 +26,7 @@ def submit_job(cfg: KeelConfig, job: str, overrides: list[str], flags: dict) -> 
     if flags.get("--follow") and flags.get("--no-wait"):
         raise submission.SubmitError("--follow and --no-wait exclude each other")
     address = submission.dashboard_url(flags.get("--address"))
-    entrypoint = submission.entrypoint(job, overrides)
+    entrypoint = cli.entrypoint(job, overrides)
     client = submission.connect(address)
     if "://" not in cfg.paths.root:
         log.warning(

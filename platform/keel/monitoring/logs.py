@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel import prediction_log as plog
-from keel import storage
 from keel.config.schema import KeelConfig, Task
 from keel.durations import duration_seconds
 from keel.errors import KeelError
@@ -207,20 +206,14 @@ def _elsewhere(
     (late), and those another model, version or a shadow served (other)."""
     late: set[str] = set()
     other: set[str] = set()
-    root = storage.join(logs, plog.PREDICTIONS)
-    for info in storage.list_dir(root) if storage.exists(root) else []:
-        name = info.base_name
-        if not name.startswith("model="):
-            continue
+    for name in plog.logged_models(logs):
         table = plog.read(
-            storage.join(root, name), columns=[REQUEST_ID, "version", "variant", "ts"]
+            plog.predictions_dir(logs, name), columns=[REQUEST_ID, "version", "variant", "ts"]
         )
         if table.num_rows == 0:
             continue
         table = table.filter(pc.is_in(table[REQUEST_ID], pa.array(sorted(ids))))
-        same = (
-            table.filter(_answered_by(version)) if name == f"model={model}" else table.slice(0, 0)
-        )
+        same = table.filter(_answered_by(version)) if name == model else table.slice(0, 0)
         early = same.filter(pc.field("ts") < window.start)
         late.update(early[REQUEST_ID].to_pylist())
         other.update(table[REQUEST_ID].to_pylist())
