@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import keel
 from keel import runtime
+from keel.app import Flag
 from keel.config import KeelConfig, project_root
 from keel.errors import KeelError
 
@@ -49,6 +50,7 @@ EXCLUDES = [
 CONNECT_TIMEOUT_S = 5.0
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 NOT_JOBS = ("submit", "jobs")  # client-side commands, not jobs a cluster runs
+ADDRESS = Flag(str, "the Ray dashboard, http://HEAD:8265 (else $RAY_API_SERVER_ADDRESS)", "URL")
 
 
 class SubmitError(KeelError):

@@ -5,13 +5,15 @@ keel monitor experiment=churn --every 10m [--runs N]   # watch; failing verdicts
                                                        # keel retrain as a Ray job
 """
 
-import sys
-
-from keel.app import Summary, main, split_flags
+from keel.app import Flag, Summary, command_line, main
 from keel.config import KeelConfig
 from keel.monitoring.monitor import describe, run
 
 GROUPS = "monitor slo dataset paths ray"  # the config groups it reads
+FLAGS = {
+    "--every": Flag(str, "watch: a report each interval (10m, 1h)", "INTERVAL"),
+    "--runs": Flag(int, "with --every: stop after N reports", "N"),
+}
 
 
 def monitor_job(cfg: KeelConfig) -> Summary:
@@ -22,7 +24,7 @@ def monitor_job(cfg: KeelConfig) -> Summary:
 
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    flags, overrides = split_flags(sys.argv[1:], {"--every": str, "--runs": int})
+    flags, overrides = command_line(__name__)
     if "--every" in flags:
         from keel.monitoring.schedule import watch
 
