@@ -8,9 +8,8 @@ written to {paths.reports}/bench/NAME-STAMP.json.
 """
 
 import re
-import sys
 
-from keel.app import Summary, main
+from keel.app import Summary, command_line, main
 from keel.config import KeelConfig, load
 from keel.errors import ConfigError
 
@@ -35,4 +34,5 @@ def benchmark(cfg: KeelConfig, overrides: list[str]) -> Summary:
 
 
 if __name__ == "__main__":
-    main(lambda cfg: benchmark(cfg, sys.argv[1:]))
+    _, overrides = command_line(__name__)
+    main(lambda cfg: benchmark(cfg, overrides), overrides)

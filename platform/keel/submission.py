@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import keel
 from keel import runtime
+from keel.app import Flag
 from keel.config import KeelConfig, project_root
 from keel.errors import KeelError
 
@@ -47,6 +48,7 @@ EXCLUDES = [
 ]
 CONNECT_TIMEOUT_S = 5.0
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+ADDRESS = Flag(str, "the Ray dashboard, http://HEAD:8265 (else $RAY_API_SERVER_ADDRESS)", "URL")
 
 
 class SubmitError(KeelError):

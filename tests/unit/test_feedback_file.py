@@ -110,9 +110,10 @@ def test_a_label_column_of_another_type_is_refused(tmp_path):
 
 
 def test_the_job_takes_one_file_apart_from_the_overrides(make_cfg, tmp_path):
+    from keel.app import words_and_overrides
     from keel.cli import feedback as job
 
-    files, overrides = job.split(["labels.csv", "paths.root=/x", "~seed", "+a.b=1"])
+    files, overrides = words_and_overrides(["labels.csv", "paths.root=/x", "~seed", "+a.b=1"])
     assert (files, overrides) == (["labels.csv"], ["paths.root=/x", "~seed", "+a.b=1"])
     cfg = make_cfg()
     for wrong in ([], ["a.csv", "b.csv"], ["--help"]):

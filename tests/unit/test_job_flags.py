@@ -7,12 +7,12 @@ import functools
 
 import pytest
 
-from keel.app import Summary, split_flags
+from keel.app import Flag, Summary, split_flags
 from keel.config import load
 from keel.durations import duration_seconds
 from keel.errors import ConfigError
 
-KNOWN = {"--every": str, "--runs": int, "--force": bool}
+KNOWN = {"--every": Flag(str, "watch"), "--runs": Flag(int, "reports"), "--force": Flag(bool, "go")}
 
 
 def exit_code(argv: list[str]) -> int | str | None:

@@ -18,13 +18,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from keel.app import console
+from keel.app import command_line, console
 from keel.config.reference import Key, find, keys, overview
 from keel.errors import KeelError
 
 GROUPS = (  # the config groups it describes
     "dataset features model train sweep slo serve monitor simulate tracking paths ray bench"
 )
+WORDS = "[GROUP ...]"  # no overrides: the reference is the schema's
 
 # heading -> column options: the key and range whole, the description the width left over
 COLUMNS = {
@@ -56,7 +57,7 @@ def tables(names: Sequence[str]) -> list[Table]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        found = tables(list(sys.argv[1:] if argv is None else argv))
+        found = tables(command_line(__name__, argv)[1])
     except KeelError as e:
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(e.exit_code)

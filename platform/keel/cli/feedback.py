@@ -3,24 +3,18 @@
 keel feedback labels.csv [key=value ...]     (the log is under paths.logs)
 """
 
-import sys
 from collections.abc import Sequence
 
-from keel.app import Summary, main
+from keel.app import Summary, command_line, main, words_and_overrides
 from keel.config import KeelConfig
 from keel.errors import ConfigError
 from keel.monitoring.feedback import describe, ingest
 
 GROUPS = "dataset paths"  # the config groups it reads
+WORDS = "FILE [key=value ...]"
 
 # no square brackets: errors print as rich markup
 USAGE = "keel feedback FILE key=value... (FILE: a .csv or .parquet with request_id and label)"
-
-
-def split(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The FILE arguments (no '=') apart from the Hydra overrides (`~key` deletes a key)."""
-    files = [a for a in argv if "=" not in a and not a.startswith("~")]
-    return files, [a for a in argv if a not in files]
 
 
 def feedback_job(cfg: KeelConfig, files: Sequence[str]) -> Summary:
@@ -34,7 +28,7 @@ def feedback_job(cfg: KeelConfig, files: Sequence[str]) -> Summary:
 
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    files, overrides = split(sys.argv[1:])
+    files, overrides = words_and_overrides(command_line(__name__)[1])
     main(lambda cfg: feedback_job(cfg, files), overrides)
 
 

@@ -1,8 +1,5 @@
 """Write the dataset, features and experiment configs for your own data file.
 
-    keel init FILE --target COLUMN [--name NAME] [--task TASK] [--sample ROWS]
-              [--format csv|parquet|json] [--null-values 'NA,-'] [--force]
-
 FILE is a .csv, .parquet or newline-delimited .json/.jsonl file, a directory of them, or a
 pyarrow filesystem URI (s3://bucket/data/). A sample of its rows (--sample, default 20,000) is
 read with Ray Data and keel.data.infer proposes column types and ranges, the id and timestamp
@@ -24,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from keel import runtime, scaffold
-from keel.app import Summary, console, setup_logging, split_flags
+from keel.app import Flag, Summary, command_line, console, setup_logging, usage
 from keel.config import conf_dir, load, project_root
 from keel.config.schema import NULL_VALUES, SourceConfig, SourceFormat, Task
 from keel.data import infer as rules
@@ -33,21 +30,17 @@ from keel.errors import ConfigError, DataError, KeelError
 from keel.storage import resolve
 
 GROUPS = "dataset features experiment ray"  # the config groups it reads
-
-USAGE = (
-    "usage: keel init FILE --target COLUMN [--name NAME] [--task TASK] [--sample ROWS] "
-    "[--format csv|parquet|json] [--null-values 'NA,-'] [--force]"
-)
-FLAGS = {
-    "--target": str,
-    "--name": str,
-    "--task": str,
-    "--sample": int,
-    "--format": str,
-    "--null-values": str,
-    "--force": bool,
-}
 SAMPLE_ROWS = 20_000
+WORDS = "FILE"  # no overrides: the configs are written, not composed
+FLAGS = {
+    "--target": Flag(str, "the column to predict", "COLUMN", required=True),
+    "--name": Flag(str, "the dataset's name (default: FILE's stem)", "NAME"),
+    "--task": Flag(str, "binary, multiclass or regression (default: inferred)", "TASK"),
+    "--sample": Flag(int, f"rows read to infer from (default {SAMPLE_ROWS:,})", "ROWS"),
+    "--format": Flag(str, "the files' format (default: from their names)", "csv|parquet|json"),
+    "--null-values": Flag(str, "the cells that mean missing (default: keel's)", "'NA,-'"),
+    "--force": Flag(bool, "write over existing config files"),
+}
 FORMATS = (SourceFormat.csv, SourceFormat.parquet, SourceFormat.json)
 
 
@@ -65,9 +58,9 @@ class Request:
 
 def parse(argv: Sequence[str]) -> Request:
     """FILE and the flags; a missing FILE or --target prints the usage and exits 2."""
-    flags, positional = split_flags(argv, FLAGS)
+    flags, positional = command_line(__name__, argv)
     if len(positional) != 1 or "--target" not in flags:
-        console.print(USAGE, markup=False, highlight=False)
+        print(usage(sys.modules[__name__]))  # whole: a console would wrap it
         sys.exit(2)
     path = positional[0]
     sample = flags.get("--sample", SAMPLE_ROWS)

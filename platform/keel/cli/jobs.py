@@ -4,15 +4,20 @@ keel jobs list --address URL
 keel jobs status|logs|stop JOB_ID --address URL [--follow]
 """
 
-import sys
-
 from keel import submission
-from keel.app import Summary, main, split_flags
+from keel.app import Action, Flag, Summary, command_line, main, words_and_overrides
 from keel.config import KeelConfig
 
 GROUPS = "ray"  # the config groups it reads
-
-ACTIONS = ("list", "status", "logs", "stop")
+FLAGS = {"--address": submission.ADDRESS}
+ACTIONS = {
+    "list": Action("every job on the cluster: its id, status and keel job"),
+    "status": Action("a job's status, entrypoint and message", "JOB_ID"),
+    "logs": Action(
+        "a job's log", "JOB_ID", {"--follow": Flag(bool, "stream the log until the job ends")}
+    ),
+    "stop": Action("ask the cluster to stop a job", "JOB_ID"),
+}
 
 
 def jobs_command(action: str, job_id: str | None, flags: dict) -> Summary | None:
@@ -39,23 +44,13 @@ def jobs_command(action: str, job_id: str | None, flags: dict) -> Summary | None
     return summary.add("message", info.message or "")
 
 
-def _job_id(rest: list[str]) -> str | None:
-    if rest[0] == "list":
-        return None
-    if len(rest) != 2:
-        raise submission.SubmitError(f"keel jobs {rest[0]} needs one JOB_ID (see keel jobs list)")
-    return rest[1]
-
-
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    flags, rest = split_flags(sys.argv[1:], {"--address": str, "--follow": bool})
-    if not rest or rest[0] not in ACTIONS:
-        print(f"usage: keel jobs {'|'.join(ACTIONS)} [JOB_ID] --address URL", file=sys.stderr)
-        sys.exit(2)
+    flags, rest = command_line(__name__)  # the action and its JOB_ID checked there
+    words, _ = words_and_overrides(rest)
 
     def run(cfg: KeelConfig) -> Summary | None:
-        return jobs_command(rest[0], _job_id(rest), flags)
+        return jobs_command(words[0], words[1] if len(words) > 1 else None, flags)
 
     main(run, [])
 

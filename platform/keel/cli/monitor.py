@@ -22,7 +22,7 @@ import sys
 import time
 
 from keel import runtime, submission
-from keel.app import Summary, main, split_flags
+from keel.app import Flag, Summary, command_line, main
 from keel.cli import entrypoint
 from keel.config import KeelConfig
 from keel.durations import duration_seconds
@@ -31,6 +31,10 @@ from keel.monitoring.monitor import describe, run
 
 GROUPS = "monitor slo dataset paths ray"  # the config groups it reads
 log = logging.getLogger(__name__)
+FLAGS = {
+    "--every": Flag(str, "watch: a report each interval (10m, 1h)", "INTERVAL"),
+    "--runs": Flag(int, "with --every: stop after N reports", "N"),
+}
 
 
 def monitor_job(cfg: KeelConfig) -> Summary:
@@ -92,7 +96,7 @@ def _submit_retrain(client, overrides: list[str]) -> str:
 
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    flags, overrides = split_flags(sys.argv[1:], {"--every": str, "--runs": int})
+    flags, overrides = command_line(__name__)
     if "--every" in flags:
         main(lambda cfg: watch(cfg, overrides, flags["--every"], flags.get("--runs")), overrides)
     else:

@@ -3,9 +3,7 @@
 keel pipeline [overrides]     # e.g. paths.root=/tmp/demo dataset.source.rows=5000
 """
 
-import sys
-
-from keel.app import main
+from keel.app import command_line, main
 from keel.pipeline import pipeline
 
 # the config groups it reads
@@ -14,7 +12,8 @@ GROUPS = "dataset features model train slo serve monitor simulate tracking paths
 
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    main(lambda cfg: pipeline(sys.argv[1:]))
+    _, overrides = command_line(__name__)
+    main(lambda cfg: pipeline(overrides), overrides)
 
 
 if __name__ == "__main__":

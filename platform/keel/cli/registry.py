@@ -1,86 +1,87 @@
 """List, show, promote and roll back registered model versions.
 
-    keel registry list [overrides]
-    keel registry show MODEL [VERSION|STAGE|latest] [overrides]
-    keel registry promote MODEL VERSION [--stage production] [--force] [--reason TEXT] [overrides]
-    keel registry rollback MODEL [--stage production] [--reason TEXT] [overrides]
-
-The registry is cfg.paths.registry; promote checks cfg.slo.quality_floor, so pass the overrides
-that pick the model's floor (experiment=listings, or +slo.quality_floor.roc_auc=0.75).
+Each action takes config overrides besides its words (`keel registry show churn 3
+paths.root=s3://bucket/keel`). The registry is cfg.paths.registry; promote checks
+cfg.slo.quality_floor, so pass the overrides that pick the model's floor (experiment=listings,
+or +slo.quality_floor.roc_auc=0.75).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.markup import escape
 
-from keel.app import Summary, main
+from keel.app import Action, Flag, Summary, command_line, main, words_and_overrides
 from keel.config import KeelConfig
 from keel.registry import ModelVersion, Registry, RegistryError, Stored, main_metric
 
 GROUPS = "slo dataset paths"  # the config groups it reads
 
+DEFAULT_STAGE = "production"
+STAGE = Flag(str, f"the stage to move (default {DEFAULT_STAGE})", "STAGE")
+REASON = Flag(str, "recorded in the stage history", "TEXT")
+ACTIONS = {
+    "list": Action("every model: versions, stages, headline test metric"),
+    "show": Action(
+        "one version: manifest, metrics, lineage, model card (default: production, else latest)",
+        "MODEL [VERSION|STAGE]",
+    ),
+    "promote": Action(
+        "move a stage to a version: a number, latest, or a stage (checks the SLO floor)",
+        "MODEL VERSION",
+        {
+            "--stage": STAGE,
+            "--force": Flag(bool, "promote below the SLO floor"),
+            "--reason": REASON,
+        },
+    ),
+    "rollback": Action(
+        "give a stage back to its previous version",
+        "MODEL",
+        {"--stage": STAGE, "--reason": REASON},
+    ),
+}
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="keel registry",
-        description="List, show, promote and roll back registered model versions.",
-        epilog="Other key=value arguments are config overrides (experiment=listings, "
-        "paths.root=s3://bucket/keel, +slo.quality_floor.roc_auc=0.75).",
+
+@dataclass(frozen=True)
+class Request:
+    """An action and its arguments, as checked against ACTIONS (keel.app.command_line)."""
+
+    command: str
+    model: str = ""
+    ref: str | None = None  # show's VERSION|STAGE, promote's VERSION
+    stage: str = DEFAULT_STAGE
+    force: bool = False
+    reason: str = ""
+
+
+def parse(argv: Sequence[str] | None = None) -> tuple[Request, list[str]]:
+    """The action, its words and flags; key=value arguments, wherever they stand, are config
+    overrides (`show churn experiment=x 3`)."""
+    flags, rest = command_line(__name__, argv)
+    words, overrides = words_and_overrides(rest)
+    request = Request(
+        command=words[0],
+        model=words[1] if len(words) > 1 else "",
+        ref=words[2] if len(words) > 2 else None,
+        stage=flags.get("--stage", DEFAULT_STAGE),
+        force=flags.get("--force", False),
+        reason=flags.get("--reason", ""),
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("list", help="every model: versions, stages, headline test metric")
-    show = sub.add_parser("show", help="one version: manifest, metrics, lineage, model card")
-    show.add_argument("model", metavar="MODEL")
-    show.add_argument(
-        "ref", nargs="?", metavar="VERSION|STAGE", help="default: production, else latest"
-    )
-    promote = sub.add_parser("promote", help="move a stage to a version (checks the SLO floor)")
-    promote.add_argument("model", metavar="MODEL")
-    promote.add_argument("version", metavar="VERSION", help="a number, latest, or a stage")
-    promote.add_argument("--stage", default="production")
-    promote.add_argument("--force", action="store_true", help="promote below the SLO floor")
-    promote.add_argument("--reason", default="", help="recorded in the stage history")
-    rollback = sub.add_parser("rollback", help="give a stage back to its previous version")
-    rollback.add_argument("model", metavar="MODEL")
-    rollback.add_argument("--stage", default="production")
-    rollback.add_argument("--reason", default="", help="recorded in the stage history")
-    return p
+    return request, overrides
 
 
-def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Subcommand and flags for argparse; key=value overrides go on to the config.
-
-    A key=value token in a positional's place (`show churn experiment=x`) is an override, so
-    it is taken out and the rest parsed again.
-    """
-    p, args, taken = parser(), list(argv), []
-    while True:
-        ns, rest = p.parse_known_args(args)
-        misread = [v for k in ("model", "version", "ref") if "=" in str(v := getattr(ns, k, ""))]
-        if not misread:
-            break
-        taken.append(misread[0])
-        args.remove(misread[0])
-    unknown = [a for a in rest if a.startswith("-") or not ("=" in a or a.startswith("~"))]
-    if unknown:
-        p.error(f"unrecognized arguments: {' '.join(unknown)}")
-    overrides = set(taken) | set(rest)
-    return ns, [a for a in argv if a in overrides]
-
-
-def run(cfg: KeelConfig, ns: argparse.Namespace) -> Summary:
+def run(cfg: KeelConfig, req: Request) -> Summary:
     registry = Registry(cfg.paths.registry)
-    if ns.command == "list":
+    if req.command == "list":
         return list_models(registry)
-    if ns.command == "show":
-        return show(registry, ns.model, ns.ref, dict(cfg.slo.quality_floor))
-    if ns.command == "promote":
-        return promote(registry, ns, dict(cfg.slo.quality_floor))
-    return rollback(registry, ns)
+    if req.command == "show":
+        return show(registry, req.model, req.ref, dict(cfg.slo.quality_floor))
+    if req.command == "promote":
+        return promote(registry, req, dict(cfg.slo.quality_floor))
+    return rollback(registry, req)
 
 
 def list_models(registry: Registry) -> Summary:
@@ -125,30 +126,30 @@ def show(registry: Registry, model: str, ref: str | None, floor: dict[str, float
     return summary.add("model card", stored.card_uri() or "none")
 
 
-def promote(registry: Registry, ns: argparse.Namespace, floor: dict[str, float]) -> Summary:
-    mv = registry.get(ns.model, ns.version)
+def promote(registry: Registry, req: Request, floor: dict[str, float]) -> Summary:
+    mv = registry.get(req.model, req.ref)
     done = registry.promote(
-        ns.model, mv.version, ns.stage, floor=floor, force=ns.force, reason=ns.reason
+        req.model, mv.version, req.stage, floor=floor, force=req.force, reason=req.reason
     )
     if done.unchanged:
-        return Summary(f"{mv.label} already holds {ns.stage}; nothing changed")
-    summary = Summary(f"promoted {mv.label} to {ns.stage}")
+        return Summary(f"{mv.label} already holds {req.stage}; nothing changed")
+    summary = Summary(f"promoted {mv.label} to {req.stage}")
     previous = done.move.previous
     summary.add("previous", f"v{previous}" if previous is not None else "none")
     summary.add("floor", ", ".join(f"{k} {v}" for k, v in floor.items()) or "none set")
     for failure in done.move.bypassed:
         summary.add("forced past", failure)
-    if ns.reason:
-        summary.add("reason", escape(ns.reason))
-    return summary.add("wrote", registry.stages_uri(ns.model))
+    if req.reason:
+        summary.add("reason", escape(req.reason))
+    return summary.add("wrote", registry.stages_uri(req.model))
 
 
-def rollback(registry: Registry, ns: argparse.Namespace) -> Summary:
-    previous = registry.stages(ns.model).get(ns.stage)
-    target = registry.rollback(ns.model, ns.stage, reason=ns.reason)
-    summary = Summary(f"rolled back {ns.model} {ns.stage} to v{target}")
+def rollback(registry: Registry, req: Request) -> Summary:
+    previous = registry.stages(req.model).get(req.stage)
+    target = registry.rollback(req.model, req.stage, reason=req.reason)
+    summary = Summary(f"rolled back {req.model} {req.stage} to v{target}")
     summary.add("replaced", f"v{previous}")
-    return summary.add("wrote", registry.stages_uri(ns.model))
+    return summary.add("wrote", registry.stages_uri(req.model))
 
 
 def _headline(registry: Registry, mv: ModelVersion) -> str:
@@ -174,8 +175,8 @@ def _f(x: float) -> str:
 
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    args, overrides = parse(sys.argv[1:])
-    main(lambda cfg: run(cfg, args), argv=overrides)
+    request, overrides = parse()
+    main(lambda cfg: run(cfg, request), argv=overrides)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,13 @@ keel retrain experiment=churn            # runs when the latest monitor verdict 
 keel retrain experiment=churn --force    # runs anyway
 """
 
-import sys
-
 from keel import runtime
-from keel.app import Summary, main, split_flags
+from keel.app import Flag, Summary, command_line, main
 from keel.config import KeelConfig
 from keel.monitoring.retrain import describe, retrain
 
 GROUPS = "monitor slo dataset features model train tracking paths ray"  # the config groups it reads
+FLAGS = {"--force": Flag(bool, "retrain whatever the latest monitor verdict says")}
 
 
 def retrain_job(cfg: KeelConfig, overrides: list[str], force: bool) -> Summary:
@@ -22,7 +21,7 @@ def retrain_job(cfg: KeelConfig, overrides: list[str], force: bool) -> Summary:
 
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    flags, overrides = split_flags(sys.argv[1:], {"--force": bool})
+    flags, overrides = command_line(__name__)
     main(lambda cfg: retrain_job(cfg, overrides, "--force" in flags), overrides)
 
 

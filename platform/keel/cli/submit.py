@@ -7,18 +7,20 @@ for the job (--follow streams its log) and exits 0 only when the job succeeded.
 """
 
 import logging
-import sys
 
 from keel import cli, submission
-from keel.app import Summary, main, split_flags
+from keel.app import Flag, Summary, command_line, main, refuse
 from keel.config import KeelConfig
 
 GROUPS = "ray paths"  # the config groups it reads
-
-USAGE = (
-    "usage: keel submit JOB [overrides] --address URL [--follow | --no-wait] [--cpus N] [--gpus N]"
-)
-FLAGS = {"--address": str, "--follow": bool, "--no-wait": bool, "--cpus": float, "--gpus": float}
+WORDS = "JOB [key=value ...]"  # the overrides are the submitted job's
+FLAGS = {
+    "--address": submission.ADDRESS,
+    "--follow": Flag(bool, "stream the job's log until it ends"),
+    "--no-wait": Flag(bool, "return once submitted (not with --follow)"),
+    "--cpus": Flag(float, "CPUs the entrypoint reserves (default 0)", "N"),
+    "--gpus": Flag(float, "GPUs the entrypoint reserves (default 0)", "N"),
+}
 log = logging.getLogger("keel.submit")
 
 
@@ -62,10 +64,9 @@ def submit_job(cfg: KeelConfig, job: str, overrides: list[str], flags: dict) -> 
 
 def command() -> None:
     """The job with this process's command line (sys.argv[1:] are its arguments)."""
-    flags, rest = split_flags(sys.argv[1:], FLAGS)
+    flags, rest = command_line(__name__)
     if not rest:
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
+        refuse("keel submit needs the JOB to submit (keel submit --help lists its flags)")
     job, overrides = rest[0], rest[1:]
     main(lambda cfg: submit_job(cfg, job, overrides, flags), overrides)
 
