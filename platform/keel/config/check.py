@@ -54,6 +54,9 @@ def _nodes(obj: Any, path: str) -> Iterator[tuple[str, Any]]:
     elif isinstance(obj, dict):
         for k, v in obj.items():
             yield from _nodes(v, _join(path, str(k)))
+    elif isinstance(obj, list):  # serve.models.<name>.postprocess.rules holds groups
+        for i, v in enumerate(obj):
+            yield from _nodes(v, f"{path}[{i}]")
 
 
 def _join(path: str, key: str) -> str:
