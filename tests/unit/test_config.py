@@ -379,6 +379,7 @@ def test_a_new_served_model_on_the_command_line_says_where_to_declare_it():
 @pytest.mark.parametrize(
     ("key", "choice"),
     [
+        ("model.family", "torch"),
         ("model.norm", "layer"),
         ("model.activation", "gelu"),
         ("train.optimizer", "sgd"),

@@ -468,6 +468,9 @@ class FeaturesConfig:
 @dataclass
 class ModelConfig:
     name: str = described("mlp", doc="the model config's name, written in the model card")
+    family: Family = described(
+        Family.torch, doc="the kind of model, which builds, fits, saves and loads it"
+    )
     _target_: str | None = described(
         None, doc="a user torch module (dotted name under KEEL_MODEL_MODULES); null: keel's MLP"
     )
