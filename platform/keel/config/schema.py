@@ -4,8 +4,8 @@ Hydra type-checks YAML against these dataclasses at compose time (unknown keys, 
 bad enum values). Every field carries its one-line description as metadata, and a rule about
 its value alone sits there too, next to the field it guards: a numeric range, a duration, or a
 check of its own (a pattern that compiles, increasing edges). `described`, `ranged`, `duration`
-and `checked` declare them; `keel describe` prints them and `check.py` enforces the rules; it
-keeps only the rules that relate several keys.
+and `checked` declare them; `keel describe` prints descriptions, ranges and durations, and
+`check.py` enforces every rule, keeping only those that relate several keys itself.
 """
 
 from __future__ import annotations
