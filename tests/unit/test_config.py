@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import shutil
@@ -13,10 +14,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from keel.config import load, project_root, to_dict, to_yaml
+from keel.config.check import problems
 from keel.config.schema import (
     ColumnType,
+    FeatureSpec,
     KeelConfig,
     OnInvalid,
+    RuleSpec,
     Scale,
     Task,
     TrackingMode,
@@ -186,6 +190,57 @@ def test_several_problems_reported_together():
         assert f"  {key}: " in msg
 
 
+def _regex(c):
+    c.dataset.columns["customer_id"].regex = "(unclosed"
+
+
+def _boundaries(c):
+    c.features.columns["bucketed"] = FeatureSpec(
+        transform=Transform.bucketize, input="age", boundaries=[30.0, 20.0]
+    )
+
+
+def _space(c):
+    c.sweep.space = {"train.lr": {"normal": [0, 1]}, "train.weight_decay": {"uniform": [1]}}
+
+
+def _shadow(c):
+    c.serve.models["churn"].shadow = "Prod!"
+
+
+def _between(c):
+    c.serve.models["churn"].postprocess.rules = [RuleSpec(name="odd", between=[0.9, 0.1])]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_regex, ["dataset.columns.customer_id.regex: is not a valid regular expression"]),
+        (_boundaries, ["features.columns.bucketed.boundaries: must be strictly increasing"]),
+        (
+            _space,
+            [
+                "sweep.space.train.lr: must be one of {loguniform, uniform, randint, choice, grid",
+                "sweep.space.train.weight_decay: uniform takes [low, high]",
+            ],
+        ),
+        (_shadow, ["serve.models.churn.shadow: 'Prod!' is neither a version number nor a stage"]),
+        (
+            _between,
+            ["serve.models.churn.postprocess.rules[0].between: needs [low, high] with low <= high"],
+        ),
+    ],
+)
+def test_a_rule_beside_its_field_names_the_key(default, change, expected):
+    """The rules declared on a single field (schema `checked`), for values an override cannot
+    easily write."""
+    cfg = copy.deepcopy(default)
+    change(cfg)
+    found = [f"{key}: {msg}" for key, msg in problems(cfg)]
+    for fragment in expected:
+        assert any(fragment in p for p in found), f"{fragment!r} not in {found}"
+
+
 # ----------------------------------------------------------------------------- paths and yaml
 
 
@@ -324,6 +379,7 @@ def test_a_new_served_model_on_the_command_line_says_where_to_declare_it():
 @pytest.mark.parametrize(
     ("key", "choice"),
     [
+        ("model.family", "torch"),
         ("model.norm", "layer"),
         ("model.activation", "gelu"),
         ("train.optimizer", "sgd"),

@@ -1,13 +1,17 @@
 """Typed schemas for every config group, registered in Hydra's ConfigStore.
 
 Hydra type-checks YAML against these dataclasses at compose time (unknown keys, wrong types,
-bad enum values). Every field carries its one-line description as metadata, and a numeric
-range or a duration rule sits there too, next to the field it guards: `described`, `ranged`
-and `duration` declare them; `keel describe` prints them and `check.py` enforces the rules.
+bad enum values). Every field carries its one-line description as metadata, and a rule about
+its value alone sits there too, next to the field it guards: a numeric range, a duration, or a
+check of its own (a pattern that compiles, increasing edges). `described`, `ranged`, `duration`
+and `checked` declare them; `keel describe` prints descriptions, ranges and durations, and
+`check.py` enforces every rule, keeping only those that relate several keys itself.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field
 from enum import Enum, StrEnum
@@ -16,10 +20,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-# Field metadata keys, read only through doc_of, range_of and is_duration below.
+# Field metadata keys, read only through doc_of, range_of, is_duration and rule_of below.
 DOC = "doc"  # the one-line description
 RANGE = "range"  # (lo, hi, lo_open): the allowed numeric range
 DURATION = "duration"  # the value is a duration ('30m', '6h', '1d')
+RULE = "rule"  # (rule, each): a check of the value alone, see `checked`
+
+Rule = Callable[[Any], str | None]  # a value -> what is wrong with it, or None
 
 
 def described(default: Any = None, *, doc: str, factory: Callable[[], Any] | None = None):
@@ -29,15 +36,36 @@ def described(default: Any = None, *, doc: str, factory: Callable[[], Any] | Non
 
 
 def ranged(
-    default: Any, lo: float | None = None, hi: float | None = None, *, doc: str, lo_open=False
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    doc: str,
+    lo_open=False,
+    factory: Callable[[], Any] | None = None,
 ):
-    """A numeric field with its allowed range, enforced by keel.config.check."""
-    return _field(default, None, {DOC: doc, RANGE: (lo, hi, lo_open)})
+    """A numeric field with its allowed range, enforced by keel.config.check; the range of a
+    list of numbers is each item's."""
+    return _field(default, factory, {DOC: doc, RANGE: (lo, hi, lo_open)})
 
 
 def duration(default: str | None, *, doc: str):
     """A field holding a duration ('30m', '6h', '1d'), checked by keel.config.check."""
     return _field(default, None, {DOC: doc, DURATION: True})
+
+
+def checked(
+    default: Any,
+    rule: Rule,
+    *,
+    doc: str,
+    factory: Callable[[], Any] | None = None,
+    each: bool = False,
+):
+    """A field whose value alone must pass `rule`, enforced by keel.config.check: the rule
+    says what is wrong after the key's name ('must be strictly increasing'), or returns None.
+    With `each`, it judges each item of a list or entry of a map, and names that one."""
+    return _field(default, factory, {DOC: doc, RULE: (rule, each)})
 
 
 def _field(default: Any, factory: Callable[[], Any] | None, metadata: dict[str, Any]):
@@ -58,6 +86,11 @@ def range_of(f: Field) -> tuple[float | None, float | None, bool] | None:
 
 def is_duration(f: Field) -> bool:
     return bool(f.metadata.get(DURATION))
+
+
+def rule_of(f: Field) -> tuple[Rule, bool] | None:
+    """A field's own rule and whether it judges each item or entry, None when it has none."""
+    return f.metadata.get(RULE)
 
 
 class Task(str, Enum):
@@ -163,6 +196,14 @@ class OnInvalid(str, Enum):
 # ----------------------------------------------------------------------------- dataset
 
 
+def _compiles(pattern: str) -> str | None:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        return f"is not a valid regular expression: {e}"
+    return None
+
+
 @dataclass
 class ColumnSpec:
     type: ColumnType = described(
@@ -180,8 +221,10 @@ class ColumnSpec:
     allowed: list[str] | None = described(
         None, doc="the only values allowed (category and string); null: any value"
     )
-    regex: str | None = described(
-        None, doc="a pattern each value must match in full (RE2 syntax, string); null: any value"
+    regex: str | None = checked(
+        None,
+        _compiles,
+        doc="a pattern each value must match in full (RE2 syntax, string); null: any value",
     )
     unique: bool = described(
         False, doc="whether each value may appear only once; rows repeating one are invalid"
@@ -352,6 +395,12 @@ class DatePart(str, Enum):
     is_weekend = "is_weekend"
 
 
+def _increasing(edges: list[float]) -> str | None:
+    if any(x >= y for x, y in itertools.pairwise(edges)):
+        return "must be strictly increasing"
+    return None
+
+
 @dataclass
 class FeatureSpec:
     transform: Transform = described(MISSING, doc="how the feature is computed from its input(s)")
@@ -375,8 +424,8 @@ class FeatureSpec:
     upper_quantile: float | None = ranged(
         None, 0.0, 1.0, doc="clip: the upper bound fitted as this quantile of the input"
     )
-    boundaries: list[float] | None = described(
-        None, doc="bucketize: fixed, increasing bucket edges"
+    boundaries: list[float] | None = checked(
+        None, _increasing, doc="bucketize: fixed, increasing bucket edges"
     )
     bins: int | None = ranged(
         None, 2, 1000, doc="bucketize: this many buckets, their edges fitted as quantiles"
@@ -419,11 +468,18 @@ class FeaturesConfig:
 @dataclass
 class ModelConfig:
     name: str = described("mlp", doc="the model config's name, written in the model card")
+    family: Family = described(
+        Family.torch, doc="the kind of model, which builds, fits, saves and loads it"
+    )
     _target_: str | None = described(
         None, doc="a user torch module (dotted name under KEEL_MODEL_MODULES); null: keel's MLP"
     )
-    hidden_sizes: list[int] = described(
-        factory=lambda: [64, 32], doc="widths of the MLP's hidden layers; []: a linear model"
+    hidden_sizes: list[int] = ranged(
+        None,
+        0,
+        lo_open=True,
+        factory=lambda: [64, 32],
+        doc="widths of the MLP's hidden layers; []: a linear model",
     )
     dropout: float = ranged(0.1, 0.0, 1.0, doc="dropout probability after each hidden layer")
     norm: Norm = described(Norm.none, doc="normalization after each hidden layer")
@@ -432,6 +488,12 @@ class ModelConfig:
         factory=dict,
         doc="keyword arguments of the _target_ class, beside in_features, out_features",
     )
+
+
+def _gpu_setting(setting: str) -> str | None:
+    if str(setting).lower() not in ("auto", "true", "false"):
+        return f"must be auto, true or false, got '{setting}'"
+    return None
 
 
 @dataclass
@@ -454,8 +516,12 @@ class TrainConfig:
     lr: float = ranged(1e-3, 0.0, lo_open=True, doc="the optimizer's learning rate")
     weight_decay: float = ranged(0.0, 0.0, doc="the optimizer's weight decay (L2 penalty)")
     num_workers: int = ranged(1, 0, doc="Ray Train workers, each training on a shard of the rows")
-    use_gpu: str = described(
-        "auto", doc="auto: GPUs when the cluster has any; true: wait for one; false: CPU only"
+    # text, not an Enum of the three: Hydra reads `train.use_gpu=true` (and YAML `true`) as a
+    # bool, which OmegaConf refuses for an Enum field
+    use_gpu: str = checked(
+        "auto",
+        _gpu_setting,
+        doc="auto: GPUs when the cluster has any; true: wait for one; false: CPU only",
     )
     cpus_per_worker: float = ranged(
         1.0, 0.0, lo_open=True, doc="CPUs Ray reserves for each training worker"
@@ -487,6 +553,32 @@ class TrainConfig:
     )
 
 
+class Distribution(StrEnum):
+    """A sweep.space entry's distribution: Ray Tune's of that name."""
+
+    loguniform = "loguniform"
+    uniform = "uniform"
+    randint = "randint"
+    choice = "choice"  # one of the listed values at random
+    grid = "grid"  # every listed value in turn
+
+    @property
+    def bounded(self) -> bool:
+        """Whether it draws from [low, high] rather than from listed values."""
+        return self in (Distribution.loguniform, Distribution.uniform, Distribution.randint)
+
+
+def _distribution(entry: Any) -> str | None:
+    """A sweep.space entry, {distribution: args}."""
+    names = {d.value for d in Distribution}
+    if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in names:
+        return f"must be one of {{{', '.join(Distribution)}: [...]}}"
+    name, args = next(iter(entry.items()))
+    if Distribution(name).bounded and (not isinstance(args, list) or len(args) != 2):
+        return f"{name} takes [low, high]"
+    return None
+
+
 @dataclass
 class SweepConfig:
     metric: str = described("val_loss", doc="the reported metric that ranks the trials")
@@ -506,7 +598,10 @@ class SweepConfig:
         lo_open=True,
         doc="CPUs reserved for a trial's driver (its Train workers reserve their own)",
     )
-    space: dict[str, Any] = described(
+    space: dict[str, Any] = checked(
+        None,
+        _distribution,
+        each=True,
         factory=dict,
         doc="config path -> {distribution: args}: loguniform, uniform, randint, choice, grid",
     )
@@ -555,6 +650,12 @@ class RuleAction(str, Enum):
     set = "set"  # replace the output value with `value` (e.g. a price floor)
 
 
+def _low_high(between: list[float]) -> str | None:
+    if len(between) != 2 or between[0] > between[1]:
+        return f"needs [low, high] with low <= high, got {between}"
+    return None
+
+
 @dataclass
 class RuleSpec:
     """A declared business rule on the raw prediction; exactly one condition is given."""
@@ -562,8 +663,8 @@ class RuleSpec:
     name: str = described(
         MISSING, doc="the rule's name, listed in the output's rules when it fires"
     )
-    between: list[float] | None = described(
-        None, doc="[low, high]: fires when low <= prediction <= high"
+    between: list[float] | None = checked(
+        None, _low_high, doc="[low, high]: fires when low <= prediction <= high"
     )
     below: float | None = described(None, doc="fires when prediction < below")
     above: float | None = described(None, doc="fires when prediction > above")
@@ -591,24 +692,36 @@ class PostprocessConfig:
     )
 
 
+def _version_or_stage(ref: str) -> str | None:
+    if not re.fullmatch(r"[vV]?\d+|[a-z][a-z0-9_-]*", str(ref)):
+        return f"{ref!r} is neither a version number nor a stage name"
+    return None
+
+
 @dataclass
 class CanaryConfig:
-    version: str | None = described(
-        None, doc="a version number or stage that answers percent of requests; null: no canary"
+    version: str | None = checked(
+        None,
+        _version_or_stage,
+        doc="a version number or stage that answers percent of requests; null: no canary",
     )
     percent: float = ranged(0.0, 0.0, 100.0, doc="the share of requests the canary answers, in %")
 
 
 @dataclass
 class ServedModel:
-    version: str = described(
-        "production", doc="a stage (followed as it moves) or a pinned version number"
+    version: str = checked(
+        "production",
+        _version_or_stage,
+        doc="a stage (followed as it moves) or a pinned version number",
     )
     canary: CanaryConfig = described(
         factory=CanaryConfig, doc="a second version answering a share of requests"
     )
-    shadow: str | None = described(
-        None, doc="a version that sees a copy of every request, logged only; null: none"
+    shadow: str | None = checked(
+        None,
+        _version_or_stage,
+        doc="a version that sees a copy of every request, logged only; null: none",
     )
     postprocess: PostprocessConfig = described(
         factory=PostprocessConfig, doc="what is returned beside the raw prediction"

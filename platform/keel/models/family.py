@@ -22,7 +22,9 @@ class ModelFamily(Protocol):
 
     name: Family
     trainer: str  # the Ray Train trainer class that runs `worker_loop`, as a dotted path
-    worker_loop: str  # the function each Ray Train worker runs to fit it, as a dotted path
+    # the function each Ray Train worker runs to fit it, as a dotted path; its checkpoints hold
+    # the best model so far as `save` writes it (training.loop.BEST) and the history (PROGRESS)
+    worker_loop: str
 
     def build(self, model: dict, in_features: int, head: Head) -> Any:
         """An unfitted model from the plain `model` config."""

@@ -22,7 +22,8 @@ from keel.models import Head, build
 
 FEATURES, TARGET = "features", "target"
 # A Train checkpoint's files: this loop writes them each report and reads them on a restart;
-# training/run.py reads the best weights and the history from the last one.
+# training/run.py reads the best weights (as the torch family's load reads them) and the
+# history from the last one.
 CURRENT, OPTIMIZER, BEST, PROGRESS = "current.pt", "optimizer.pt", "best.pt", "progress.json"
 
 

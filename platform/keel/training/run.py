@@ -9,11 +9,9 @@ import json
 from dataclasses import dataclass
 
 import pyarrow as pa
-import torch
 
 from keel import storage
 from keel.config import KeelConfig, to_dict, to_yaml
-from keel.config.schema import Family
 from keel.models import score
 from keel.models.family import family
 from keel.models.infer import probabilities
@@ -40,7 +38,7 @@ class Trained:
 
 
 def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = None):
-    """Run Ray Train; returns (best weights, per-epoch history, checkpoint path)."""
+    """Run Ray Train; returns (best model as saved, per-epoch history, checkpoint path)."""
     train_ds = {"train": data.datasets["train"], "val": data.datasets["val"]}
     in_features = len(data.features.output_columns)
     forward, lines = reporter()
@@ -50,10 +48,12 @@ def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = Non
     return from_checkpoint(cfg, result.checkpoint)
 
 
-def from_checkpoint(cfg: KeelConfig, checkpoint) -> tuple[dict, list[dict], str]:
-    """A training checkpoint's best weights so far, its per-epoch history, and its path."""
+def from_checkpoint(cfg: KeelConfig, checkpoint) -> tuple[bytes, list[dict], str]:
+    """A training checkpoint's best model so far (as its family's `save` writes it), its
+    per-epoch history, and its path."""
     with checkpoint.as_directory() as d:
-        best = torch.load(f"{d}/{BEST}", weights_only=True)
+        with open(f"{d}/{BEST}", "rb") as f:
+            best = f.read()
         with open(f"{d}/{PROGRESS}") as f:
             history = json.load(f)["history"]
     return best, history, storage.same_scheme(cfg.paths.checkpoints, checkpoint.path)
@@ -67,11 +67,11 @@ def train(cfg: KeelConfig, data: Prepared | None = None) -> Trained:
 
 
 def register(
-    cfg: KeelConfig, data: Prepared, best: dict, history: list[dict], checkpoint_path: str
+    cfg: KeelConfig, data: Prepared, best: bytes, history: list[dict], checkpoint_path: str
 ) -> Trained:
-    """Evaluate trained weights on the test split, profile latency and register a version."""
+    """Evaluate a trained model on the test split, profile latency and register a version."""
     model_name = cfg.dataset.name
-    fam = family(Family.torch)
+    fam = family(cfg.model.family)
     spec = ModelSpec(
         model=to_dict(cfg.model),
         in_features=len(data.features.output_columns),
@@ -79,8 +79,8 @@ def register(
         input_columns=data.features.input_columns,
         family=fam.name,
     )
-    fitted = fam.build(spec.model, spec.in_features, data.head)
-    fitted.load_state_dict(best)
+    where = storage.join(checkpoint_path, BEST)
+    fitted = fam.load(spec.model, spec.in_features, data.head, best, where, "cpu")
     predict = functools.partial(fam.predict, fitted, data.head)
     metrics = evaluate(predict, data.head, data.datasets["test"], cfg.dataset, data.y_train)
     metrics["history"] = history
@@ -91,7 +91,7 @@ def register(
         model_name,
         config,
         spec=spec,
-        weights=fam.save(best),
+        weights=fam.save(fitted),
         features=data.features.to_state(),
         config=to_yaml(cfg),
         metrics=metrics,

@@ -18,6 +18,7 @@ from typing import Any
 from ray.util import placement_group_table
 
 from keel.config import KeelConfig
+from keel.config.schema import Distribution
 from keel.storage import join, stamp, write_text
 
 from .dataset import Prepared, prepare
@@ -41,13 +42,17 @@ def search_space(space: dict[str, dict]) -> dict[str, Any]:
     from ray import tune
 
     make = {
-        "loguniform": lambda a: tune.loguniform(*a),
-        "uniform": lambda a: tune.uniform(*a),
-        "randint": lambda a: tune.randint(*a),
-        "choice": tune.choice,
-        "grid": tune.grid_search,
+        Distribution.loguniform: lambda a: tune.loguniform(*a),
+        Distribution.uniform: lambda a: tune.uniform(*a),
+        Distribution.randint: lambda a: tune.randint(*a),
+        Distribution.choice: tune.choice,
+        Distribution.grid: tune.grid_search,
     }
-    return {path: make[name](args) for path, dist in space.items() for name, args in dist.items()}
+    return {
+        path: make[Distribution(name)](args)
+        for path, dist in space.items()
+        for name, args in dist.items()
+    }
 
 
 def with_params(cfg: KeelConfig, params: dict[str, Any]) -> KeelConfig:

@@ -8,7 +8,6 @@ import logging
 from typing import Any
 
 from keel.config import KeelConfig, to_dict
-from keel.config.schema import Family
 from keel.models import Head
 from keel.models.family import family
 from keel.runtime import worker_env
@@ -61,7 +60,7 @@ def trainer(
 ):
     import ray.train
 
-    fam = family(Family.torch)
+    fam = family(cfg.model.family)
     gpu = use_gpu(cfg.train.use_gpu)
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if gpu else {})}
     scaling = ray.train.ScalingConfig(
