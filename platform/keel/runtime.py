@@ -10,6 +10,7 @@ import atexit
 import json
 import logging
 import os
+import random
 import socket
 import sys
 from collections.abc import Mapping
@@ -136,10 +137,30 @@ def _local_env(cfg: KeelConfig) -> dict[str, str]:
     return env
 
 
+# A port is chosen here and bound later, by another process (HAProxy binds its ports when
+# Serve starts, minutes after ray.init). A port the kernel hands out (bind to 0) comes from its
+# ephemeral range (32768-60999 on Linux), which every outgoing connection and every Ray worker's
+# listener also draws from, so in between it was taken twice in one test run. These come from
+# below that range and above Ray's worker ports (10002-19999), drawn at random.
+CHOSEN_PORTS = range(20_000, 32_768)
+_handed_out: set[int] = set()  # never the same one twice from this process
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, on any interface, and unlikely to be taken before use."""
+    draw = random.SystemRandom()  # not the seeded global generator: processes must differ
+    for _ in range(200):
+        port = draw.choice(CHOSEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))  # HAProxy and Serve bind every interface
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free port in {CHOSEN_PORTS.start}-{CHOSEN_PORTS.stop - 1} after 200 tries")
 
 
 def _stop_serve() -> None:

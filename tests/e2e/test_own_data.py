@@ -82,7 +82,7 @@ def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
         project=project,
     )
     log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-6000:]
+    assert done.returncode == 0, done.stdout[-3000:] + "\n--- stderr ---\n" + done.stderr[-3000:]
     assert "the whole loop in" in done.stdout
     # quiet: Ray's own chatter stays in its log files
     assert "PlacementGroupCleaner" not in log and "Failed to query" not in log

@@ -167,3 +167,7 @@ def test_the_replicas_get_typed_settings_that_survive_shipping(make_cfg):
     assert isinstance(runner.served, ServedModel) and isinstance(runner.batching, BatchingConfig)
     assert runner.batching.max_batch_size == 7 and shipped.log.flush_rows == 11
     assert runner.registry == cfg.paths.registry and shipped.logs == cfg.paths.logs
+    # the replica reports what the driver computed, and another deploy differs from it
+    assert shipped.fingerprint == ServeSettings.from_config(cfg).fingerprint
+    secured = make_cfg("serve=demo", "serve.auth_token_env=KEEL_TOKEN")
+    assert ServeSettings.from_config(secured).fingerprint != shipped.fingerprint

@@ -1,5 +1,8 @@
 """The embedded Ray's own environment (ray.local_env): what it starts with."""
 
+import socket
+from pathlib import Path
+
 from keel import runtime
 
 
@@ -10,6 +13,15 @@ def test_each_embedded_ray_gets_its_own_free_haproxy_ports(make_cfg):
     ports = [int(env[var]) for env in (first, second) for var in runtime.HAPROXY_PORTS]
     assert len(set(ports)) == 4 and not {8404, 9101} & set(ports)
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+
+
+def test_free_ports_come_from_outside_the_kernels_ephemeral_range_and_differ():
+    low, high = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [runtime.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50  # never twice from one process
+    assert all(p in runtime.CHOSEN_PORTS and not low <= p <= high for p in ports)
+    with socket.socket() as s:  # free on every interface, as HAProxy binds them
+        s.bind(("0.0.0.0", ports[-1]))
 
 
 def test_haproxy_ports_named_in_the_config_are_kept(make_cfg):

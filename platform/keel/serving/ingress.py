@@ -257,7 +257,8 @@ class Ingress:
         except Exception as e:
             return JSONResponse({"ready": False, "error": str(e)}, status_code=503)
         ok = all(states)
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+        body = {"ready": ok, "settings": self.settings.fingerprint}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     # ------------------------------------------------------------------ the app
 

@@ -12,6 +12,7 @@ from keel.config import KeelConfig
 from keel.errors import KeelError
 
 from .graph import application
+from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,24 @@ def start(cfg: KeelConfig, timeout_s: float = 180.0) -> str:
     log.info("deploying %s with models %s", cfg.serve.app_name, list(cfg.serve.models))
     serve.run(application(cfg), name=cfg.serve.app_name, route_prefix="/", blocking=False)
     base = url(cfg)
-    wait_ready(base, timeout_s)
+    wait_ready(base, timeout_s, ServeSettings.from_config(cfg).fingerprint)
     return base
 
 
-def wait_ready(base: str, timeout_s: float) -> None:
+def wait_ready(base: str, timeout_s: float, settings: str) -> None:
+    """Until /readyz answers 200 from the app deployed with `settings` (a fingerprint): an app
+    updated in place keeps answering with its previous settings for a while."""
     deadline, last = time.monotonic() + timeout_s, "no answer"
     while time.monotonic() < deadline:
         try:
             r = requests.get(f"{base}/readyz", timeout=5)
             if r.status_code == 200:
-                return
-            last = f"{r.status_code} {r.text[:200]}"
-        except requests.RequestException as e:
+                if r.json().get("settings") == settings:
+                    return
+                last = "200 from the app with its previous settings"
+            else:
+                last = f"{r.status_code} {r.text[:200]}"
+        except (requests.RequestException, ValueError) as e:  # ValueError: not JSON
             last = str(e)
         time.sleep(0.5)
     raise ServeError(f"{base} not ready after {timeout_s:.0f} s (last answer: {last})")

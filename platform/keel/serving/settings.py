@@ -3,6 +3,7 @@ ingress and to each model server: typed, so a replica never reads a key by its s
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from keel.config import KeelConfig
@@ -30,6 +31,12 @@ class ServeSettings:
     auth_token_env: str | None  # the env var holding the bearer token, if any
     log: PredictionLogConfig  # when buffered log rows are flushed, and where they are spooled
     runners: dict[str, RunnerSettings]
+
+    @property
+    def fingerprint(self) -> str:
+        """Names these settings: the ingress reports it on /readyz, so a deploy can tell its
+        own app from the one it replaces, which answers until the update is through."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
 
     @classmethod
     def from_config(cls, cfg: KeelConfig) -> ServeSettings:
