@@ -110,3 +110,25 @@ def test_regression_head_trains_on_standardized_targets_and_predicts_raw_values(
 def test_head_state_round_trips():
     head = Head.fit(Task.regression, np.array([1.0, 3.0]))
     assert Head(**head.to_state()) == head
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_every_optimizer_is_fused_and_steps_as_torchs_default(name):
+    from keel.training.loop import OPTIMIZERS, make_optimizer
+
+    updated = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = build({"hidden_sizes": [8]}, 5, 1)
+        if fused:
+            optimizer = make_optimizer(name, model.parameters(), 0.01, 0.001)
+            assert optimizer.defaults["fused"] is True
+        else:
+            optimizer = OPTIMIZERS[name](model.parameters(), lr=0.01, weight_decay=0.001)
+        for _ in range(3):
+            loss = model(torch.ones(4, 5)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        updated.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(updated[0], updated[1], rtol=1e-5, atol=1e-6)

@@ -33,9 +33,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
 def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
-    return cls(params, lr=lr, weight_decay=weight_decay)
+    # Fused: one kernel updates every parameter. torch's default on CPU loops over the
+    # parameters in Python, which on tabular MLPs cost ~17% of an epoch's samples/s at one
+    # thread (benchmarks/train.py measures both); the update it computes is the same.
+    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def autocast(device: torch.device, precision: str):
