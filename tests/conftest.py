@@ -87,10 +87,11 @@ TINY = ("dataset.source.rows=3000", "train.epochs=2", "train.cpus_per_worker=0.5
 
 @pytest.fixture(scope="session")
 def trained_root(ray_session, tmp_path_factory):
-    """paths.root of a registry holding churn v1 (production), churn v2 (candidate) and
-    listings v1 (production). Trained once per run: under xdist the first worker to ask
-    trains (three Train runs, ~80 s here) while the other waits on a lock in the run's shared
-    temp directory, then reads the same registry. Tests copy it before changing stages."""
+    """paths.root of a registry holding churn v1 (production, an MLP), churn v2 (candidate,
+    XGBoost) and listings v1 (production, an MLP). Trained once per run: under xdist the first
+    worker to ask trains (three Train runs, ~80 s here) while the other waits on a lock in the
+    run's shared temp directory, then reads the same registry. Tests copy it before changing
+    stages."""
     import fcntl
     import shutil
 
@@ -111,8 +112,15 @@ def trained_root(ray_session, tmp_path_factory):
                 "churn": "slo.quality_floor.roc_auc=0",
                 "listings": "slo.quality_floor.r2=-1e9",
             }
-            for name, seed in (("churn", 0), ("churn", 1), ("listings", 0)):
-                train(load([*common, f"experiment={name}", floors[name], f"train.seed={seed}"]))
+            # churn v2 is gradient-boosted trees: every test that serves, canaries, shadows,
+            # promotes or batch-predicts v2 beside v1 does it across model families
+            for name, seed, model in (
+                ("churn", 0, ()),
+                ("churn", 1, ("model=xgboost", "model.trees.rounds=40")),
+                ("listings", 0, ()),
+            ):
+                overrides = [f"experiment={name}", floors[name], f"train.seed={seed}", *model]
+                train(load([*common, *overrides]))
             done.touch()
     return str(root)
 

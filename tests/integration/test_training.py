@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import ray
 
 from keel.registry import Registry
@@ -46,17 +47,40 @@ def test_a_dataset_without_slices_is_evaluated(make_cfg):
     assert 0.0 <= metrics["test"]["roc_auc"] <= 1.0
 
 
+# family -> its overrides and the epochs (torch) or boosting rounds (trees) its reports name
+KILLED = {
+    "torch": (
+        (
+            "train.epochs=6",
+            "train.batch_size=64",
+            "train.early_stopping_patience=0",
+            "train.in_memory_values=0",  # streams from Ray Data each epoch: that path resumes too
+        ),
+        list(range(6)),
+    ),
+    "xgboost": (
+        (
+            "model=xgboost",
+            "model.trees.rounds=600",
+            "model.trees.report_every=20",
+            "model.trees.early_stopping_rounds=0",
+            "model.trees.learning_rate=0.02",
+        ),
+        list(range(19, 600, 20)),
+    ),
+}
+
+
+@pytest.mark.parametrize("family", KILLED)
 def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(
-    make_cfg, session_workers
+    make_cfg, session_workers, family
 ):
+    overrides, reported = KILLED[family]
     cfg = make_cfg(
         "dataset.source.rows=60000",
-        "train.epochs=6",
-        "train.batch_size=64",
-        "train.early_stopping_patience=0",
         "train.max_failures=2",
-        "train.checkpoint_seconds=0",  # a checkpoint every epoch: one to resume from early
-        "train.in_memory_values=0",  # streams from Ray Data each epoch: that path resumes too
+        "train.checkpoint_seconds=0",  # a checkpoint every report: one to resume from early
+        *overrides,
     )
     outcome: dict = {}
     started = time.time()
@@ -78,7 +102,7 @@ def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(
     os.kill(workers[0].pid, signal.SIGKILL)
     runner.join(timeout=600)
     history = outcome["result"].history
-    assert [h["epoch"] for h in history] == list(range(6))  # every epoch, none twice
+    assert [h["epoch"] for h in history] == reported  # every one, none twice
     resumed = [h["resumed_from"] for h in history if h["resumed_from"] >= 0]
     assert resumed, "training restarted from scratch instead of the checkpoint"
     assert history[-1]["resumed_from"] == resumed[0] >= 0
@@ -95,9 +119,34 @@ def _registered(snapshots) -> bool:
     return False
 
 
-def test_asha_sweep_of_four_trials_completes_on_two_cpus(make_cfg):
+# the model's overrides and the space the sweep config searches
+SWEEPS = {
+    "torch": (SMALL, {"train.lr", "model.dropout"}),
+    "lightgbm": (
+        (
+            "dataset.source.rows=4000",
+            "model=lightgbm",
+            "sweep=trees",
+            "model.trees.rounds=100",
+            "sweep.grace_period=20",  # rounds
+            "train.cpus_per_worker=0.5",
+        ),
+        {
+            "model.trees.max_depth",
+            "model.trees.learning_rate",
+            "model.trees.num_leaves",
+            "model.trees.min_child_weight",
+            "model.trees.reg_lambda",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("family", SWEEPS)
+def test_asha_sweep_of_four_trials_completes_on_two_cpus(make_cfg, family):
+    overrides, space = SWEEPS[family]
     cfg = make_cfg(
-        *SMALL,
+        *overrides,
         "sweep.samples=4",
         "sweep.concurrency=2",
         "experiment=listings",
@@ -105,15 +154,16 @@ def test_asha_sweep_of_four_trials_completes_on_two_cpus(make_cfg):
     )
     result = sweep(cfg)
     assert len(result.table) == 4
-    assert set(result.best_params) == {"train.lr", "model.dropout"}
+    assert set(result.best_params) == space
     best = result.table.iloc[0]
     assert best["val_loss"] == result.table["val_loss"].min()
     assert Path(result.results_path).exists()
     registered = Registry(cfg.paths.registry).get("listings", "latest")
     config = Registry(cfg.paths.registry).read_text(registered, "config.yaml")
-    assert f"lr: {result.best_params['train.lr']}" in config
+    for path, value in result.best_params.items():
+        assert f"{path.rsplit('.', 1)[1]}: {value}" in config
     # the best trial's own weights are registered, not a second training run's
     history = Registry(cfg.paths.registry).read_json(registered, "metrics.json")["history"]
-    assert min(h["val_loss"] for h in history) == best["best_val_loss"]
+    assert min(h["val_loss"] for h in history) == best["val_loss"]
     time.sleep(2)  # removals are asynchronous
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2

@@ -92,7 +92,7 @@ def test_a_spec_written_before_families_reads_as_torch(reg):
 
 
 def test_an_unknown_family_names_the_file_and_the_fix(reg):
-    spec = {**json.loads(bundle().files()[File.spec]), "family": "xgboost"}
+    spec = {**json.loads(bundle().files()[File.spec]), "family": "catboost"}
     stored = Stored(reg, reg.register("churn", {File.spec: json.dumps(spec)}))
     with pytest.raises(RegistryError, match=r"churn/0001/model.json names the model family "):
         stored.spec()

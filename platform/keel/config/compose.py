@@ -83,6 +83,16 @@ def load(overrides: Sequence[str] = ()) -> KeelConfig:
     return cfg
 
 
+def group_option(group: str, option: str) -> Any:
+    """One option of a config group (conf/GROUP/OPTION.yaml) as its typed section, composed
+    apart from the rest: what `keel leaderboard` tries beside the configured model."""
+    raw = compose_raw([f"{group}={option}"])
+    try:
+        return OmegaConf.to_object(raw[group])
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e)) from None
+
+
 def _own_model(cfg: KeelConfig) -> None:
     # An experiment that lists no served models serves its own: `keel serve experiment=X`
     # needs no serve config of its own, and post-processing defaults to the task's.

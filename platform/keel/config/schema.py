@@ -103,6 +103,8 @@ class Family(StrEnum):
     """A kind of model: how it is built, fitted, saved, loaded and applied (keel.models.family)."""
 
     torch = "torch"
+    xgboost = "xgboost"  # gradient-boosted trees, XGBoost on Ray Train
+    lightgbm = "lightgbm"  # gradient-boosted trees, LightGBM on Ray Train
 
 
 class Check(StrEnum):
@@ -466,6 +468,32 @@ class FeaturesConfig:
 
 
 @dataclass
+class TreesConfig:
+    """Gradient-boosted trees (model.family xgboost or lightgbm); each key maps to both
+    libraries' parameter of that meaning."""
+
+    rounds: int = ranged(500, 1, doc="boosting rounds at most; early stopping may end sooner")
+    early_stopping_rounds: int = ranged(
+        20, 0, doc="rounds without a better validation loss before boosting stops; 0: never early"
+    )
+    learning_rate: float = ranged(0.1, 0.0, 1.0, lo_open=True, doc="shrinkage of each tree")
+    max_depth: int = ranged(6, 0, doc="deepest a tree grows; 0: no limit (leaves bound it)")
+    num_leaves: int = ranged(31, 2, doc="most leaves per tree (LightGBM; XGBoost's max_leaves)")
+    min_child_weight: float = ranged(
+        1.0, 0.0, doc="least hessian sum (about: rows) a leaf may hold"
+    )
+    subsample: float = ranged(1.0, 0.0, 1.0, lo_open=True, doc="share of rows each tree sees")
+    colsample: float = ranged(
+        1.0, 0.0, 1.0, lo_open=True, doc="share of feature columns each tree sees"
+    )
+    reg_lambda: float = ranged(1.0, 0.0, doc="L2 penalty on leaf weights")
+    reg_alpha: float = ranged(0.0, 0.0, doc="L1 penalty on leaf weights")
+    # each report is a progress line, a Train report (a checkpoint when one is due) and, in a
+    # sweep, one step of ASHA's time axis
+    report_every: int = ranged(10, 1, doc="boosting rounds between progress reports")
+
+
+@dataclass
 class ModelConfig:
     name: str = described("mlp", doc="the model config's name, written in the model card")
     family: Family = described(
@@ -487,6 +515,9 @@ class ModelConfig:
     params: dict[str, Any] = described(
         factory=dict,
         doc="keyword arguments of the _target_ class, beside in_features, out_features",
+    )
+    trees: TreesConfig = described(
+        factory=TreesConfig, doc="gradient-boosted trees (families xgboost, lightgbm)"
     )
 
 
@@ -588,7 +619,9 @@ class SweepConfig:
     scheduler: Scheduler = described(
         Scheduler.asha, doc="asha stops poor trials early; fifo runs every trial to the end"
     )
-    grace_period: int = ranged(1, 1, doc="asha: epochs a trial runs before it may be stopped")
+    grace_period: int = ranged(
+        1, 1, doc="asha: epochs (trees: boosting rounds) a trial runs before it may be stopped"
+    )
     reduction_factor: int = ranged(
         2, 2, doc="asha: 1 / reduction_factor of trials go on at each rung"
     )
@@ -604,6 +637,43 @@ class SweepConfig:
         each=True,
         factory=dict,
         doc="config path -> {distribution: args}: loguniform, uniform, randint, choice, grid",
+    )
+
+
+def _space(space: Any) -> str | None:
+    """A leaderboard.spaces entry: a sweep space, {config path: {distribution: args}}."""
+    if not isinstance(space, dict):
+        return "must be a map of config path -> {distribution: [...]}"
+    for path, entry in space.items():
+        problem = _distribution(entry)
+        if problem:
+            return f"{path} {problem}"
+    return None
+
+
+@dataclass
+class LeaderboardConfig:
+    models: list[str] = described(
+        factory=lambda: ["mlp", "linear", "xgboost", "lightgbm"],
+        doc="model configs (conf/model/NAME.yaml) to try on the same split",
+    )
+    budget: str = duration(
+        "10m", doc="wall time of the whole search; trials not started by then are not run"
+    )
+    trials_per_model: int = ranged(2, 1, doc="trials per model config, drawn from its space")
+    concurrency: int = ranged(2, 1, doc="trials running at once")
+    cpus_per_trial: float = ranged(
+        0.25,
+        0.0,
+        lo_open=True,
+        doc="CPUs reserved for a trial's driver (its workers reserve their own)",
+    )
+    spaces: dict[str, Any] = checked(
+        None,
+        _space,
+        each=True,
+        factory=dict,
+        doc="model config -> its search space, as sweep.space; a model without one runs as written",
     )
 
 
@@ -975,6 +1045,9 @@ class KeelConfig:
     )
     sweep: SweepConfig = described(
         MISSING, doc="Ray Tune search: space, trials, scheduler (keel sweep)"
+    )
+    leaderboard: LeaderboardConfig = described(
+        MISSING, doc="model families tried side by side under a time budget (keel leaderboard)"
     )
     slo: SloConfig = described(MISSING, doc="latency, throughput, error, quality and drift limits")
     serve: ServeConfig = described(

@@ -1,7 +1,7 @@
 """Model families: how one kind of model is built from config, fitted inside a Ray Train
 worker, saved, loaded and applied to a feature matrix. A version's spec (registry.bundle.
 ModelSpec) names its family, so serving, evaluation and monitoring never ask which kind of
-model they hold; a new family (gradient-boosted trees) is one more entry in FAMILIES.
+model they hold; each family is one entry in FAMILIES (the trees are in trees.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from keel.config.schema import Family
 from keel.errors import RegistryError
 
 from .head import Head
+from .trees import LightGBM, XGBoost
 
 
 class ModelFamily(Protocol):
@@ -23,11 +24,8 @@ class ModelFamily(Protocol):
     name: Family
     trainer: str  # the Ray Train trainer class that runs `worker_loop`, as a dotted path
     # the function each Ray Train worker runs to fit it, as a dotted path; its checkpoints hold
-    # the best model so far as `save` writes it (training.loop.BEST) and the history (PROGRESS)
+    # the best model so far as `save` writes it (training.checkpoint.BEST) and the history
     worker_loop: str
-
-    def build(self, model: dict, in_features: int, head: Head) -> Any:
-        """An unfitted model from the plain `model` config."""
 
     def save(self, fitted: Any) -> bytes:
         """The fitted model's state, as the registry stores it."""
@@ -95,7 +93,7 @@ def state_dict(data: bytes, where: str) -> dict:
     return state
 
 
-FAMILIES: dict[Family, ModelFamily] = {f.name: f for f in (Torch(),)}
+FAMILIES: dict[Family, ModelFamily] = {f.name: f for f in (Torch(), XGBoost(), LightGBM())}
 
 
 def family(name: Family) -> ModelFamily:

@@ -7,10 +7,9 @@ weights so far (what gets registered), so early stopping never loses the best mo
 
 from __future__ import annotations
 
-import json
-import os
+import functools
+import io
 import random
-import tempfile
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -20,11 +19,17 @@ import torch
 
 from keel.models import Head, build
 
-FEATURES, TARGET = "features", "target"
-# A Train checkpoint's files: this loop writes them each report and reads them on a restart;
-# training/run.py reads the best weights (as the torch family's load reads them) and the
-# history from the last one.
-CURRENT, OPTIMIZER, BEST, PROGRESS = "current.pt", "optimizer.pt", "best.pt", "progress.json"
+from .checkpoint import (
+    BEST,
+    CURRENT,
+    OPTIMIZER,
+    PROGRESS,
+    new_progress,
+    progress_file,
+    report,
+    restore,
+)
+from .shard import FEATURES, TARGET, read_arrays
 
 
 def seed_everything(seed: int) -> None:
@@ -63,23 +68,13 @@ def train_loop(config: dict[str, Any]) -> None:
     optimizer = make_optimizer(
         train_cfg["optimizer"], model.parameters(), train_cfg["lr"], train_cfg["weight_decay"]
     )
-    progress = {
-        "epoch": -1,
-        "best_val_loss": float("inf"),
-        "bad_epochs": 0,
-        "resumed_from": -1,
-        "history": [],
-    }
-    best_state = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:  # a restarted run (worker failure) continues where it stopped
-        with checkpoint.as_directory() as d:
-            _unwrap(model).load_state_dict(torch.load(f"{d}/{CURRENT}", weights_only=True))
-            optimizer.load_state_dict(torch.load(f"{d}/{OPTIMIZER}", weights_only=True))
-            best_state = torch.load(f"{d}/{BEST}", weights_only=True)
-            with open(f"{d}/{PROGRESS}") as f:
-                progress = json.load(f)
-            progress["resumed_from"] = progress["epoch"]
+    progress, best_state = new_progress(), None
+    resumed = restore()
+    if resumed:  # a restarted run (worker failure) continues where it stopped
+        files, progress = resumed
+        _unwrap(model).load_state_dict(_load(files[CURRENT]))
+        optimizer.load_state_dict(_load(files[OPTIMIZER]))
+        best_state = _load(files[BEST])
 
     plan = config["plan"]
     patience = train_cfg["early_stopping_patience"]
@@ -130,10 +125,10 @@ def train_loop(config: dict[str, Any]) -> None:
         final = stop or epoch == plan["epochs"] - 1
         due = time.monotonic() - last_checkpoint >= train_cfg["checkpoint_seconds"]
         if final or due:
-            _report(metrics, model, optimizer, best_state, progress)
+            report(metrics, functools.partial(_files, model, optimizer, best_state, progress))
             last_checkpoint = time.monotonic()
         else:
-            ray.train.report(metrics)
+            report(metrics)
         if stop:
             break
 
@@ -151,24 +146,10 @@ class _Data:
         limit = config["train"]["in_memory_values"]
         if config["plan"]["rows"] * max(config["in_features"], 1) > limit:
             return cls(shard, None)
-        parts = list(shard.iter_batches(batch_format="numpy", batch_size=65_536))
-        tensors = (
-            {
-                key: torch.from_numpy(
-                    np.concatenate([p[key] for p in parts]).astype(np.float32, copy=False)
-                ).to(device)
-                for key in (FEATURES, TARGET)
-            }
-            if parts
-            else None
-        )
+        x, y = read_arrays(shard, config["in_features"])
         return cls(
             shard,
-            tensors
-            or {
-                FEATURES: torch.zeros((0, config["in_features"]), device=device),
-                TARGET: torch.zeros(0, device=device),
-            },
+            {FEATURES: torch.from_numpy(x).to(device), TARGET: torch.from_numpy(y).to(device)},
         )
 
     def batches(self, options: dict, shuffle_seed: int | None = None):
@@ -212,16 +193,20 @@ def _validation_loss(model, head, data: _Data, batches, device, precision) -> fl
     return total / max(rows, 1)
 
 
-def _report(metrics, model, optimizer, best_state, progress) -> None:
-    import ray.train
+def _files(model, optimizer, best_state, progress) -> dict[str, bytes]:
+    return {
+        CURRENT: _save(_unwrap(model).state_dict()),
+        OPTIMIZER: _save(optimizer.state_dict()),
+        BEST: _save(best_state),
+        PROGRESS: progress_file(progress),
+    }
 
-    if ray.train.get_context().get_world_rank() != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(_unwrap(model).state_dict(), os.path.join(d, CURRENT))
-        torch.save(optimizer.state_dict(), os.path.join(d, OPTIMIZER))
-        torch.save(best_state, os.path.join(d, BEST))
-        with open(os.path.join(d, PROGRESS), "w") as f:
-            json.dump(progress, f)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+def _save(state: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _load(data: bytes) -> dict:
+    return torch.load(io.BytesIO(data), weights_only=True)

@@ -71,7 +71,8 @@ def _print(m: dict[str, Any]) -> None:
     best = "  *" if m["val_loss"] <= m["best_val_loss"] else ""
     stop = "  (early stop)" if m.get("stopped_early") else ""
     log.info(
-        "epoch %d/%d  train_loss %.4f  val_loss %.4f%s%s",
+        "%s %d/%d  train_loss %.4f  val_loss %.4f%s%s",
+        m.get("unit", "epoch"),
         m["epoch"] + 1,
         m["epochs"],
         m["train_loss"],

@@ -20,9 +20,9 @@ from keel.registry import ModelVersion, Registry, register_candidate
 from keel.registry.bundle import Bundle, ModelSpec
 from keel.registry.lineage import lineage
 
+from .checkpoint import BEST, PROGRESS
 from .dataset import Prepared, prepare
 from .evaluate import Predict, evaluate, latency_profile
-from .loop import BEST, PROGRESS
 from .progress import reporter
 from .trainer import trainer
 
@@ -133,7 +133,10 @@ def describe(out: Trained) -> list[tuple[str, str]]:
         else f"candidate (promote with: keel registry promote {v.model} {v.version})"
     )
     best = min(h["val_loss"] for h in out.history)
-    rows = [("stage", stage), ("epochs", f"{len(out.history)} (best val_loss {best:.4f})")]
+    last = out.history[-1]
+    unit = last.get("unit", "epoch")  # trees report every few boosting rounds
+    ran = last["epoch"] + 1 if unit == "round" else len(out.history)
+    rows = [("stage", stage), (f"{unit}s", f"{ran} (best val_loss {best:.4f})")]
     for name, value in m["test"].items():
         mark = "  <- primary" if name == primary else ""
         rows.append((f"test {name}", f"{value:.4f}   (baseline {m['baseline'][name]:.4f}){mark}"))

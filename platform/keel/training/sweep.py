@@ -18,7 +18,7 @@ from typing import Any
 from ray.util import placement_group_table
 
 from keel.config import KeelConfig
-from keel.config.schema import Distribution
+from keel.config.schema import Distribution, Family
 from keel.storage import join, stamp, write_text
 
 from .dataset import Prepared, prepare
@@ -78,19 +78,30 @@ def with_params(cfg: KeelConfig, params: dict[str, Any]) -> KeelConfig:
 TRIAL_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
 
 
+def horizon(cfg: KeelConfig, rows: int) -> int:
+    """ASHA's time axis, the reports' "epoch": epochs for torch, boosting rounds for trees."""
+    if cfg.model.family == Family.torch:
+        return plan(cfg.train, rows).epochs
+    return cfg.model.trees.rounds
+
+
 def _trial(params: dict[str, Any], cfg: KeelConfig, data: Prepared) -> None:
     """One Tune trial: a whole Ray Train run with these parameters."""
+    run_trial(with_params(cfg, params), data)
+
+
+def run_trial(trial_cfg: KeelConfig, data: Prepared) -> None:
+    """Inside a Tune trial: a Ray Train run of this config, its reports forwarded to Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     os.environ.update(TRIAL_ENV)
-    trial_cfg = with_params(cfg, params)
-    # ASHA may stop a trial after any epoch, and the best trial's last checkpoint is what gets
-    # registered: every epoch reports one, so the registered weights match the reported metric.
+    # Tune may stop a trial after any report, and the best trial's last checkpoint is what gets
+    # registered: every report has one, so the registered model matches the reported metric.
     trial_cfg.train.checkpoint_seconds = 0
     datasets = {"train": data.datasets["train"], "val": data.datasets["val"]}
     in_features = len(data.features.output_columns)
-    name = f"{cfg.dataset.name}-trial-{tune.get_context().get_trial_id()}"
+    name = f"{trial_cfg.dataset.name}-trial-{tune.get_context().get_trial_id()}"
     trainer(trial_cfg, datasets, in_features, data.head, name, [TuneReportCallback()]).fit()
 
 
@@ -107,7 +118,7 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
     scheduler = (
         ASHAScheduler(
             time_attr="epoch",
-            max_t=plan(cfg.train, data.datasets["train"].count()).epochs,
+            max_t=horizon(cfg, data.datasets["train"].count()),
             grace_period=s.grace_period,
             reduction_factor=s.reduction_factor,
         )
@@ -141,7 +152,7 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
     try:
         grid = tuner.fit()
     finally:
-        _free_leaked_placement_groups(before)
+        free_leaked_placement_groups(before)
     if grid.num_errors:
         log.warning(
             "%d of %d trials failed; see %s", grid.num_errors, len(grid), grid.experiment_path
@@ -161,7 +172,7 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
     return SweepResult(table, best_params, trained, results_path)
 
 
-def _free_leaked_placement_groups(before: set[str]) -> None:
+def free_leaked_placement_groups(before: set[str]) -> None:
     """Release what stopped trials left reserved (ray-project/ray#54305).
 
     Under Tune, a Train V2 run whose trial ASHA stops keeps its placement group for the rest

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from keel.config import KeelConfig, to_dict
+from keel.config.schema import Family
 from keel.models import Head
 from keel.models.family import family
 from keel.runtime import worker_env
@@ -42,6 +43,14 @@ def split_datasets(num_workers: int) -> list[str]:
     """The training split is sharded across workers; one worker reads it whole, without the
     split coordinator actor a shard needs (a process start, ~5 s here, before the first batch)."""
     return ["train"] if num_workers > 1 else []
+
+
+def rounds(cfg: KeelConfig, schedule: Plan) -> str:
+    """What a tree family's run will do, as `Plan.describe` says it for torch."""
+    trees = cfg.model.trees
+    stop = trees.early_stopping_rounds
+    until = f"early stop after {stop} without a better val_loss" if stop else "no early stop"
+    return f"up to {trees.rounds} boosting rounds ({until}; {schedule.rows:,} rows per worker)"
 
 
 def resolve(dotted: str) -> Any:
@@ -84,7 +93,7 @@ def trainer(
         cfg.train.num_workers,
         gpu,
         cfg.train.cpus_per_worker,
-        schedule.describe(),
+        schedule.describe() if fam.name == Family.torch else rounds(cfg, schedule),
     )
     return resolve(fam.trainer)(
         resolve(fam.worker_loop),
