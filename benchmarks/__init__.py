@@ -25,6 +25,7 @@ BENCHMARKS = {  # name -> module
     "monitor": "benchmarks.monitor",
     "serve": "benchmarks.serve",
     "train": "benchmarks.train",
+    "trees": "benchmarks.trees",
 }
 
 

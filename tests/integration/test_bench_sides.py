@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import monitor as bench_monitor
 from benchmarks import train as bench_train
+from benchmarks import trees as bench_trees
 from keel import prediction_log as plog
 from keel.config import load
 from keel.monitoring import monitor
@@ -51,3 +52,23 @@ def test_the_train_baseline_reaches_keels_validation_loss(make_cfg):
     assert keel["val_loss"] == pytest.approx(baseline["val_loss"], rel=1e-4)
     assert fused["val_loss"] == pytest.approx(baseline["val_loss"], rel=1e-4)
     assert 0 < keel["fixed_s"] < keel["wall_s"]
+
+
+def test_the_trees_baseline_reaches_keels_test_metric(make_cfg):
+    cfg = make_cfg(
+        "experiment=churn",
+        "bench=trees",
+        "dataset.source.rows=3000",
+        "model=xgboost",
+        "model.trees.rounds=20",
+        "model.trees.report_every=5",
+        "model.trees.early_stopping_rounds=0",
+        "train.cpus_per_worker=1",
+    )
+    data = prepare(cfg)
+    arrays = {name: bench_train.arrays_of(data.datasets[name]) for name in ("train", "val")}
+    keel = bench_trees.run_keel(cfg, data)
+    baseline = bench_trees.run_baseline(cfg, data, arrays)
+    # the same parameters, rounds, threads and seed on one worker: the same trees
+    assert keel["test_metric"] == pytest.approx(baseline["test_metric"], abs=bench_trees.AGREE)
+    assert 0 < keel["fixed_s"] < keel["wall_s"] and keel["s_per_round"] > 0

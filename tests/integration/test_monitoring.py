@@ -72,11 +72,13 @@ CHALLENGER = ("train.epochs=5",)
 SHIFTED = ("monitor.retrain.recent_weight=3", "monitor.retrain.original_fraction=0.2")
 
 
-def test_retrain_promotes_a_better_challenger(own_root, log_traffic):
+def test_retrain_promotes_a_better_challenger_of_another_family(own_root, log_traffic):
     from keel.monitoring.retrain import retrain
+    from keel.registry.bundle import Stored
 
     root = own_root
-    cfg = config(root, f"{root}/logs", *CHALLENGER, *SHIFTED)
+    # the champion is an MLP; the experiment asks for gradient-boosted trees as challenger
+    cfg = config(root, f"{root}/logs", *CHALLENGER, *SHIFTED, "monitor.retrain.model=xgboost")
     log_traffic(cfg, 21, rows=3000, concept=1.0)
     assert run(cfg).verdict.retrain is True
     registry = Registry(cfg.paths.registry)
@@ -86,6 +88,8 @@ def test_retrain_promotes_a_better_challenger(own_root, log_traffic):
     assert decision.promoted, decision.reason
     challenger = record["challenger"]["version"]
     assert registry.stages("churn").production == challenger != before
+    assert Stored.get(registry, "churn", before).spec().family == "torch"
+    assert Stored.get(registry, "churn", challenger).spec().family == "xgboost"
     assert record["challenger"]["holdout"]["roc_auc"] > record["champion"]["holdout"]["roc_auc"]
     assert record["data"]["holdout"] > 0 and record["data"]["recent_train"] > 0
     # the new version's reference is the traffic it was retrained for: no drift against it

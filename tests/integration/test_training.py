@@ -119,18 +119,19 @@ def _registered(snapshots) -> bool:
     return False
 
 
-# the model's overrides and the space the sweep config searches
+# the model's overrides, the trials and the space the sweep config searches
 SWEEPS = {
-    "torch": (SMALL, {"train.lr", "model.dropout"}),
+    "torch": (SMALL, 4, {"train.lr", "model.dropout"}),
     "lightgbm": (
         (
             "dataset.source.rows=4000",
             "model=lightgbm",
             "sweep=trees",
-            "model.trees.rounds=100",
+            "model.trees.rounds=60",
             "sweep.grace_period=20",  # rounds
             "train.cpus_per_worker=0.5",
         ),
+        2,
         {
             "model.trees.max_depth",
             "model.trees.learning_rate",
@@ -143,17 +144,17 @@ SWEEPS = {
 
 
 @pytest.mark.parametrize("family", SWEEPS)
-def test_asha_sweep_of_four_trials_completes_on_two_cpus(make_cfg, family):
-    overrides, space = SWEEPS[family]
+def test_an_asha_sweep_completes_on_two_cpus_and_registers_its_best_trial(make_cfg, family):
+    overrides, trials, space = SWEEPS[family]
     cfg = make_cfg(
         *overrides,
-        "sweep.samples=4",
+        f"sweep.samples={trials}",
         "sweep.concurrency=2",
         "experiment=listings",
         "tracking.mode=disabled",
     )
     result = sweep(cfg)
-    assert len(result.table) == 4
+    assert len(result.table) == trials
     assert set(result.best_params) == space
     best = result.table.iloc[0]
     assert best["val_loss"] == result.table["val_loss"].min()

@@ -2,44 +2,37 @@
 files of tests/data/own (multiclass penguins, binary tumors, regression rentals), configured by
 `keel init` as a newcomer's would be: each family trains on Ray Train, registers a version
 that beats the trivial baseline, serves over HTTP (XGBoost as production, LightGBM as a 50%
-canary in one app) and answers as batch inference on Ray Data does; `keel leaderboard` tries
-each family and registers the best on validation loss.
+canary in one app) and answers as batch inference's scorer does; `keel leaderboard` ranks a
+network and trees and registers the best on validation loss.
 
 (tests/conftest.py's churn v2 is an XGBoost version too: the serving module's canary, shadow,
 promotion and batch tests run across families on it.)"""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import ray
 import requests
 
 from keel.cli.init import SAMPLE_ROWS, Request, init
 from keel.config import load
-from keel.config.schema import (
-    CanaryConfig,
-    ColumnSpec,
-    ColumnType,
-    DatasetConfig,
-    Family,
-    ServedModel,
-)
+from keel.config.schema import CanaryConfig, Family, ServedModel
 from keel.data.batch import json_rows
 from keel.data.validation import validate_source
 from keel.prediction_log import PROBABILITIES
 from keel.registry import Registry
 from keel.registry.bundle import Stored
 from keel.serving import service
-from keel.serving.batch import predict_dataset
+from keel.serving.batch import score
+from keel.serving.predictor import Predictor
 from keel.training.leaderboard import leaderboard
 from keel.training.run import train
 
@@ -54,7 +47,6 @@ CASES = [
     ("rentals", "rentals", "r2", 0.50),
 ]
 FAMILIES = (Family.xgboost, Family.lightgbm)  # registered as v1, v2 of each model
-ROW_ID = "row_id"
 FAST = ("model.trees.rounds=200", "model.trees.report_every=20", "train.cpus_per_worker=0.5")
 
 
@@ -84,12 +76,19 @@ def config(conf: Path, root: str, *overrides: str):
 
 @pytest.fixture(scope="module")
 def trained(conf, tmp_path_factory) -> str:
-    """paths.root of a registry holding, per file, XGBoost as v1 and LightGBM as v2."""
+    """paths.root of a registry holding, per file, XGBoost as v1 and LightGBM as v2. The files
+    train side by side (each run mostly waits on Ray Train's start-up), each file's two
+    versions in order; configs are composed first (Hydra's global state is not threadsafe)."""
     root = str(tmp_path_factory.mktemp("trees-out"))
-    for name, _, _, _ in CASES:
-        for family in FAMILIES:
-            # the floor is the baseline's test below, not the promotion's
-            train(config(conf, root, f"experiment={name}", f"model={family}", *FAST))
+    runs = {
+        name: [
+            config(conf, root, f"experiment={name}", f"model={family}", *FAST)
+            for family in FAMILIES
+        ]
+        for name, *_ in CASES
+    }
+    with ThreadPoolExecutor(len(runs)) as pool:
+        list(pool.map(lambda cfgs: [train(c) for c in cfgs], runs.values()))
     return root
 
 
@@ -119,21 +118,22 @@ def test_both_families_serve_over_http_and_answer_as_batch_inference(
     canary = CanaryConfig(version="2", percent=50.0)
     models = {name: ServedModel(version="1", canary=canary) for name, *_ in CASES}
     cfg = dataclasses.replace(cfg, serve=dataclasses.replace(cfg.serve, models=models))
-    files = {name: scoring_file(conf, trained, name, tmp_path) for name, *_ in CASES}
-    batch = {
-        (name, version): batch_predictions(conf, trained, files[name], version)
-        for name, *_ in CASES
-        for version in (1, 2)
-    }
+    registry = Registry(cfg.paths.registry)
     base = service.start(cfg)
     try:
         for name, *_ in CASES:
+            dataset = config(conf, trained, f"experiment={name}").dataset
+            valid = validate_source(dataset, str(tmp_path / "reports")).valid
+            table = pa.concat_tables(ray.get(valid.to_arrow_refs())).slice(0, 40)
+            # what batch inference computes for each block (keel predict maps it over the
+            # file with Ray Data; tests/integration/test_serving.py runs that whole job)
+            batch = {v: batch_predictions(Predictor.load(registry, name, v), table) for v in (1, 2)}
             answered = {1: 0, 2: 0}
-            for key, row in list(request_rows(files[name], tmp_path).items())[:40]:
+            for i, row in enumerate(json_rows(table, drop=(dataset.target,))):
                 r = requests.post(f"{base}/v1/models/{name}:predict", json={"instances": [row]})
                 assert r.status_code == 200, (name, r.text)
                 body = r.json()
-                want = batch[(name, body["version"])][key]
+                want = batch[body["version"]][i]
                 assert body["predictions"][0]["prediction"] == pytest.approx(want, rel=1e-5)
                 answered[body["version"]] += 1
             assert answered[1] and answered[2], (name, answered)  # both families answered
@@ -141,51 +141,22 @@ def test_both_families_serve_over_http_and_answer_as_batch_inference(
         service.stop(cfg)
 
 
-def scoring_file(conf: Path, root: str, name: str, tmp: Path) -> DatasetConfig:
-    """The model's file as a dataset to score. Batch output keeps only the id column beside
-    the predictions: a file without one gets its row number appended as `row_id`."""
-    dataset = config(conf, root, f"experiment={name}").dataset
-    if dataset.id_column:
-        return dataset
-    with open(dataset.source.path, newline="") as f:
-        rows = list(csv.reader(f))
-    with open(tmp / f"{name}.csv", "w", newline="") as f:
-        csv.writer(f).writerows(
-            [[*rows[0], ROW_ID], *([*r, str(i)] for i, r in enumerate(rows[1:]))]
-        )
-    return dataclasses.replace(
-        dataset,
-        columns={**dataset.columns, ROW_ID: ColumnSpec(type=ColumnType.int)},
-        id_column=ROW_ID,
-        source=dataclasses.replace(dataset.source, path=str(tmp / f"{name}.csv")),
-    )
-
-
-def request_rows(dataset: DatasetConfig, tmp: Path) -> dict:
-    """The file's valid rows as request bodies carry them (no target, no row_id), by id."""
-    valid = validate_source(dataset, str(tmp / "reports")).valid
-    table = pa.concat_tables(ray.get(valid.to_arrow_refs()))
-    rows = json_rows(table, drop=(dataset.target, ROW_ID))
-    return dict(zip(table.column(dataset.id_column).to_pylist(), rows, strict=True))
-
-
-def batch_predictions(conf: Path, root: str, dataset: DatasetConfig, version: int) -> dict:
-    """`keel predict` of one version over the file: id -> prediction."""
-    name = dataset.name
-    cfg = config(conf, root, f"experiment={name}", f"serve.models.{name}.version='{version}'")
-    out = pq.read_table(predict_dataset(dataclasses.replace(cfg, dataset=dataset)).path)
-    ids = out.column(dataset.id_column).to_pylist()
-    # a multiclass prediction is every class's probability, as the API answers it
+def batch_predictions(predictor: Predictor, table: pa.Table) -> list:
+    """Batch inference's output for these rows: the prediction per row, every class's
+    probability for a multiclass model (as the API answers)."""
+    out = score(predictor, table, None)
     column = PROBABILITIES if PROBABILITIES in out.column_names else "prediction"
-    return dict(zip(ids, out.column(column).to_pylist(), strict=True))
+    return out.column(column).to_pylist()
 
 
-def test_the_leaderboard_tries_every_family_and_registers_the_best_on_validation(conf, tmp_path):
+def test_the_leaderboard_tries_networks_and_trees_and_registers_the_best_on_validation(
+    conf, tmp_path
+):
     cfg = config(
         conf,
         str(tmp_path),
         "experiment=tumors",
-        "leaderboard.models=[linear,xgboost,lightgbm]",
+        "leaderboard.models=[linear,lightgbm]",
         "leaderboard.trials_per_model=1",
         "leaderboard.budget=10m",
         "train.cpus_per_worker=0.5",
@@ -193,7 +164,7 @@ def test_the_leaderboard_tries_every_family_and_registers_the_best_on_validation
     )
     board = leaderboard(cfg)
     assert [e.model for e in board.entries] != [] and not board.missing
-    assert {e.model for e in board.entries} == {"linear", "xgboost", "lightgbm"}
+    assert {e.model for e in board.entries} == {"linear", "lightgbm"}
     losses = [e.val_loss for e in board.entries]
     assert losses == sorted(losses)  # ranked on validation, never on the test split
     for e in board.entries:

@@ -903,6 +903,10 @@ class RetrainConfig:
     min_labeled: int = ranged(
         200, 1, doc="fewer recent labeled rows: nothing to learn or judge by, no retraining"
     )
+    # a challenger of another family competes on the same recent holdout as any other
+    model: str | None = described(
+        None, doc="the challenger's model config (conf/model/NAME.yaml); null: the champion's"
+    )
 
 
 @dataclass

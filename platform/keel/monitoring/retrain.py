@@ -2,8 +2,9 @@
 judge champion and challenger on the same recent holdout, promote only a clear winner.
 
 Runs when the latest monitor verdict asks for it (or when forced). The challenger is trained
-with the champion's own dataset, features, model and train config (command-line overrides of
-those groups still win). Recent rows count `monitor.retrain.recent_weight` times; a share of
+with the champion's own dataset, features, model and train config (`monitor.retrain.model`
+names another model config, another family's too; command-line overrides of those groups
+still win). Recent rows count `monitor.retrain.recent_weight` times; a share of
 them (`holdout`, chosen by a hash of the request id) is never trained on and judges both
 models. The challenger is promoted when it beats the champion's primary metric by
 `monitor.retrain.margin` and meets `slo.quality_floor`; replicas that follow the production
@@ -24,7 +25,7 @@ from omegaconf import OmegaConf
 
 from keel import prediction_log as plog
 from keel import storage
-from keel.config import KeelConfig, from_dict, to_dict
+from keel.config import KeelConfig, from_dict, group_option, to_dict
 from keel.config.schema import SourceConfig, SourceFormat, Task
 from keel.data.sources import PATH_COLUMN, read
 from keel.data.split import key_position
@@ -197,11 +198,14 @@ def _holdout(ids: pa.ChunkedArray, share: float, seed: int) -> pa.Array:
 
 
 def _challenger_config(cfg: KeelConfig, champion: dict, overrides: list[str]) -> KeelConfig:
-    """The champion's trained groups over this run's config; `group.key=value` overrides of
-    those groups from the command line are applied again on top."""
+    """The champion's trained groups over this run's config (its model, or
+    `monitor.retrain.model`'s); `group.key=value` overrides of those groups from the command
+    line are applied again on top."""
     merged = OmegaConf.create(to_dict(cfg))
     for group in TRAINED_GROUPS:
         merged[group] = champion[group]
+    if cfg.monitor.retrain.model:
+        merged["model"] = to_dict(group_option("model", cfg.monitor.retrain.model))
     mine = [
         o.lstrip("+")
         for o in overrides
