@@ -162,3 +162,12 @@ def test_every_monitor_problem_is_reported_at_once():
     message = _error(("monitor.window=10", "monitor.retrain.window=1y"))
     assert "2 problem(s)" in message
     assert "monitor.window" in message and "monitor.retrain.window" in message
+
+
+def test_the_leaderboards_short_words_stand_for_their_keys():
+    from keel.cli.leaderboard import expand
+
+    assert expand("families=[mlp,xgboost]") == "leaderboard.models=[mlp,xgboost]"
+    assert expand("budget=30m") == "leaderboard.budget=30m"
+    assert expand("experiment=churn") == "experiment=churn"
+    assert expand("budget") == "budget"  # not an override: left for the config to refuse

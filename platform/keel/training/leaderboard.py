@@ -46,7 +46,7 @@ class Entry:
     baseline: dict[str, float]
     primary: str
     train_seconds: float  # the best trial's wall time
-    ms_per_batch: dict[str, float]  # the latency profile: batch size -> median ms
+    latency: dict[str, Any]  # the latency profile (training.evaluate.latency_profile)
     size_bytes: int  # the saved model
     checkpoint: Any = field(repr=False)  # its last checkpoint, holding the best model
 
@@ -61,7 +61,7 @@ class Entry:
             "baseline": self.baseline,
             "primary_metric": self.primary,
             "train_seconds": self.train_seconds,
-            "ms_per_batch": self.ms_per_batch,
+            "latency": self.latency,
             "size_bytes": self.size_bytes,
         }
 
@@ -226,7 +226,7 @@ def _entry(cfg: KeelConfig, name: str, runs: list, data: Prepared, checkpoint) -
         baseline=metrics["baseline"],
         primary=metrics["primary_metric"],
         train_seconds=float(best_run.metrics.get("time_total_s", 0.0)),
-        ms_per_batch=latency_profile(predict, data.features, data.sample_rows)["ms_per_batch"],
+        latency=latency_profile(predict, data.features, data.sample_rows),
         size_bytes=len(fam.save(fitted)),
         checkpoint=checkpoint,
     )
