@@ -52,7 +52,7 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
     cfg.train.cpus_per_worker = threads  # Ray gives the worker as many intra-op threads
     log.info("preparing %s rows of %s (not timed) ...", f"{cfg.bench.rows:,}", cfg.dataset.name)
     data = prepare(cfg)
-    arrays = {name: arrays_of(data.datasets[name]) for name in ("train", "val")}
+    arrays = split_arrays(data)
     runs = common.interleave(
         {
             "keel": lambda: run_keel(cfg, data),
@@ -103,6 +103,11 @@ def arrays_of(ds) -> tuple[np.ndarray, np.ndarray]:
     batches = list(ds.iter_batches(batch_format="numpy", batch_size=None))
     x = np.concatenate([b["features"] for b in batches]).astype(np.float32)
     return x, np.concatenate([b["target"] for b in batches]).astype(np.float32)
+
+
+def split_arrays(data: Prepared) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The training and validation splits' arrays, as every in-process baseline reads them."""
+    return {name: arrays_of(data.datasets[name]) for name in ("train", "val")}
 
 
 def _steady(rates: list[float]) -> float:

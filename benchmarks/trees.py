@@ -40,7 +40,7 @@ from keel.training.run import fit
 from keel.training.trainer import loop_config
 
 from . import common
-from .train import arrays_of
+from .train import split_arrays
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def run(cfg: KeelConfig, ray_times: common.Phases) -> Summary:
     cfg.model.trees.report_every = max(1, cfg.model.trees.rounds // 10)
     log.info("preparing %s rows of %s (not timed) ...", f"{cfg.bench.rows:,}", cfg.dataset.name)
     data = prepare(cfg)
-    arrays = {name: arrays_of(data.datasets[name]) for name in ("train", "val")}
+    arrays = split_arrays(data)
     runs = common.interleave(
         {"keel": lambda: run_keel(cfg, data), "baseline": lambda: run_baseline(cfg, data, arrays)},
         cfg.bench.repeats,

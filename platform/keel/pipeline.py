@@ -26,7 +26,7 @@ import requests
 from keel import prediction_log as plog
 from keel import runtime, tracking
 from keel.app import Summary
-from keel.config import KeelConfig, load, to_dict
+from keel.config import KeelConfig, load
 from keel.config.schema import ColumnType
 from keel.data.batch import json_rows
 from keel.errors import KeelError
@@ -216,14 +216,7 @@ def _train(loop: Loop, name: str) -> Champion:
     cfg, t = loop.cfgs[name], time.perf_counter()
     data = prepare(cfg)
     trained = train(cfg, data)
-    tracking.log_training(
-        cfg,
-        to_dict(cfg),
-        trained.history,
-        trained.metrics,
-        trained.version.version,
-        trained.promoted,
-    )
+    tracking.log_trained(cfg, trained)
     primary = trained.metrics["primary_metric"]
     score, base = trained.metrics["test"][primary], trained.metrics["baseline"][primary]
     result = f"v{trained.version.version} {primary} {score:.3f} (baseline {base:.3f})"

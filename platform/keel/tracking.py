@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from keel.config import KeelConfig
+from keel.config import KeelConfig, to_dict
 
 
 def wandb_dir(cfg: KeelConfig) -> str | None:
@@ -15,6 +15,19 @@ def wandb_dir(cfg: KeelConfig) -> str | None:
         return None
     os.makedirs(cfg.paths.root, exist_ok=True)
     return cfg.paths.root
+
+
+def log_trained(cfg: KeelConfig, trained: Any) -> str | None:
+    """Log a registered training (training.run.Trained: a run, a sweep's or a leaderboard's
+    best); returns the local run directory (None when disabled)."""
+    return log_training(
+        cfg,
+        to_dict(cfg),
+        trained.history,
+        trained.metrics,
+        trained.version.version,
+        trained.promoted,
+    )
 
 
 def log_training(

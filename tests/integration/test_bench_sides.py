@@ -44,7 +44,7 @@ def test_the_train_baseline_reaches_keels_validation_loss(make_cfg):
         "train.cpus_per_worker=1",
     )
     data = prepare(cfg)
-    arrays = {name: bench_train.arrays_of(data.datasets[name]) for name in ("train", "val")}
+    arrays = bench_train.split_arrays(data)
     keel = bench_train.run_keel(cfg, data)
     baseline = bench_train.run_baseline(cfg, data, arrays, threads=1)
     fused = bench_train.run_baseline(cfg, data, arrays, threads=1, fused=True)
@@ -66,7 +66,7 @@ def test_the_trees_baseline_reaches_keels_test_metric(make_cfg):
         "train.cpus_per_worker=1",
     )
     data = prepare(cfg)
-    arrays = {name: bench_train.arrays_of(data.datasets[name]) for name in ("train", "val")}
+    arrays = bench_train.split_arrays(data)
     keel = bench_trees.run_keel(cfg, data)
     baseline = bench_trees.run_baseline(cfg, data, arrays)
     # the same parameters, rounds, threads and seed on one worker: the same trees

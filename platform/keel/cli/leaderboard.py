@@ -2,22 +2,18 @@
 
 from keel import runtime, tracking
 from keel.app import Summary, command_line, main
-from keel.config import KeelConfig, to_dict
+from keel.config import KeelConfig
 from keel.training.leaderboard import leaderboard
 from keel.training.run import describe
 
-GROUPS = (
-    "leaderboard dataset features model train slo tracking paths ray"  # the config groups it reads
-)
+GROUPS = "leaderboard sweep dataset features model train slo tracking paths ray"  # groups it reads
 
 
 def leaderboard_job(cfg: KeelConfig) -> Summary:
     runtime.ensure(cfg)
     board = leaderboard(cfg)
     t = board.registered
-    run_dir = tracking.log_training(
-        cfg, to_dict(cfg), t.history, t.metrics, t.version.version, t.promoted
-    )
+    run_dir = tracking.log_trained(cfg, t)
     primary = board.entries[0].primary
     s = Summary(
         f"leaderboard of {cfg.dataset.name}: {len(board.entries)} model(s) within "

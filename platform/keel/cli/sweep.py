@@ -2,7 +2,7 @@
 
 from keel import runtime, tracking
 from keel.app import Summary, main
-from keel.config import KeelConfig, to_dict
+from keel.config import KeelConfig
 from keel.training.run import describe
 from keel.training.sweep import sweep
 
@@ -13,9 +13,7 @@ def sweep_job(cfg: KeelConfig) -> Summary:
     runtime.ensure(cfg)
     result = sweep(cfg)
     t = result.trained
-    run_dir = tracking.log_training(
-        cfg, to_dict(cfg), t.history, t.metrics, t.version.version, t.promoted
-    )
+    run_dir = tracking.log_trained(cfg, t)
     s = Summary(f"sweep of {cfg.dataset.name}: {len(result.table)} trials")
     for _, row in result.table.head(10).iterrows():
         params = ", ".join(f"{k}={row[k]:.4g}" for k in cfg.sweep.space if k in row)

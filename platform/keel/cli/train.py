@@ -2,7 +2,7 @@
 
 from keel import runtime, tracking
 from keel.app import Summary, main
-from keel.config import KeelConfig, to_dict
+from keel.config import KeelConfig
 from keel.training.run import describe, train
 
 GROUPS = "dataset features model train slo tracking paths ray"  # the config groups it reads
@@ -11,9 +11,7 @@ GROUPS = "dataset features model train slo tracking paths ray"  # the config gro
 def train_job(cfg: KeelConfig) -> Summary:
     runtime.ensure(cfg)
     out = train(cfg)
-    run_dir = tracking.log_training(
-        cfg, to_dict(cfg), out.history, out.metrics, out.version.version, out.promoted
-    )
+    run_dir = tracking.log_trained(cfg, out)
     summary = Summary(f"trained {cfg.dataset.name} v{out.version.version}", describe(out))
     summary.rows += tracking.described(run_dir)
     return summary

@@ -660,14 +660,8 @@ class LeaderboardConfig:
     budget: str = duration(
         "10m", doc="wall time of the whole search; trials not started by then are not run"
     )
+    # trials run as a sweep's do: sweep.concurrency at once, sweep.cpus_per_trial each
     trials_per_model: int = ranged(2, 1, doc="trials per model config, drawn from its space")
-    concurrency: int = ranged(2, 1, doc="trials running at once")
-    cpus_per_trial: float = ranged(
-        0.25,
-        0.0,
-        lo_open=True,
-        doc="CPUs reserved for a trial's driver (its workers reserve their own)",
-    )
     spaces: dict[str, Any] = checked(
         None,
         _space,

@@ -139,14 +139,15 @@ def leaderboard(cfg: KeelConfig, data: Prepared | None = None) -> Leaderboard:
     name = f"{cfg.dataset.name}-leaderboard-{stamp()}"
     tuner = tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(_trial, configs=configs, data=data), {"CPU": lb.cpus_per_trial}
+            tune.with_parameters(_trial, configs=configs, data=data),
+            {"CPU": cfg.sweep.cpus_per_trial},
         ),
         param_space=space,
         tune_config=tune.TuneConfig(
             metric="best_val_loss",
             mode="min",
             num_samples=lb.trials_per_model,  # rounds of the grid over the models
-            max_concurrent_trials=lb.concurrency,
+            max_concurrent_trials=cfg.sweep.concurrency,
             time_budget_s=budget,
         ),
         # quiet: a line per finished trial instead of Tune's status table
@@ -159,7 +160,7 @@ def leaderboard(cfg: KeelConfig, data: Prepared | None = None) -> Leaderboard:
         name,
         ", ".join(configs),
         lb.trials_per_model,
-        lb.concurrency,
+        cfg.sweep.concurrency,
         lb.budget,
     )
     before = set(placement_group_table())
