@@ -7,13 +7,17 @@ Jobs never call ray.init themselves; they call `ensure(cfg)`. Environment that w
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import random
 import socket
 import sys
+import tempfile
+import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from keel.config import KeelConfig, project_root
 from keel.errors import ConfigError
@@ -143,24 +147,50 @@ def _local_env(cfg: KeelConfig) -> dict[str, str]:
 # listener also draws from, so in between it was taken twice in one test run. These come from
 # below that range and above Ray's worker ports (10002-19999), drawn at random.
 CHOSEN_PORTS = range(20_000, 32_768)
-_handed_out: set[int] = set()  # never the same one twice from this process
+# Between choice and bind a port is still free, so a bind check alone let two processes on one
+# machine choose the same one (a test's app then answered on another test's Ray). Each choice
+# is claimed by a file here, seen by every keel process on the machine, for as long as a bind
+# may take; a claim older than that is stale and the port may be chosen again.
+PORT_CLAIMS = Path(tempfile.gettempdir()) / "keel-port-claims"
+CLAIM_SECONDS = 30 * 60
 
 
 def free_port() -> int:
-    """A port nothing listens on now, on any interface, and unlikely to be taken before use."""
+    """A port nothing listens on now, on any interface, and that no keel process on this
+    machine has chosen in the last CLAIM_SECONDS."""
     draw = random.SystemRandom()  # not the seeded global generator: processes must differ
     for _ in range(200):
         port = draw.choice(CHOSEN_PORTS)
-        if port in _handed_out:
-            continue
         with socket.socket() as s:
             try:
                 s.bind(("0.0.0.0", port))  # HAProxy and Serve bind every interface
             except OSError:
                 continue
-        _handed_out.add(port)
-        return port
-    raise OSError(f"no free port in {CHOSEN_PORTS.start}-{CHOSEN_PORTS.stop - 1} after 200 tries")
+        if _claim(port):
+            return port
+    raise OSError(
+        f"no free port in {CHOSEN_PORTS.start}-{CHOSEN_PORTS.stop - 1} after 200 tries "
+        f"(claims of the last {CLAIM_SECONDS // 60} min are in {PORT_CLAIMS})"
+    )
+
+
+def _claim(port: int) -> bool:
+    """Claim `port` for this process; False when another holds a claim younger than
+    CLAIM_SECONDS. Creating the file with O_EXCL is the atomic test-and-set."""
+    path = PORT_CLAIMS / str(port)
+    for _ in range(2):  # a stale claim is removed once, then the port claimed as if new
+        try:
+            PORT_CLAIMS.mkdir(exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):  # another removed it as stale
+                if time.time() - path.stat().st_mtime < CLAIM_SECONDS:
+                    return False
+                path.unlink()
+        except PermissionError:  # another user's claims: the bind check alone decides
+            return True
+    return False
 
 
 def _stop_serve() -> None:

@@ -1,7 +1,13 @@
 """The embedded Ray's own environment (ray.local_env): what it starts with."""
 
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from keel import runtime
 
@@ -22,6 +28,35 @@ def test_free_ports_come_from_outside_the_kernels_ephemeral_range_and_differ():
     assert all(p in runtime.CHOSEN_PORTS and not low <= p <= high for p in ports)
     with socket.socket() as s:  # free on every interface, as HAProxy binds them
         s.bind(("0.0.0.0", ports[-1]))
+
+
+def test_a_chosen_port_is_claimed_for_every_process_until_the_claim_is_stale(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "PORT_CLAIMS", tmp_path)
+    # another process's choices: the claim files it left (1,000 draws from 12,768 ports
+    # would repeat one ~39 times over without them)
+    taken = [runtime.free_port() for _ in range(1000)]
+    assert len(set(taken)) == 1000
+    assert {int(p.name) for p in tmp_path.iterdir()} == set(taken)
+    script = (
+        "import sys; from pathlib import Path; from keel import runtime; "
+        "runtime.PORT_CLAIMS = Path(sys.argv[1]); "
+        "print(' '.join(str(runtime.free_port()) for _ in range(1000)))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert not set(taken) & {int(p) for p in other.stdout.split()}
+
+    every = set(runtime.CHOSEN_PORTS)
+    for port in every - set(taken) - {int(p) for p in other.stdout.split()}:
+        (tmp_path / str(port)).touch()
+    with pytest.raises(OSError, match="no free port in 20000-32767"):
+        runtime.free_port()
+    old = time.time() - runtime.CLAIM_SECONDS - 1
+    for claim in tmp_path.iterdir():
+        os.utime(claim, (old, old))
+    port = runtime.free_port()  # a stale claim is claimed anew
+    assert time.time() - (tmp_path / str(port)).stat().st_mtime < 60
 
 
 def test_haproxy_ports_named_in_the_config_are_kept(make_cfg):
