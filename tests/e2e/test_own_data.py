@@ -35,9 +35,8 @@ CASES = [
 
 
 def keel(*args: str, project: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    # `keel init` starts its own embedded Ray, as on a newcomer's machine; the pipeline joins
-    # the tests' shared Ray (ray.address) and its Serve port, fixed by whoever started Serve
-    # there first.
+    # `keel init` starts no Ray; the pipeline joins the tests' shared Ray (ray.address) and its
+    # Serve port, fixed by whoever started Serve there first.
     env = {
         **own_ray_env(os.environ),
         "KEEL_PROJECT_ROOT": str(project),

@@ -319,3 +319,60 @@ def test_job_format_from_suffix_or_the_directory(tmp_path):
     (tmp_path / "x.txt").write_text("x\n")
     with pytest.raises(DataError, match="--format"):
         init.source_format(str(tmp_path / "x.txt"))
+
+
+def sample(path: Path, fmt: SourceFormat, rows: int) -> tuple[pa.Table, int | None]:
+    return job().read_sample(str(path), SourceConfig(format=fmt, path=str(path)), rows)
+
+
+def test_the_sample_is_the_first_rows_in_file_order_as_text(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("id,score,when\n" + "".join(f"{i},{i / 2},2026-01-0{i}\n" for i in range(1, 6)))
+    table, total = sample(path, SourceFormat.csv, 3)
+    assert table.column("id").to_pylist() == ["1", "2", "3"] and total is None  # not counted
+    assert {f.type for f in table.schema} == {pa.string()}  # typed by keel's rules, not Arrow
+    table, total = sample(path, SourceFormat.csv, 10)
+    assert len(table) == total == 5
+
+
+def test_a_sample_stops_reading_once_it_has_its_rows(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "1.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(100)))
+    (parts / "2.csv").write_text("a\n1,2,3\n")  # ragged: never read for a smaller sample
+    table, total = sample(parts, SourceFormat.csv, 25)
+    assert table.column("a").to_pylist() == [str(i) for i in range(25)] and total is None
+    with pytest.raises(DataError, match=r"parts: cannot read as csv"):
+        sample(parts, SourceFormat.csv, 101)  # needs the second file: names the path
+    (parts / "2.csv").unlink()
+    pq.write_table(pa.table({"a": list(range(100))}), parts / "1.parquet", row_group_size=10)
+    (parts / "2.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
+    (parts / "1.csv").unlink()
+    # the row count reads every file's footer: a broken file is a clear error, not a traceback
+    with pytest.raises(DataError, match=r"parts: cannot read as parquet"):
+        sample(parts, SourceFormat.parquet, 25)
+
+
+def test_files_of_one_dataset_with_other_inferred_types_make_one_sample(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pq.write_table(pa.table({"a": [1, 2]}), parts / "1.parquet")
+    pq.write_table(pa.table({"a": [2.5, 3.5, 4.5]}), parts / "2.parquet")
+    table, total = sample(parts, SourceFormat.parquet, 4)
+    assert table.column("a").to_pylist() == [1, 2, 2.5, 3.5] and total == 5  # metadata count
+    lines = tmp_path / "x.jsonl"
+    lines.write_text('{"a": 1, "b": "x"}\n{"a": 2, "b": null}\n{"a": 3.5, "b": "é"}\n')
+    table, total = sample(lines, SourceFormat.json, 10)
+    assert table.to_pylist()[2] == {"a": 3.5, "b": "é"} and total == 3
+
+
+def test_init_writes_its_files_without_starting_ray(project):
+    import ray
+
+    init = job()
+    path = REPO / "tests" / "data" / "own" / "penguins.csv"
+    request = init.Request(str(path), "species", "penguins", None, 20_000, None, None, False)
+    init.init(request)
+    assert not ray.is_initialized()
+    cfg = load(["experiment=penguins"])  # what was written composes
+    assert cfg.dataset.source.path == str(path) and len(cfg.dataset.columns) == 8
