@@ -20,7 +20,16 @@ from typing import Any
 
 from keel.config.schema import Task
 
-from .checkpoint import BEST, CURRENT, PROGRESS, new_progress, progress_file, report, restore
+from .checkpoint import (
+    BEST,
+    CURRENT,
+    PROGRESS,
+    new_progress,
+    progress_file,
+    report,
+    restore,
+    workers,
+)
 from .shard import read_arrays
 
 log = logging.getLogger(__name__)
@@ -85,6 +94,7 @@ class Rounds:
             "samples_per_s": self.rows * self.chunk_rounds / seconds if seconds else 0.0,
             "train_seconds": seconds,
             "resumed_from": p["resumed_from"],
+            "workers": workers(),
             "stopped_early": stop,
         }
         p["history"].append(metrics)

@@ -40,6 +40,14 @@ def report(metrics: dict, files: Callable[[], dict[str, bytes]] | None = None) -
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
+def workers() -> int:
+    """The run's workers now (after a lost one is replaced, as many as before): each report
+    says how many trained it."""
+    import ray.train
+
+    return ray.train.get_context().get_world_size()
+
+
 def restore() -> tuple[dict[str, bytes], dict] | None:
     """The files of the checkpoint a restarted run resumes from, and its progress (marked as
     resumed); None on a first start."""

@@ -28,6 +28,7 @@ from .checkpoint import (
     progress_file,
     report,
     restore,
+    workers,
 )
 from .shard import FEATURES, TARGET, read_arrays
 
@@ -116,6 +117,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "samples_per_s": rows / seconds if seconds else 0.0,
             "train_seconds": seconds,
             "resumed_from": progress["resumed_from"],
+            "workers": workers(),
             "stopped_early": stop,
         }
         progress["history"].append(metrics)
