@@ -80,3 +80,14 @@ def test_bytes_that_are_not_a_model_of_the_family_are_refused_naming_the_file(na
     saved = fam.save(_fit(name, Task.regression))
     with pytest.raises(RegistryError, match="takes 4 features but the version's spec says 7"):
         fam.load({}, 7, head, saved, "churn/0003/model.pt", "cpu")
+
+
+@pytest.mark.parametrize("name", list(Family))
+def test_one_worker_runs_the_familys_loop_on_the_base_trainer(name):
+    from keel.training.trainer import resolve, trainer_class
+
+    fam = family(name)
+    several, one = (resolve(trainer_class(fam.trainer, n)) for n in (2, 1))
+    assert several is resolve(fam.trainer)
+    # the family's trainer is the base one plus its backend: the same arguments run the loop
+    assert issubclass(several, one) and several is not one
