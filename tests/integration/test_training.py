@@ -121,7 +121,8 @@ def _registered(snapshots) -> bool:
 
 # the model's overrides, the trials and the space the sweep config searches
 SWEEPS = {
-    "torch": (SMALL, 4, {"train.lr", "model.dropout"}),
+    # three trials on two concurrent slots: the third waits for a slot a finished trial frees
+    "torch": (SMALL, 3, {"train.lr", "model.dropout"}),
     "lightgbm": (
         (
             "dataset.source.rows=4000",
