@@ -2,9 +2,10 @@
 # `make test`: every test, in two phases.
 #
 # First all but the `alone` tests, in two pytest-xdist workers (whole files to a worker, each
-# with its own Ray session and Serve port, see tests/conftest.py). Then the `alone` tests, one
-# at a time with nothing beside them: they assert a latency SLO on real traffic (a pipeline's
-# p99 against 100 ms), which a neighbour on the two cores would decide instead of keel.
+# with its own Ray session and Serve port, the longest files first: see tests/conftest.py).
+# Then the `alone` tests, one at a time with nothing beside them: they assert a latency SLO on
+# real traffic (a pipeline's p99 against 100 ms), which a neighbour on the two cores would
+# decide instead of keel.
 #
 # Running both phases at once, the others under `nice -n 19`, took 16-18 min instead of ~20,
 # but starved the nice side: a cluster node's `ray start` and a metrics scrape timed out in two
@@ -13,7 +14,7 @@
 # failed.
 set -u
 python=$1
-"$python" -m pytest -n 2 --dist loadfile -m "not alone" --durations=30 tests
+"$python" -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not alone" --durations=30 tests
 rest=$?
 "$python" -m pytest -m alone --durations=10 tests
 alone=$?
