@@ -120,23 +120,33 @@ def quiet_ray() -> None:
     log.info("Ray's own logs: %s/logs (--verbose shows them here)", session)
 
 
-# Serve's HAProxy binds these on every interface; Ray's defaults (8404, 9101) are fixed, so a
-# second embedded Ray on the machine (a notebook's beside `make demo`) could not start Serve.
-HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+# Ports Serve binds when HAProxy fronts it, at fixed defaults that a second embedded Ray on the
+# machine (a notebook's beside `make demo`, the other test process) would share: HAProxy's
+# stats and metrics (8404, 9101: the second Ray could not start Serve), and the fallback proxy
+# that HAProxy sends a request to while an app's routes change (8500 HTTP, 9500 gRPC). That
+# proxy binds with SO_REUSEPORT, so the kernel handed one Ray's requests to the other Ray's
+# proxy: a 404 during an in-place update, or another app's models (twice in the test suite).
+SERVE_PORTS = (
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+)
 
 
 def own_ray_env(env: Mapping[str, str]) -> dict[str, str]:
     """`env` for a child process that starts a Ray of its own (`serve run`, `ray start`): less
-    the address and HAProxy ports that a Ray started here left in it, which would join that Ray
-    or bind the ports its HAProxy holds."""
-    return {k: v for k, v in env.items() if k not in ("RAY_ADDRESS", *HAPROXY_PORTS)}
+    the address and Serve ports that a Ray started here left in it, which would join that Ray
+    or bind the ports its Serve holds."""
+    return {k: v for k, v in env.items() if k not in ("RAY_ADDRESS", *SERVE_PORTS)}
 
 
 def _local_env(cfg: KeelConfig) -> dict[str, str]:
-    """ray.local_env, with free HAProxy ports for this Ray unless the config names them."""
+    """ray.local_env, with free Serve ports (SERVE_PORTS) for this Ray unless the config names
+    them."""
     env = dict(cfg.ray.local_env)
     if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
-        for var in HAPROXY_PORTS:
+        for var in SERVE_PORTS:
             env.setdefault(var, str(free_port()))
     return env
 

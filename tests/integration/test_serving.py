@@ -8,6 +8,7 @@ run in file order: the auth test switches it to a secured config, the last one s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import api_fuzz
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -251,6 +253,21 @@ def test_models_and_openapi_describe_what_is_served(app):
     assert ref == "ChurnPredictRequest"
     assert instance["properties"]["age"]["minimum"] == 18
     assert "churned" not in instance["properties"]
+
+
+def test_serve_listens_on_this_rays_own_ports(app, session_workers):
+    """The fallback proxy (which HAProxy sends a request to while an app's routes change)
+    listens on the port chosen for this test process's Ray (keel.runtime.SERVE_PORTS), not on
+    Ray's fixed 8500: it binds with SO_REUSEPORT, so the other test process's proxy on 8500
+    took this one's requests (a 404 during an in-place update, another app's models)."""
+    pids = {p.pid for p in session_workers()}
+    listening = {
+        c.laddr.port
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    }
+    assert int(os.environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"]) in listening, listening
+    assert not {8404, 9101, 8500, 9500} & listening, listening
 
 
 def test_a_ten_percent_canary_gets_ten_percent_of_requests(app):

@@ -12,12 +12,13 @@ import pytest
 from keel import runtime
 
 
-def test_each_embedded_ray_gets_its_own_free_haproxy_ports(make_cfg):
-    # Ray's fixed defaults (8404, 9101) let only one embedded Ray on a machine start Serve
+def test_each_embedded_ray_gets_its_own_free_serve_ports(make_cfg):
+    # Ray's fixed defaults (8404, 9101) let only one embedded Ray on a machine start Serve, and
+    # two fallback proxies on 8500 (SO_REUSEPORT) answered each other's requests
     cfg = make_cfg()
     first, second = runtime._local_env(cfg), runtime._local_env(cfg)
-    ports = [int(env[var]) for env in (first, second) for var in runtime.HAPROXY_PORTS]
-    assert len(set(ports)) == 4 and not {8404, 9101} & set(ports)
+    ports = [int(env[var]) for env in (first, second) for var in runtime.SERVE_PORTS]
+    assert len(set(ports)) == 8 and not {8404, 9101, 8500, 9500} & set(ports)
     assert first["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
 
 
@@ -68,7 +69,7 @@ def test_haproxy_ports_named_in_the_config_are_kept(make_cfg):
 
 def test_without_haproxy_no_ports_are_chosen(make_cfg):
     env = runtime._local_env(make_cfg("~ray.local_env.RAY_SERVE_ENABLE_HA_PROXY"))
-    assert not set(runtime.HAPROXY_PORTS) & set(env)
+    assert not set(runtime.SERVE_PORTS) & set(env)
 
 
 def test_a_ray_process_does_not_build_the_rfc3987_grammar_on_import():
