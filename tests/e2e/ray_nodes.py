@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,41 +131,71 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(tree, timeout=30)
 
 
+def _start_retrying(
+    args: Callable[[], list[str]],
+    joined: Callable[[subprocess.Popen], bool],
+    env: dict[str, str],
+    log: Path,
+    temps: list[str],
+    i: int,
+) -> subprocess.Popen:
+    """Start node `i` with `args()` until `joined(node)`. Ray gives a starting node a fixed
+    30 s to register with the GCS; on two loaded cores a start can miss it ("The current node
+    timed out during startup"): such a start is cleared away and tried again with new
+    arguments (new ports), twice at most. Any other death is returned, for the caller to fail
+    with its log."""
+    for _ in range(2):
+        node = _start(args(), env, log, temps[i])
+        if joined(node) or "timed out during startup" not in log.read_text():
+            return node
+        _kill_group(node)
+        temps.append(temps[i])  # the failed start's, removed with the others at the end
+        temps[i] = tempfile.mkdtemp(prefix="rn", dir="/tmp")
+    return _start(args(), env, log, temps[i])  # the last try: the caller waits on it
+
+
 @contextlib.contextmanager
 def ray_cluster(
     tmp_path: Path, node_cpus: list[float], env: dict[str, str] | None = None
 ) -> Iterator[Cluster]:
     """A head and len(node_cpus) - 1 worker nodes, the head with the dashboard (Jobs API)."""
     env = node_env(env)
-    port, dash = free_port(), free_port()
     logs = [tmp_path / f"ray-node{i}.log" for i in range(len(node_cpus))]
-    head = [
-        "--head",
-        f"--port={port}",
-        f"--num-cpus={node_cpus[0]}",
-        "--include-dashboard=true",
-        f"--dashboard-port={dash}",
-        f"--ray-client-server-port={free_port()}",
-    ]
-    cluster = Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}")
     temps = [tempfile.mkdtemp(prefix="rn", dir="/tmp") for _ in node_cpus]
+    ports: list[int] = []  # the head's GCS ports, one per start
+
+    def head() -> list[str]:
+        ports.append(free_port())
+        cluster.address, cluster.dashboard = (
+            f"127.0.0.1:{ports[-1]}",
+            f"http://127.0.0.1:{free_port()}",
+        )
+        return [
+            "--head",
+            f"--port={ports[-1]}",
+            f"--num-cpus={node_cpus[0]}",
+            "--include-dashboard=true",
+            f"--dashboard-port={cluster.dashboard.rsplit(':', 1)[1]}",
+            f"--ray-client-server-port={free_port()}",
+        ]
+
+    cluster = Cluster("", "")
     try:
-        cluster.processes.append(_start(head, env, logs[0], temps[0]))
+        started = _start_retrying(
+            head, lambda n: _joined(cluster.dashboard, 1, n), env, logs[0], temps, 0
+        )
+        cluster.processes.append(started)
         _wait_nodes(cluster.dashboard, 1, cluster.processes, logs[:1])
         for i, cpus in enumerate(node_cpus[1:], start=1):
             worker = [f"--address={cluster.address}", f"--num-cpus={cpus}"]
-            # Ray gives a joining node a fixed 30 s to register with the GCS; on two loaded
-            # cores a start can miss it ("The current node timed out during startup"). Such
-            # a start is cleared away and tried again, twice at most; any other death fails.
-            for attempt in range(3):
-                node = _start(worker, env, logs[i], temps[i])
-                if _joined(cluster.dashboard, i + 1, node) or attempt == 2:
-                    break
-                if "timed out during startup" not in logs[i].read_text():
-                    break
-                _kill_group(node)
-                temps.append(temps[i])  # the failed start's, removed with the others at the end
-                temps[i] = tempfile.mkdtemp(prefix="rn", dir="/tmp")
+            node = _start_retrying(
+                lambda w=worker: w,
+                lambda n, count=i + 1: _joined(cluster.dashboard, count, n),
+                env,
+                logs[i],
+                temps,
+                i,
+            )
             cluster.processes.append(node)
         _wait_nodes(cluster.dashboard, len(node_cpus), cluster.processes, logs)
         yield cluster
@@ -176,5 +206,7 @@ def ray_cluster(
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)
         current = Path("/tmp/ray/ray_current_cluster")  # what `ray stop` would remove
-        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+        if current.exists() and any(
+            current.read_text().strip().endswith(f":{port}") for port in ports
+        ):
             current.unlink()
