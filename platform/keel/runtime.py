@@ -136,19 +136,23 @@ SERVE_PORTS = (
 
 def own_ray_env(env: Mapping[str, str]) -> dict[str, str]:
     """`env` for a child process that starts a Ray of its own (`serve run`, `ray start`): less
-    the address and Serve ports that a Ray started here left in it, which would join that Ray
-    or bind the ports its Serve holds."""
-    return {k: v for k, v in env.items() if k not in ("RAY_ADDRESS", *SERVE_PORTS)}
+    the address a Ray started here left in it (which would join that Ray), and with Serve ports
+    of its own in place of that Ray's, which it would fail to bind or share."""
+    own = {k: v for k, v in env.items() if k not in ("RAY_ADDRESS", *SERVE_PORTS)}
+    return {**own, **_free_serve_ports(own)}
 
 
 def _local_env(cfg: KeelConfig) -> dict[str, str]:
-    """ray.local_env, with free Serve ports (SERVE_PORTS) for this Ray unless the config names
-    them."""
+    """ray.local_env, with free Serve ports for this Ray unless the config names them."""
     env = dict(cfg.ray.local_env)
-    if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
-        for var in SERVE_PORTS:
-            env.setdefault(var, str(free_port()))
-    return env
+    return {**env, **_free_serve_ports(env)}
+
+
+def _free_serve_ports(env: Mapping[str, str]) -> dict[str, str]:
+    """Free ports for the SERVE_PORTS that `env` leaves unnamed, where it turns HAProxy on."""
+    if env.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
+        return {}
+    return {var: str(free_port()) for var in SERVE_PORTS if var not in env}
 
 
 # A port is chosen here and bound later, by another process (HAProxy binds its ports when
@@ -157,10 +161,10 @@ def _local_env(cfg: KeelConfig) -> dict[str, str]:
 # listener also draws from, so in between it was taken twice in one test run. These come from
 # below that range and above Ray's worker ports (10002-19999), drawn at random.
 CHOSEN_PORTS = range(20_000, 32_768)
-# Between choice and bind a port is still free, so a bind check alone let two processes on one
-# machine choose the same one (a test's app then answered on another test's Ray). Each choice
-# is claimed by a file here, seen by every keel process on the machine, for as long as a bind
-# may take; a claim older than that is stale and the port may be chosen again.
+# Between choice and bind a port is still free, so a bind check alone lets two processes on one
+# machine choose the same one (the test suite's two processes choose ports by the dozen). Each
+# choice is claimed by a file here, seen by every keel process on the machine, for as long as a
+# bind may take; a claim older than that is stale and the port may be chosen again.
 PORT_CLAIMS = Path(tempfile.gettempdir()) / "keel-port-claims"
 CLAIM_SECONDS = 30 * 60
 

@@ -72,6 +72,20 @@ def test_without_haproxy_no_ports_are_chosen(make_cfg):
     assert not set(runtime.SERVE_PORTS) & set(env)
 
 
+def test_a_child_that_starts_its_own_ray_gets_serve_ports_of_its_own():
+    parent = {
+        "PATH": "/bin",
+        "RAY_ADDRESS": "127.0.0.1:6379",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        **{var: "20000" for var in runtime.SERVE_PORTS},
+    }
+    child = runtime.own_ray_env(parent)
+    assert "RAY_ADDRESS" not in child and child["PATH"] == "/bin"
+    ports = [int(child[var]) for var in runtime.SERVE_PORTS]
+    assert len(set(ports)) == len(ports) and 20000 not in ports
+    assert not set(runtime.SERVE_PORTS) & set(runtime.own_ray_env({"PATH": "/bin"}))
+
+
 def test_a_ray_process_does_not_build_the_rfc3987_grammar_on_import():
     # Every Ray worker, actor and driver imports ray; jsonschema >= 4.25 then imports
     # rfc3987-syntax, which builds a grammar at import (1.7 s of a 2.7 s `import ray` here).
