@@ -221,14 +221,23 @@ def _train(loop: Loop, name: str) -> Champion:
     score, base = trained.metrics["test"][primary], trained.metrics["baseline"][primary]
     result = f"v{trained.version.version} {primary} {score:.3f} (baseline {base:.3f})"
     loop.step(f"train {name}", result, t)
-    production = Registry(cfg.paths.registry).stages(name).production
-    if production is None:
+    registry, floor = Registry(cfg.paths.registry), dict(cfg.slo.quality_floor)
+    if registry.floor_failures(trained.version, floor):
         raise PipelineError(
             f"{name} v{trained.version.version} misses slo.quality_floor "
-            f"{dict(cfg.slo.quality_floor)} ({primary} {score:.3f}): nothing to serve; "
+            f"{floor} ({primary} {score:.3f}): nothing to serve; "
             f"see {trained.version.uri(File.card)}"
         )
-    return Champion(production, trained.metrics["rows"], data.validation.valid_rows)
+    # A rerun finds an earlier loop's registry, whose production is that loop's retrained
+    # challenger, fitted to its drifted traffic: normal traffic then failed the first monitor
+    # (`make demo` twice). The loop starts from the version it has just trained.
+    registry.promote(
+        name,
+        trained.version.version,
+        floor=floor,
+        reason="keel pipeline: the loop starts from the version it trained",
+    )
+    return Champion(trained.version.version, trained.metrics["rows"], data.validation.valid_rows)
 
 
 def _traffic(loop: Loop, name: str, seed: int, cfg: KeelConfig | None = None) -> tuple:
