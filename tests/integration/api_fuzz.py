@@ -1,12 +1,13 @@
 """Requests generated from a served OpenAPI document by schemathesis, and a concurrent sender.
 
-Every operation gets `n` requests, drawn with a fixed seed (raw and bare requests are the same
-every run; schemathesis' own cases are not, seed or no seed):
-- an operation with a body gets a third valid by its schema and a third that break it
+Requests are drawn with a fixed seed (raw and bare requests are the same every run;
+schemathesis' own cases are not, seed or no seed):
+- an operation with a body gets `n`: a third valid by its schema and a third that break it
   (schemathesis' positive and negative modes), and a third of raw bodies schemathesis does
   not send: any JSON document (NaN and Infinity included, which Python's json accepts) and any
   bytes;
-- an operation without one gets any query string and, now and then, a junk header.
+- an operation without one gets `bare`: any query string and, now and then, a junk header
+  (all it reads, so fewer draws cover it).
 Generation is the slow part (~10 ms a request), so a document's requests are made once, over
 every core.
 """
@@ -62,8 +63,9 @@ HEADERS = st.lists(
 
 
 @functools.cache
-def requests_for(spec_text: str, n: int) -> dict[tuple[str, str], list[Fuzz]]:
-    """(method, path) -> n generated requests, for every operation of the document.
+def requests_for(spec_text: str, n: int, bare: int) -> dict[tuple[str, str], list[Fuzz]]:
+    """(method, path) -> generated requests for every operation of the document: `n` for one
+    with a body, `bare` for one without.
 
     The parts are drawn in processes of their own, every core at once: they are independent of
     each other (12,000 requests: ~70 s one after another, ~28 s on 2 cores here)."""
@@ -76,7 +78,7 @@ def requests_for(spec_text: str, n: int) -> dict[tuple[str, str], list[Fuzz]]:
             parts += [(method, path, kind, third) for kind in (POSITIVE, NEGATIVE)]
             parts.append((method, path, RAW, n - 2 * third))
         else:
-            parts.append((method, path, BARE, n))
+            parts.append((method, path, BARE, bare))
     # spawn, not fork: the caller holds Ray's threads and sockets
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(os.cpu_count(), mp_context=context) as pool:
