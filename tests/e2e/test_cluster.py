@@ -4,6 +4,9 @@
 retrain to the cluster's Jobs API. Registry, logs, reports and checkpoints live in the bucket;
 the test reads them there. The nodes hold the S3 settings in their environment, as cluster
 nodes would hold an instance profile.
+
+`keel monitor --every` runs against the same cluster (one Ray start for both: each costs ~20 s
+here): a failing verdict submits `keel retrain` as a Ray job, on local paths.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ray_nodes import BIN, Cluster, alive_nodes, node_env, ray_cluster, state
 
 from keel import prediction_log as plog
 from keel import storage, submission
+from keel.config import load
 from keel.registry import Registry
 from keel.runtime import free_port
 
@@ -236,3 +240,35 @@ def test_the_jobs_api_listens_on_localhost_only_and_wants_the_token(cluster):
     }
     assert bound == {"127.0.0.1"}, bound
     assert requests.get(f"{cluster.dashboard}/api/jobs/", timeout=10).status_code == 401
+
+
+@pytest.mark.slow
+def test_failing_verdict_submits_retrain_as_a_ray_job(cluster, own_root, retrainable, log_traffic):
+    """`keel monitor --every` monitors a log of concept-shifted traffic, submits the retraining
+    job to the cluster, waits for it (`--runs 1`) and exits. The registry and the job's
+    decision record show the outcome."""
+    overrides = retrainable
+    log_traffic(load(overrides), seed=41, rows=3000, concept=1.0)
+    before = Registry(f"{own_root}/registry").stages("churn").production
+    schedule = ["--every=1s", "--runs=1"]
+    done = subprocess.run(
+        [BIN / "keel", "monitor", *overrides, f"ray.address={cluster.address}", *schedule],
+        cwd=ROOT,
+        env=node_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    assert "FAIL  (retraining asked)" in done.stdout
+    assert "SUCCEEDED" in done.stdout, done.stdout[-3000:]
+    (decision,) = Path(own_root, "reports", "churn", "retrain").glob("*/decision.json")
+    record = storage.read_json(str(decision))
+    # the job judged a challenger trained on the shifted traffic against the champion
+    assert record["challenger"]["holdout"]["roc_auc"] > record["champion"]["holdout"]["roc_auc"]
+    after = Registry(f"{own_root}/registry").stages("churn")
+    if record["promoted"]:
+        assert after.production == record["challenger"]["version"] != before
+        assert after.history[-1].reason.startswith("retrain:")
+    else:
+        assert after.production == before, record["reason"]
