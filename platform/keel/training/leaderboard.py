@@ -26,7 +26,13 @@ from keel.storage import join, stamp, write_json
 from .dataset import Prepared, prepare
 from .evaluate import evaluate, latency_profile
 from .run import Trained, from_checkpoint, register
-from .sweep import free_leaked_placement_groups, run_trial, search_space, with_params
+from .sweep import (
+    free_leaked_placement_groups,
+    run_trial,
+    search_space,
+    trial_lines,
+    with_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,29 +90,6 @@ def models(cfg: KeelConfig) -> dict[str, KeelConfig]:
     return out
 
 
-def _lines():
-    from ray import tune
-
-    class Lines(tune.Callback):
-        """A progress line per finished trial."""
-
-        done = 0
-
-        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-            result = trial.last_result or {}
-            self.done += 1
-            log.info(
-                "trial %d/%d: %s, best val_loss %.4f after %.0f s",
-                self.done,
-                len(trials),
-                trial.config.get(MODEL),
-                result.get("best_val_loss", float("nan")),
-                result.get("time_total_s", 0.0),
-            )
-
-    return Lines()
-
-
 def _param(model: str, path: str) -> str:
     return f"{model}/{path}"
 
@@ -152,7 +135,10 @@ def leaderboard(cfg: KeelConfig, data: Prepared | None = None) -> Leaderboard:
         ),
         # quiet: a line per finished trial instead of Tune's status table
         run_config=tune.RunConfig(
-            name=name, storage_path=cfg.paths.checkpoints, verbose=0, callbacks=[_lines()]
+            name=name,
+            storage_path=cfg.paths.checkpoints,
+            verbose=0,
+            callbacks=[trial_lines(lambda config: config[MODEL], "best_val_loss")],
         ),
     )
     log.info(

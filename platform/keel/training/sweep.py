@@ -10,8 +10,10 @@ any `keel train`, with no second training run.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
@@ -143,8 +145,12 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
             max_concurrent_trials=s.concurrency,
             scheduler=scheduler,
         ),
+        # quiet: a line per finished trial instead of Tune's status table
         run_config=tune.RunConfig(
-            name=name, storage_path=cfg.paths.checkpoints, callbacks=callbacks
+            name=name,
+            storage_path=cfg.paths.checkpoints,
+            verbose=0,
+            callbacks=[*callbacks, trial_lines(functools.partial(_drawn, s.space), s.metric)],
         ),
     )
     log.info("sweep %s: %d trials, %d at a time, %s", name, s.samples, s.concurrency, s.scheduler)
@@ -170,6 +176,40 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
     checkpoint = Checkpoint(best.metrics[CHECKPOINT_PATH_KEY])
     trained = register(best_cfg, data, *from_checkpoint(best_cfg, checkpoint))
     return SweepResult(table, best_params, trained, results_path)
+
+
+def _drawn(space: dict, config: dict) -> str:
+    """A trial's draws, as `path=value` pairs."""
+    return ", ".join(
+        f"{path}={config[path]:.4g}"
+        if isinstance(config[path], float)
+        else f"{path}={config[path]}"
+        for path in space
+    )
+
+
+def trial_lines(label: Callable[[dict], str], metric: str) -> Any:
+    """A Tune callback logging a line per finished trial: `label` names the trial from its
+    config, `metric` is the figure shown from its last result."""
+    from ray import tune
+
+    class Lines(tune.Callback):
+        done = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            result = trial.last_result or {}
+            self.done += 1
+            log.info(
+                "trial %d/%d: %s, %s %.4f after %.0f s",
+                self.done,
+                len(trials),
+                label(trial.config),
+                metric,
+                result.get(metric, float("nan")),
+                result.get("time_total_s", 0.0),
+            )
+
+    return Lines()
 
 
 def free_leaked_placement_groups(before: set[str]) -> None:
