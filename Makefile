@@ -7,6 +7,9 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constra
 export WANDB_MODE ?= offline
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONUNBUFFERED := 1
+# Bytecode caches on even where the shell turns them off: without them every CLI subprocess,
+# Ray worker and pytest worker compiles keel and the tests again (make test-fast: 55 s -> 48 s).
+unexport PYTHONDONTWRITEBYTECODE
 
 LAB_PORT ?= 8888
 
