@@ -214,7 +214,11 @@ def _log_traffic(cfg, seed: int, rows: int = 2000, covariate=None, concept: floa
     table = generate(dataclasses.replace(ds, source=source))
     predictor = Predictor.load(Registry(cfg.paths.registry), ds.name)
     raw = predictor.predict(table)
-    inputs = table.drop_columns([ds.target]).to_pylist()
+    times = [c for c, spec in ds.columns.items() if spec.type == "timestamp"]
+    inputs = [  # as JSON brings them: times as text
+        {**row, **{c: str(row[c]) for c in times}}
+        for row in table.drop_columns([ds.target]).to_pylist()
+    ]
     ids = [uuid.uuid4().hex for _ in inputs]
     now = plog.now()
 
@@ -229,7 +233,7 @@ def _log_traffic(cfg, seed: int, rows: int = 2000, covariate=None, concept: floa
         [
             plog.prediction_row(
                 {**fixed, "request_id": i, "latency_ms": 5.0, "prediction": float(p)},
-                {**row, "signup_ts": str(row["signup_ts"])},
+                row,
             )
             | {"output": "{}"}
             for i, row, p in zip(ids, inputs, raw, strict=True)

@@ -102,4 +102,10 @@ def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
     assert after["status"] == "pass" and after["version"] == 2, after["reasons"]
     for verdict in (normal, drifted, after):
         assert verdict["checks"]["quality"]["status"] != "skipped", verdict["checks"]["quality"]
+        # quality estimated without labels beside it, by the task's method
+        estimate = verdict["checks"]["estimate"]
+        assert estimate["status"] == "pass", estimate  # no estimated floor is set
+        assert estimate["method"] == ("dle" if metric == "r2" else "cbpe")
+        names = {"mae", "rmse"} if metric == "r2" else {"accuracy", "f1", "roc_auc"}
+        assert names <= set(estimate["metrics"]) == set(estimate["realized"])
     assert registry.stages(name).production == 2

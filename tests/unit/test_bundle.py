@@ -46,6 +46,7 @@ def bundle(**changes) -> Bundle:
         lineage={"seed": 0},
         latency={"ms_per_row": {"1": 0.2}},
         reference=pa.table({"age": [1.0, 2.0], "churned": ["no", "yes"]}),
+        estimator={"method": "cbpe", "task": "binary_classification", "rows": 40, "knots": []},
     )
     return Bundle.with_card("churn", {"dataset": {"name": "churn"}}, **(parts | changes))
 
@@ -64,6 +65,7 @@ def test_what_is_written_reads_back_typed(reg):
     assert stored.metrics()["test"]["roc_auc"] == 0.8  # a numpy scalar, written as a number
     assert stored.lineage() == {"seed": 0} and stored.latency() == written.latency
     assert stored.features() == written.features
+    assert stored.estimator() == written.estimator
     assert stored.reference().equals(written.reference)
     assert stored.dataset().target == "churned" and stored.config()["dataset"]["name"] == "churn"
     card = reg.read_text(mv, File.card)
@@ -81,7 +83,11 @@ def test_a_version_without_the_optional_files_reads_as_none_or_empty(reg):
     stored = Stored(reg, reg.register("churn", files))
     assert stored.metrics() is None and stored.lineage() is None
     assert stored.latency() == {} and stored.card_uri() is None
-    assert not stored.has(File.reference)
+    assert not stored.has(File.reference) and stored.estimator() is None
+
+
+def test_a_bundle_without_an_estimator_writes_no_estimator_file():
+    assert File.estimator not in bundle(estimator=None).files()
 
 
 def test_a_spec_written_before_families_reads_as_torch(reg):

@@ -241,6 +241,19 @@ def test_a_rule_beside_its_field_names_the_key(default, change, expected):
         assert any(fragment in p for p in found), f"{fragment!r} not in {found}"
 
 
+def test_an_estimated_floor_names_only_what_the_task_estimates(default):
+    cfg = copy.deepcopy(default)  # churn: binary classification
+    cfg.slo.estimated_quality_floor = {"roc_auc": 0.7, "mae": 3.0, "r2": 0.5}
+    found = dict(problems(cfg))
+    assert "slo.estimated_quality_floor.roc_auc" not in found
+    assert found["slo.estimated_quality_floor.mae"] == (
+        "not estimated for binary_classification (accuracy, precision, recall, f1, roc_auc)"
+    )
+    assert "slo.estimated_quality_floor.r2" in found  # R^2 is never estimated
+    listings = load(["experiment=listings", "+slo.estimated_quality_floor.mae=40"])
+    assert listings.slo.estimated_quality_floor == {"mae": 40.0}
+
+
 # ----------------------------------------------------------------------------- paths and yaml
 
 

@@ -1,5 +1,5 @@
-"""The verdict's checks (drift, quality, SLO) on hand-made inputs, the verdict built from them,
-and finding the latest verdict a monitor run wrote."""
+"""The verdict's checks (drift, quality, estimate, SLO) on hand-made inputs, the verdict built
+from them, and finding the latest verdict a monitor run wrote."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from keel.errors import KeelError
 from keel.monitoring import checks
 from keel.monitoring.drift import ColumnDrift, DriftResult
 from keel.monitoring.monitor import VERDICT, latest_verdict
+from keel.training.estimator import Estimate, Method
 
 TS = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -317,6 +318,56 @@ def test_verdict_asks_for_retraining_only_for_failed_checks_in_retrain_on(retrai
     assert result.retrain is expected
 
 
+# ----------------------------------------------------------------------------- estimate
+
+
+def estimated(rows: int = 500, **metrics: float) -> Estimate:
+    return Estimate(Method.cbpe, rows, metrics or {"accuracy": 0.8, "roc_auc": 0.85})
+
+
+def judged_quality(labeled: int, **metrics: float) -> checks.QualityCheck:
+    return checks.QualityCheck.judged([], labeled=labeled, metrics=metrics)
+
+
+def test_estimate_below_its_floor_fails_naming_the_key_without_any_label():
+    skipped = checks.QualityCheck.skipped("0 labeled predictions")
+    result = checks.estimate(estimated(), {"roc_auc": 0.9}, 100, skipped)
+    assert result.status == checks.FAIL
+    assert result.failures == [
+        "roc_auc 0.85 is below the SLO floor 0.90 (slo.estimated_quality_floor.roc_auc)"
+    ]
+    assert result.realized is None and result.disagreement is None
+    assert "concept shift" in result.to_json()["blind_to"]
+
+
+def test_estimate_of_too_few_predictions_is_skipped_but_keeps_the_realized_figures():
+    result = checks.estimate(estimated(rows=40), {}, 100, judged_quality(40, accuracy=0.8))
+    assert result.status == checks.SKIPPED and "40 predictions" in result.reason
+    assert result.to_json()["realized"] == {"accuracy": 0.8}
+
+
+def test_realized_and_estimated_disagree_only_beyond_sampling_noise():
+    # 100 labels: noise allows 0.2; 10,000 labels: 0.05
+    near = checks.estimate(estimated(), {}, 100, judged_quality(100, accuracy=0.65, r2=0.1))
+    assert near.realized == {"accuracy": 0.65} and near.disagreement is None
+    far = checks.estimate(estimated(), {}, 100, judged_quality(10_000, accuracy=0.65))
+    assert far.disagreement.startswith("on 10,000 labels, accuracy realized 0.65, estimated 0.8")
+    assert "concept shift" in far.disagreement
+    # an error metric is compared as a fraction of the realized error
+    errors = Estimate(Method.dle, 500, {"mae": 10.0, "rmse": 14.0})
+    close = checks.estimate(errors, {}, 100, judged_quality(10_000, mae=10.4, rmse=14.5))
+    assert close.disagreement is None
+    apart = checks.estimate(errors, {}, 100, judged_quality(10_000, mae=20.0, rmse=14.5))
+    assert apart.disagreement.startswith("on 10,000 labels, mae realized 20, estimated 10:")
+
+
+def test_an_estimate_reads_back_from_its_json():
+    result = checks.estimate(
+        estimated(), {"accuracy": 0.7}, 100, judged_quality(500, accuracy=0.79)
+    )
+    assert checks.EstimateCheck.from_json(result.to_json()) == result
+
+
 # ----------------------------------------------------------------------------- latest verdict
 
 
@@ -389,6 +440,7 @@ def test_latest_verdict_is_the_newest_run_with_a_verdict(tmp_path):
     assert verdict.quality.labeled is None and verdict.quality.per_class_recall is None
     assert (verdict.slo.requests, verdict.slo.latency_p99_ms) == (100, None)
     assert verdict.failed == ["drift"] and verdict.reasons == ["drift: 3 of 9 columns drifted"]
+    assert verdict.estimate is None  # written before the estimate check existed
 
 
 def test_a_verdict_file_that_is_no_verdict_names_itself(tmp_path):

@@ -28,6 +28,7 @@ from keel.monitoring.retrain import _encoded_target, _in_class_order
 from keel.quality import PRIMARY
 from keel.registry import File, Registry
 from keel.targets import Unknown, encode
+from keel.training import estimator
 from keel.training.metrics import evaluate
 
 MULTI = Task.multiclass_classification
@@ -94,14 +95,22 @@ def register(cfg) -> int:
         ),
         File.config: yaml.safe_dump({"dataset": to_dict(cfg.dataset)}),
         File.reference: storage.parquet_bytes(reference),
+        # CBPE calibrated on held-out rows like the reference (what training fits on its val split)
+        File.estimator: json.dumps(
+            estimator.fit(
+                MULTI, *penguins(600, seed=4, right=0.9)[1:], np.zeros((600, 0))
+            ).to_json()
+        ),
     }
     return Registry(cfg.paths.registry).register("penguins", files).version
 
 
-def log_traffic(cfg, version: int, n: int, right: float, old: int = 0) -> None:
-    """n served predictions with their labels as feedback, as the serving app logs them; the
-    first `old` of them in a file written before the log kept class probabilities, plus a
-    label that is no species."""
+def log_traffic(
+    cfg, version: int, n: int, right: float, old: int = 0, feedback: bool = True
+) -> None:
+    """n served predictions with their labels as feedback (unless not `feedback`), as the
+    serving app logs them; the first `old` of them in a file written before the log kept class
+    probabilities, plus a label that is no species."""
     rows, y, proba = penguins(n, seed=2, right=right)
     now = plog.now()
     fixed = dict(ts=now, model="penguins", version=version, variant="primary", latency_ms=3.0)
@@ -125,6 +134,8 @@ def log_traffic(cfg, version: int, n: int, right: float, old: int = 0) -> None:
     if old:
         plog.write(directory, pa.Table.from_pylist(stale, schema=old_schema), "a-old")
     plog.write(directory, pa.Table.from_pylist(logged[old:], schema=schema), "b-new")
+    if not feedback:
+        return
     feedback = [
         {"request_id": f"r{i}", "ts": now, "label": json.dumps(SPECIES[c])} for i, c in enumerate(y)
     ]
@@ -170,6 +181,16 @@ def test_monitor_judges_a_multiclass_version_on_its_feedback(cfg):
     line = dict(monitor.describe(m))["quality"]
     assert line.startswith("pass: accuracy") and "recall per class: Adelie" in line
     assert "29 logged without class probabilities" in line
+    # quality estimated without the labels, from the 370 rows logged with probabilities
+    estimate = m.verdict.estimate
+    assert (estimate.status, estimate.method, estimate.rows) == (checks.PASS, "cbpe", 370)
+    for name in ("accuracy", "f1", "roc_auc"):
+        assert estimate.metrics[name] == pytest.approx(quality.metrics[name], abs=0.05), name
+    assert estimate.realized["accuracy"] == quality.metrics["accuracy"]
+    assert estimate.disagreement is None and np.sum(estimate.confusion) == pytest.approx(370)
+    assert on_disk["checks"]["estimate"]["realized"] == estimate.realized
+    assert "concept shift" in on_disk["checks"]["estimate"]["blind_to"]
+    assert dict(monitor.describe(m))["estimate"].startswith("pass: accuracy 0.")
 
 
 def test_monitor_fails_a_multiclass_concept_shift_on_f1(cfg):
@@ -183,6 +204,28 @@ def test_monitor_fails_a_multiclass_concept_shift_on_f1(cfg):
     assert m.verdict.failed == ["quality"] and m.verdict.retrain is True
     (reason,) = m.verdict.reasons
     assert reason.startswith("quality: f1 ") and "slo.quality_floor.f1" in reason
+    # the scores look as they did in training: the estimate cannot see the shift, and says so
+    estimate = m.verdict.estimate
+    assert estimate.status == checks.PASS and estimate.metrics["f1"] > 0.8
+    assert "accuracy realized 0.1" in estimate.disagreement
+    assert "concept shift" in estimate.disagreement
+    assert "invisible" in dict(monitor.describe(m))["estimate note"]
+
+
+def test_the_estimated_floor_fails_the_verdict_before_any_label(cfg):
+    cfg = dataclasses.replace(
+        cfg, slo=dataclasses.replace(cfg.slo, estimated_quality_floor={"accuracy": 0.95})
+    )
+    version = register(cfg)
+    log_traffic(cfg, version, n=400, right=0.9, feedback=False)
+    m = monitor.run(cfg, "penguins", window(), version=version)
+
+    assert m.verdict.quality.status == checks.SKIPPED  # no label yet
+    assert m.verdict.failed == ["estimate"] and m.verdict.retrain is True
+    (reason,) = m.verdict.reasons
+    assert reason.startswith("estimate: accuracy 0.")
+    assert "below the SLO floor 0.95 (slo.estimated_quality_floor.accuracy)" in reason
+    assert m.verdict.estimate.realized is None
 
 
 # ----------------------------------------------------------------------------- the report

@@ -15,6 +15,7 @@ from typing import Any
 from keel.durations import duration_seconds
 
 from .schema import (
+    ESTIMATED,
     ColumnType,
     DatasetConfig,
     FeatureSpec,
@@ -23,7 +24,9 @@ from .schema import (
     RuleAction,
     RuleSpec,
     ServedModel,
+    SloConfig,
     SweepConfig,
+    Task,
     TrainConfig,
     Transform,
     is_duration,
@@ -245,6 +248,14 @@ def _monitor(m: MonitorConfig, root: KeelConfig) -> Iterator[Problem]:
         yield "columns", f"no such columns in dataset {root.dataset.name!r}: {unknown}"
 
 
+def _slo(s: SloConfig, root: KeelConfig) -> Iterator[Problem]:
+    task = Task(root.dataset.task)
+    for name in s.estimated_quality_floor:
+        if name not in ESTIMATED[task]:
+            known = ", ".join(ESTIMATED[task])
+            yield f"estimated_quality_floor.{name}", f"not estimated for {task.value} ({known})"
+
+
 _RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
     DatasetConfig: _dataset,
     FeatureSpec: _feature,
@@ -253,4 +264,5 @@ _RULES: dict[type, Callable[[Any, KeelConfig], Iterator[Problem]]] = {
     ServedModel: _served,
     RuleSpec: _rule,
     MonitorConfig: _monitor,
+    SloConfig: _slo,
 }

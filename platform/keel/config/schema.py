@@ -112,6 +112,7 @@ class Check(StrEnum):
 
     drift = "drift"
     quality = "quality"
+    estimate = "estimate"  # quality estimated without labels (slo.estimated_quality_floor)
     slo = "slo"
 
 
@@ -674,6 +675,15 @@ class LeaderboardConfig:
 # ------------------------------------------------------------------------ SLO / serve / monitor
 
 
+# What `keel monitor` estimates without labels, per task (keel.training.estimator): the names
+# slo.estimated_quality_floor may bound.
+ESTIMATED = {
+    Task.binary_classification: ("accuracy", "precision", "recall", "f1", "roc_auc"),
+    Task.multiclass_classification: ("accuracy", "precision", "recall", "f1", "roc_auc"),
+    Task.regression: ("mae", "rmse"),
+}
+
+
 @dataclass
 class SloConfig:
     latency_p99_ms: float = ranged(
@@ -706,6 +716,11 @@ class SloConfig:
         0.0,
         1.0,
         doc="the largest share of refused requests (400, 413, 422) the SLO check accepts",
+    )
+    estimated_quality_floor: dict[str, float] = described(
+        factory=dict,
+        doc="metric -> least quality estimated without labels (most, for mae and rmse) to pass "
+        "monitoring",
     )
 
 

@@ -46,6 +46,14 @@ class Head:
         labels = np.asarray(y).tolist()
         return encode(labels, self.task, self.labels, Unknown.minus_one).astype(np.float32)
 
+    def decode(self, target: np.ndarray) -> np.ndarray:
+        """Encoded targets back in the form the metrics take: the class index (-1 for a class
+        the head was not fitted on) or the value."""
+        target = np.asarray(target, np.float64)
+        if self.task == Task.regression:
+            return target * self.scale + self.mean
+        return target.astype(np.int64)
+
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if self.task == Task.multiclass_classification:

@@ -1,4 +1,5 @@
-"""The verdict's three checks: drift, quality and SLO, each pass, fail or skipped with numbers.
+"""The verdict's checks: drift, quality, estimated quality and SLO, each pass, fail or skipped
+with numbers.
 
 A check is skipped, not passed, when there is too little data to judge: a verdict never
 claims health it could not measure. The verdict fails when any check fails, and asks for
@@ -15,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from keel.config.schema import Check, MonitorConfig, SloConfig, Task
+from keel.quality import LOWER_IS_BETTER
 from keel.registry import check_floor
+from keel.training.estimator import BLIND_TO, Estimate
 from keel.training.metrics import evaluate, per_class_recall
 
 from .drift import ColumnDrift
@@ -31,6 +34,12 @@ class Status(StrEnum):
 
 PASS, FAIL, SKIPPED = Status.passed, Status.failed, Status.skipped
 INVALID_STATUS = (400, 413, 422)  # the request itself was bad: malformed, too large, invalid
+# Realized and estimated quality agree within this (a share; a fraction of an error metric)
+# or two standard errors of the labels, whichever is larger: beyond it, the verdict says why.
+AGREE = 0.05
+# what the comparison reads: metrics of every labeled row (precision and recall count a subset,
+# the predicted or the actual positives, whose noise the label count alone does not bound)
+COMPARED = ("accuracy", "roc_auc", "mae", "rmse")
 
 
 # A figure with this metadata is written whenever it is known (None: left out), skipped or
@@ -126,6 +135,23 @@ class QualityCheck(Outcome):
 
 
 @dataclass(frozen=True)
+class EstimateCheck(Outcome):
+    """The window's quality estimated without labels against slo.estimated_quality_floor,
+    beside the realized quality when feedback let the quality check judge it."""
+
+    method: str | None = None  # cbpe (classification) or dle (regression)
+    rows: int | None = None  # predictions the estimate is computed from
+    metrics: dict[str, float] = field(default_factory=dict)  # the estimated metrics
+    floor: dict[str, float] = field(default_factory=dict)  # slo.estimated_quality_floor
+    # classification: the expected confusion matrix (row: true class, column: predicted)
+    confusion: list[list[float]] | None = field(default=None, metadata=EXTRA)
+    realized: dict[str, float] | None = field(default=None, metadata=EXTRA)  # from feedback
+    # realized and estimated disagree beyond sampling noise: what that says
+    disagreement: str | None = field(default=None, metadata=EXTRA)
+    blind_to: str = field(default=BLIND_TO, metadata=EXTRA)  # what estimation cannot see
+
+
+@dataclass(frozen=True)
 class SloCheck(Outcome):
     """Latency, errors and invalid requests of the window's request log."""
 
@@ -138,6 +164,7 @@ class SloCheck(Outcome):
 KINDS: dict[Check, type[Outcome]] = {
     Check.drift: DriftCheck,
     Check.quality: QualityCheck,
+    Check.estimate: EstimateCheck,
     Check.slo: SloCheck,
 }
 
@@ -200,6 +227,60 @@ def quality(
         numbers["per_class_recall"] = dict(zip(map(str, classes), recall, strict=True))
     failures = check_floor({"test": metrics}, floor)
     return QualityCheck.judged(failures, labeled=len(y), metrics=metrics, floor=floor, **numbers)
+
+
+def estimate(
+    estimated: Estimate, floor: dict[str, float], min_rows: int, realized: QualityCheck
+) -> EstimateCheck:
+    """Estimated quality against slo.estimated_quality_floor, beside the realized metrics of
+    the same names when the quality check judged the window's feedback."""
+    numbers: dict[str, Any] = {}
+    if realized.status is not SKIPPED:
+        same = {k: realized.metrics[k] for k in estimated.metrics if k in realized.metrics}
+        numbers["realized"] = same
+        numbers["disagreement"] = disagreement(estimated.metrics, same, realized.labeled or 0)
+    if estimated.rows < min_rows:
+        return EstimateCheck.skipped(
+            f"{estimated.rows} predictions to estimate from, fewer than monitor.min_rows "
+            f"{min_rows}",
+            **numbers,
+        )
+    failures = check_floor(
+        {"test": estimated.metrics}, floor, setting="slo.estimated_quality_floor"
+    )
+    return EstimateCheck.judged(
+        failures,
+        method=estimated.method.value,
+        rows=estimated.rows,
+        metrics=estimated.metrics,
+        floor=floor,
+        confusion=estimated.confusion,
+        **numbers,
+    )
+
+
+def disagreement(
+    estimated: dict[str, float], realized: dict[str, float], labels: int
+) -> str | None:
+    """A sentence when realized and estimated quality differ by more than sampling noise on
+    `labels` rows allows: accuracy or ROC AUC by max(0.05, 2/sqrt(labels)), an error (mae,
+    rmse) by that fraction of the realized one. None when they agree."""
+    allowed = max(AGREE, 2.0 / np.sqrt(max(labels, 1)))
+    apart = []
+    for name, value in estimated.items():
+        real = realized.get(name) if name in COMPARED else None
+        if real is None or not np.isfinite(real) or not np.isfinite(value):
+            continue
+        gap = abs(real - value) / (abs(real) if name in LOWER_IS_BETTER else 1.0)
+        if gap > allowed:
+            apart.append(f"{name} realized {real:.4g}, estimated {value:.4g}")
+    if not apart:
+        return None
+    return (
+        f"on {labels:,} labels, {'; '.join(apart)}: labels follow the inputs differently than "
+        "in training (concept shift, which estimation cannot see), or the feedback is a biased "
+        "subset of the window"
+    )
 
 
 def slo(requests: pa.Table, limits: SloConfig) -> SloCheck:

@@ -23,10 +23,12 @@ from keel import storage
 from keel.config import KeelConfig
 from keel.config.schema import Check, ColumnType, DatasetConfig, Task
 from keel.errors import KeelError
+from keel.features import FeaturePipeline
 from keel.prediction_log import PROBABILITIES, logged_name
 from keel.registry import ModelVersion, Registry
 from keel.registry.bundle import File, Stored
 from keel.targets import Unknown, encode
+from keel.training import estimator as estimation
 
 from . import checks, report
 from .logs import (
@@ -83,7 +85,7 @@ class Verdict:
     def checks(self) -> dict[Check, checks.Outcome]:
         return self.judgement.checks
 
-    # each check's outcome, typed by its kind (every verdict holds all three)
+    # each check's outcome, typed by its kind (every verdict holds them all but the estimate)
     @property
     def drift(self) -> checks.DriftCheck:
         return self.judgement.checks[Check.drift]  # type: ignore[return-value]
@@ -91,6 +93,11 @@ class Verdict:
     @property
     def quality(self) -> checks.QualityCheck:
         return self.judgement.checks[Check.quality]  # type: ignore[return-value]
+
+    @property
+    def estimate(self) -> checks.EstimateCheck | None:
+        """None in a verdict written before the estimate check existed."""
+        return self.judgement.checks.get(Check.estimate)  # type: ignore[return-value]
 
     @property
     def slo(self) -> checks.SloCheck:
@@ -147,10 +154,18 @@ class Served:
     columns: dict  # monitored input column -> ColumnSpec
     classes: list  # class labels in output order (classification)
     reference: pd.DataFrame  # monitored inputs, prediction, label (+ probabilities: multiclass)
+    estimator: estimation.Estimator | None  # None: the version has none
+    inputs: list[str]  # the raw columns its features read (what regression's estimate needs)
+    stored: Stored
 
     @classmethod
     def load(cls, registry: Registry, mv: ModelVersion) -> Served:
         stored = Stored(registry, mv)
+        try:
+            raw = stored.estimator()
+            fitted = None if raw is None else estimation.from_json(raw, stored.uri(File.estimator))
+        except ValueError as e:
+            raise MonitorError(f"{e}: retrain {mv.label} with keel train") from None
         if not stored.has(File.reference):
             raise MonitorError(
                 f"{mv.label} has no {File.reference} to compare traffic with (versions trained "
@@ -173,7 +188,7 @@ class Served:
         reference = table.select([*columns, "prediction", *kept]).to_pandas()
         target = table[dataset.target].to_pandas()
         reference["label"] = encode(target.tolist(), dataset.task, classes, Unknown.nan)
-        return cls(mv, dataset, columns, classes, reference)
+        return cls(mv, dataset, columns, classes, reference, fitted, spec.input_columns, stored)
 
     @property
     def multiclass(self) -> bool:
@@ -264,6 +279,7 @@ def run(
         served.classes,
     )
     quality = replace(quality, feedback=labels.counts, report_skipped=report_skipped or None)
+    estimate = _estimate(cfg, served, logged, window, quality)
     slo = checks.slo(requests(cfg.paths.logs, model, window), cfg.slo)
     files["verdict"] = storage.join(out_dir, VERDICT)
     verdict = Verdict(
@@ -274,12 +290,48 @@ def run(
         reference_rows=len(served.reference),
         files=files,
         judgement=checks.verdict(
-            {Check.drift: drift, Check.quality: quality, Check.slo: slo}, cfg.monitor
+            {Check.drift: drift, Check.quality: quality, Check.estimate: estimate, Check.slo: slo},
+            cfg.monitor,
         ),
     )
     storage.write_json(files["verdict"], verdict.to_json())
     log.info("monitor %s v%s: %s %s", model, number, verdict.status, verdict.reasons)
     return Monitored(model, number, window, logged.num_rows, verdict, out_dir, files)
+
+
+def _estimate(
+    cfg: KeelConfig, served: Served, logged: pa.Table, window: Window, quality: checks.QualityCheck
+) -> checks.EstimateCheck:
+    """The version's estimator applied to the window: every answered row's score for
+    classification; for regression a sample (monitor.current_sample) of the rows' inputs,
+    which its error model reads through the version's features."""
+    number = served.version.version
+    fitted = served.estimator
+    if fitted is None:
+        return checks.EstimateCheck.skipped(
+            f"v{number} has no {File.estimator} (trained before estimation existed, or on fewer "
+            f"than {estimation.MIN_ROWS} validation rows): retrain it to estimate its quality"
+        )
+    if isinstance(fitted, estimation.Calibration):
+        if served.multiclass:
+            scores = class_probabilities(logged[PROBABILITIES], len(served.classes))
+            scores = scores[np.isfinite(scores).all(axis=1)]  # logged without them: unscored
+        else:
+            scores = logged["prediction"].to_numpy(zero_copy_only=False).astype(np.float64)
+        estimated = fitted.estimate(scores)
+    else:
+        names = {logged_name(c): c for c in served.inputs}
+        rows, seed = cfg.monitor.current_sample, cfg.seed
+        drawn = sample(
+            cfg.paths.logs, served.version.model, number, window, [*names, "prediction"], rows, seed
+        )
+        drawn = _sample(drawn, rows, seed)
+        features = FeaturePipeline.from_state(served.stored.features())
+        inputs = drawn.select(list(names)).rename_columns(list(names.values()))
+        prediction = drawn["prediction"].to_numpy(zero_copy_only=False).astype(np.float64)
+        estimated = fitted.estimate(features.transform(inputs), prediction)
+    floor = dict(cfg.slo.estimated_quality_floor)
+    return checks.estimate(estimated, floor, cfg.monitor.min_rows, quality)
 
 
 def _labeled(
@@ -318,6 +370,8 @@ def describe(m: Monitored) -> list[tuple[str, str]]:
     ]
     for name, outcome in v.checks.items():
         rows.append((name.value, _summary(outcome)))
+    if (estimate := v.estimate) is not None and estimate.status is not checks.SKIPPED:
+        rows.append(("estimate note", estimate.blind_to))
     rows += [(f"reason {i + 1}", why) for i, why in enumerate(v.reasons)]
     rows += [(f"file {k}", path) for k, path in m.files.items()]
     return rows
@@ -341,6 +395,14 @@ def _summary(check: checks.Outcome) -> str:
         return (
             f"{head}: {shown} on {check.labeled:,} labels{extra} (feedback {check.feedback})"
             f"{no_report}"
+        )
+    if isinstance(check, checks.EstimateCheck):
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in check.metrics.items())
+        real = check.realized
+        beside = f"; realized {', '.join(f'{k} {v:.4f}' for k, v in real.items())}" if real else ""
+        return (
+            f"{head}: {shown} estimated without labels ({check.method}, {check.rows:,} "
+            f"predictions){beside}{f'; {why}' if (why := check.disagreement) else ''}"
         )
     if isinstance(check, checks.SloCheck):
         p99 = check.latency_p99_ms

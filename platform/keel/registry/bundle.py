@@ -42,6 +42,7 @@ class File(StrEnum):
     lineage = "lineage.json"  # config hash, data fingerprint, commit, seed, parent
     latency = "latency.json"  # measured ms per row by batch size
     reference = "reference.parquet"  # sampled training rows + predictions: monitoring's reference
+    estimator = "estimator.json"  # what estimates quality without labels (training/estimator.py)
     card = "MODEL_CARD.md"  # the human summary, rendered from the files above
 
 
@@ -89,6 +90,7 @@ class Bundle:
     lineage: dict
     latency: dict
     reference: pa.Table
+    estimator: dict | None  # the estimator's JSON; None when the validation split was too small
     card: Callable[[int], str] = field(repr=False)  # the version number -> MODEL_CARD.md
 
     @classmethod
@@ -109,6 +111,7 @@ class Bundle:
             File.lineage: json.dumps(self.lineage, indent=2),
             File.latency: json.dumps(self.latency, indent=2),
             File.reference: storage.parquet_bytes(self.reference),
+            **({File.estimator: json.dumps(self.estimator)} if self.estimator else {}),
             File.card: self.card,
         }
 
@@ -165,6 +168,11 @@ class Stored:
         import pyarrow.parquet as pq
 
         return pq.read_table(io.BytesIO(self.registry.read_bytes(self.version, File.reference)))
+
+    def estimator(self) -> dict | None:
+        """The label-free quality estimator's JSON; None for a version without one (trained
+        before estimation existed, or on too small a validation split)."""
+        return self._json(File.estimator)
 
     def card_uri(self) -> str | None:
         return self.uri(File.card) if self.has(File.card) else None

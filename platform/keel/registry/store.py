@@ -408,13 +408,16 @@ class Registry:
 # ------------------------------------------------------------------------- quality floor
 
 
-def check_floor(metrics: dict, floor: dict[str, float]) -> list[str]:
-    """One sentence per floor the test metrics miss: a minimum, or a maximum for error metrics."""
+def check_floor(
+    metrics: dict, floor: dict[str, float], setting: str = "slo.quality_floor"
+) -> list[str]:
+    """One sentence per floor the test metrics miss: a minimum, or a maximum for error metrics.
+    `setting` is the config key the floor came from, named in each sentence."""
     test = metrics.get("test") if isinstance(metrics, dict) else None
     test = test if isinstance(test, dict) else {}
     failures = []
     for name, bound in floor.items():
-        key = f"slo.quality_floor.{name}"
+        key = f"{setting}.{name}"
         value = test.get(name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             have = ", ".join(sorted(test)) or "none"

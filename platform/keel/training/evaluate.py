@@ -15,7 +15,7 @@ from keel.models import Head
 from keel.quality import PRIMARY
 from keel.targets import Unknown, encode
 
-from . import metrics
+from . import estimator, metrics
 
 LATENCY_BATCHES = (1, 32, 256)
 
@@ -27,13 +27,8 @@ def evaluate(
     predict: Predict, head: Head, test, dataset: DatasetConfig, y_train: np.ndarray
 ) -> dict[str, Any]:
     """Metrics of a fitted model on the encoded test dataset (columns: features, y, slices)."""
-    y, pred, slices = [], [], {c: [] for c in dataset.slices}
-    for batch in test.iter_batches(batch_format="numpy", batch_size=65_536):
-        y.append(batch["y"])
-        pred.append(predict(batch["features"].astype(np.float32)))
-        for c in slices:
-            slices[c].append(batch[c])
-    y_all, pred_all = _targets(head, np.concatenate(y)), np.concatenate(pred)
+    out = outputs(predict, test, ("y", *dataset.slices))
+    y_all, pred_all = _targets(head, out["y"]), out["prediction"]
     task = Task(dataset.task)
     base = metrics.baseline_prediction(
         task, _targets(head, y_train), len(y_all), n_classes=len(head.labels) or None
@@ -42,11 +37,31 @@ def evaluate(
         "rows": len(y_all),
         "test": metrics.evaluate(task, y_all, pred_all),
         "baseline": metrics.evaluate(task, y_all, base),
-        "slices": metrics.by_slice(
-            task, y_all, pred_all, {c: np.concatenate(v) for c, v in slices.items()}
-        ),
+        "slices": metrics.by_slice(task, y_all, pred_all, {c: out[c] for c in dataset.slices}),
         "primary_metric": PRIMARY[task],
     }
+
+
+def quality_estimator(predict: Predict, head: Head, *held_out) -> dict | None:
+    """The version's label-free quality estimator fitted on encoded splits the model did not
+    train on (validation and test: the more rows, the finer the calibration), as its JSON
+    (None when they are too small to fit one on)."""
+    parts = [outputs(predict, split, ("target", "features")) for split in held_out]
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    y = head.decode(out["target"])
+    fitted = estimator.fit(head.task, y, out["prediction"], out["features"])
+    return fitted.to_json() if fitted else None
+
+
+def outputs(predict: Predict, encoded, keep: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The model's raw outputs on an encoded dataset ("prediction") beside the `keep` columns
+    of it (the raw target "y", the encoded "target", "features", slices)."""
+    parts: dict[str, list] = {name: [] for name in ("prediction", *keep)}
+    for batch in encoded.iter_batches(batch_format="numpy", batch_size=65_536):
+        parts["prediction"].append(predict(batch["features"].astype(np.float32)))
+        for name in keep:
+            parts[name].append(batch[name])
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def _targets(head: Head, y: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from keel.registry.lineage import lineage
 
 from .checkpoint import BEST, PROGRESS
 from .dataset import Prepared, prepare
-from .evaluate import Predict, evaluate, latency_profile
+from .evaluate import Predict, evaluate, latency_profile, quality_estimator
 from .progress import reporter
 from .trainer import trainer
 
@@ -104,6 +104,9 @@ def register(
         ),
         latency=latency_profile(predict, data.features, data.sample_rows),
         reference=with_predictions(data.reference, predict, data),
+        estimator=quality_estimator(
+            predict, data.head, data.datasets["val"], data.datasets["test"]
+        ),
     )
     mv, promoted = register_candidate(
         registry, model_name, bundle.files(), dict(cfg.slo.quality_floor), parent
