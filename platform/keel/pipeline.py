@@ -262,6 +262,8 @@ def _expect(loop: Loop, name: str, traffic: tuple, passes: bool) -> Monitored:
     t = time.perf_counter()
     m = monitor(cfg, name, window)
     result = f"{m.verdict.status}; drifted: {m.verdict.drift.drifted_columns}"
+    if (estimate := m.verdict.estimate) is not None:
+        result += f"; {estimate.headline()}"
     loop.step(f"monitor {name} v{m.version}", result, t)
     if m.passed != passes:
         want = "pass" if passes else "fail"
@@ -359,6 +361,9 @@ def _summary(
     summary.add("registry", where)
     summary.add("drift caught", "; ".join(drifted.verdict.reasons))
     summary.add("drift report", drifted.files.get("html", "-"))
+    if (estimate := drifted.verdict.estimate) is not None:
+        why = estimate.disagreement or estimate.blind_to
+        summary.add("quality without labels", f"{estimate.headline()}: {why}")
     summary.add("retrain decision", switch.decision)
     summary.add(
         "after retraining",

@@ -52,6 +52,9 @@ def test_pipeline_runs_the_whole_loop(tmp_path):
     drift = drifted["checks"]["drift"]
     assert drift["drifted_columns"] == ["age", "contract", "monthly_charges"]
     assert drifted["checks"]["quality"]["status"] == "fail"  # the concept shift
+    # which quality estimated without labels cannot see: the summary says why they disagree
+    assert "concept shift" in drifted["checks"]["estimate"]["disagreement"]
+    assert "quality without labels" in done.stdout and "realized" in done.stdout
     assert drifted["retrain"] is True
     assert after["status"] == "pass" and after["version"] == 2
     assert after["checks"]["quality"]["metrics"]["roc_auc"] >= 0.70

@@ -361,6 +361,20 @@ def test_realized_and_estimated_disagree_only_beyond_sampling_noise():
     assert apart.disagreement.startswith("on 10,000 labels, mae realized 20, estimated 10:")
 
 
+def test_the_estimate_headline_puts_the_realized_figure_beside_the_estimated_one():
+    unlabeled = checks.QualityCheck.skipped("no labels")
+    alone = checks.estimate(estimated(), {}, 100, unlabeled)
+    assert alone.headline() == "roc_auc 0.850 estimated without labels"
+    both = checks.estimate(estimated(), {}, 100, judged_quality(500, roc_auc=0.8012))
+    assert both.headline() == "roc_auc 0.850 estimated without labels, 0.801 realized"
+    errors = Estimate(Method.dle, 500, {"mae": 10.0, "rmse": 14.0})
+    assert checks.estimate(errors, {}, 100, unlabeled).headline().startswith("mae 10.000 estim")
+    few = checks.estimate(estimated(rows=5), {}, 100, unlabeled)
+    assert few.headline() == "not estimated: 5 predictions to estimate from, fewer than " + (
+        "monitor.min_rows 100"
+    )
+
+
 def test_an_estimate_reads_back_from_its_json():
     result = checks.estimate(
         estimated(), {"accuracy": 0.7}, 100, judged_quality(500, accuracy=0.79)

@@ -150,6 +150,16 @@ class EstimateCheck(Outcome):
     disagreement: str | None = field(default=None, metadata=EXTRA)
     blind_to: str = field(default=BLIND_TO, metadata=EXTRA)  # what estimation cannot see
 
+    def headline(self) -> str:
+        """One figure for a summary line: the first of ROC AUC, F1, MAE estimated, beside its
+        realized value when known."""
+        if self.status is SKIPPED:
+            return f"not estimated: {self.reason}"
+        name = next(m for m in ("roc_auc", "f1", "mae") if m in self.metrics)
+        real = (self.realized or {}).get(name)
+        beside = "" if real is None else f", {real:.3f} realized"
+        return f"{name} {self.metrics[name]:.3f} estimated without labels{beside}"
+
 
 @dataclass(frozen=True)
 class SloCheck(Outcome):
