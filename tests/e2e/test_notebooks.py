@@ -147,6 +147,10 @@ def test_the_serving_notebook_catches_drift_and_retrains(executed):
     page = html.unescape(report)  # the saved drift report, whole, in the frame
     assert re.search(r"[3-9] of \d+ columns drifted .*: .*monthly_charges", page)
     assert page.count("<svg") >= 10  # a histogram per compared column and the prediction
+    # quality estimated without labels stays high under the concept shift, and says why
+    assert "concept shift" in printed(nb, "estimate"), printed(nb, "estimate")
+    (cell,) = (c for c in nb.cells if "estimate" in c.metadata.get("tags", []))
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in cell.outputs)
     promoted = re.search(r"promoted=True; production v1 -> v(\d+)", printed(nb, "retrain"))
     assert promoted, printed(nb, "retrain")
     assert f"the app now answers with churn v{promoted[1]}" in printed(nb, "switch")
