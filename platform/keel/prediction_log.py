@@ -4,7 +4,9 @@ Parquet files, partitioned by UTC day:
 - `<logs>/predictions/model=<m>/date=<d>/`: one row per served instance (inputs, prediction);
 - `<logs>/requests/model=<m>/date=<d>/`: one row per predict request, refused ones included
   (status, reason, latency): what the SLO checks count;
-- `<logs>/feedback/date=<d>/`: ground-truth labels by request id.
+- `<logs>/feedback/date=<d>/`: ground-truth labels by request id;
+- `<logs>/explanations/model=<m>/date=<d>/`: one row per explained instance, by request id
+  (what is explained, base value, output, an attribution per input column as JSON).
 
 This module owns their schemas, directories and file names (`write`) and reads them (`read`,
 `read_sample`). Serve replicas write them through a spool (`keel.serving.spool`), so an
@@ -31,6 +33,7 @@ from keel.config.schema import ColumnSpec, ColumnType
 log = logging.getLogger(__name__)
 
 PREDICTIONS, REQUESTS, FEEDBACK = "predictions", "requests", "feedback"
+EXPLANATIONS = "explanations"
 _MODEL = "model="  # the partition of a model's log: model=<name>
 
 _ARROW = {
@@ -61,6 +64,18 @@ REQUEST_SCHEMA = pa.schema(
         ("reason", pa.string()),  # null when served; else e.g. invalid, malformed, too_large
         ("rows", pa.int64()),  # instances in the request (0 when it could not be read)
         ("latency_ms", pa.float64()),
+    ]
+)
+EXPLANATION_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),  # the prediction's, as its log row holds it
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("model", pa.string()),
+        ("version", pa.int64()),
+        ("explained", pa.string()),  # what the attributions explain (keel.models.explain)
+        ("base", pa.float64()),
+        ("output", pa.float64()),
+        ("attributions", pa.string()),  # {input column: attribution} as JSON
     ]
 )
 FEEDBACK_SCHEMA = pa.schema(
@@ -117,6 +132,10 @@ def predictions_dir(logs: str, model: str) -> str:
 
 def requests_dir(logs: str, model: str) -> str:
     return storage.join(logs, REQUESTS, f"{_MODEL}{model}")
+
+
+def explanations_dir(logs: str, model: str) -> str:
+    return storage.join(logs, EXPLANATIONS, f"{_MODEL}{model}")
 
 
 def logged_models(logs: str) -> list[str]:

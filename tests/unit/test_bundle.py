@@ -47,6 +47,8 @@ def bundle(**changes) -> Bundle:
         latency={"ms_per_row": {"1": 0.2}},
         reference=pa.table({"age": [1.0, 2.0], "churned": ["no", "yes"]}),
         estimator={"method": "cbpe", "task": "binary_classification", "rows": 40, "knots": []},
+        explanation={"baseline": [0.0, 0.0, 0.0], "importance": {"age": 0.3}, "rows": 2},
+        importance=b"\x89PNG",
     )
     return Bundle.with_card("churn", {"dataset": {"name": "churn"}}, **(parts | changes))
 
@@ -66,6 +68,8 @@ def test_what_is_written_reads_back_typed(reg):
     assert stored.lineage() == {"seed": 0} and stored.latency() == written.latency
     assert stored.features() == written.features
     assert stored.estimator() == written.estimator
+    assert stored.explanation() == written.explanation
+    assert reg.read_bytes(mv, File.importance) == b"\x89PNG"
     assert stored.reference().equals(written.reference)
     assert stored.dataset().target == "churned" and stored.config()["dataset"]["name"] == "churn"
     card = reg.read_text(mv, File.card)
@@ -84,6 +88,7 @@ def test_a_version_without_the_optional_files_reads_as_none_or_empty(reg):
     assert stored.metrics() is None and stored.lineage() is None
     assert stored.latency() == {} and stored.card_uri() is None
     assert not stored.has(File.reference) and stored.estimator() is None
+    assert stored.explanation() is None
 
 
 def test_a_bundle_without_an_estimator_writes_no_estimator_file():

@@ -27,7 +27,7 @@ from keel.data.sources import PATH_COLUMN, check_header, diagnose, null_texts, r
 from keel.data.split import SPLITS, keep, position
 from keel.data.validation import RULES_COLUMN, check_rows, only
 from keel.errors import DataError
-from keel.serving.schema import explain, instance_model
+from keel.serving.schema import errors, instance_model
 
 T = ColumnType
 C = ColumnSpec
@@ -218,7 +218,7 @@ def test_a_request_may_carry_the_files_spelling_or_iso(rentals_instance, value, 
 def test_a_request_with_a_bad_time_is_refused_naming_the_field(rentals_instance, value):
     with pytest.raises(ValidationError) as e:
         rentals_instance.model_validate({"timestamp": value, "temp": 3.5})
-    assert explain(e.value) == [
+    assert errors(e.value) == [
         f"timestamp: Value error, not a timestamp as {FMT!r} or ISO 8601 "
         f"(e.g. 2024-05-01T12:00:00Z) (got {value!r})"
     ]

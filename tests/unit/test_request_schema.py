@@ -11,10 +11,10 @@ from keel.config.schema import ColumnSpec, ColumnType
 from keel.serving.schema import (
     Feedback,
     FeedbackRequest,
-    explain,
     instance_model,
     request_model,
 )
+from keel.serving.schema import errors as lines_of
 
 MAX_ROWS = 3
 
@@ -59,7 +59,7 @@ def request_(instance):
 def errors(model, body) -> list[str]:
     with pytest.raises(ValidationError) as e:
         model.model_validate(body)
-    return explain(e.value)
+    return lines_of(e.value)
 
 
 def bad(instance, **changes) -> list[str]:
@@ -253,7 +253,7 @@ def test_too_many_rows_are_refused(request_):
     assert lines[0].startswith(f"instances: List should have at most {MAX_ROWS} items")
 
 
-def test_explain_names_the_instance_and_field(request_):
+def test_errors_name_the_instance_and_field(request_):
     body = {"instances": [GOOD, {**GOOD, "age": -5, "foo": "bar"}]}
     assert errors(request_, body) == [
         "instances[1].age: Input should be greater than or equal to 18 (got -5)",
@@ -263,8 +263,8 @@ def test_explain_names_the_instance_and_field(request_):
     assert errors(request_, body) == ["instances[0].age: Field required"]
 
 
-def test_explain_of_fastapi_style_errors_drops_body_and_truncates_long_inputs():
-    lines = explain(
+def test_fastapi_style_errors_drop_body_and_truncate_long_inputs():
+    lines = lines_of(
         [
             {"type": "int_type", "loc": ("body", "instances", 2, "age"), "msg": "bad", "input": 1},
             {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None},

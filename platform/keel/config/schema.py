@@ -816,6 +816,22 @@ class BatchingConfig:
 
 
 @dataclass
+class ExplainConfig:
+    steps: int = ranged(
+        64, 2, doc="Integrated Gradients' points from the baseline to the row (torch models)"
+    )
+    max_batch_size: int = ranged(
+        8, 1, doc="explain requests per model call: a batch of their own, apart from predict's"
+    )
+    wait_ms: float = ranged(
+        2.0, 0.0, doc="ms an explain batch waits to fill, only while others are in flight"
+    )
+    importance_rows: int = ranged(
+        256, 1, doc="reference rows the model card's global importance averages over"
+    )
+
+
+@dataclass
 class PredictionLogConfig:
     flush_rows: int = ranged(2000, 1, doc="a parquet file is written once this many rows wait")
     flush_seconds: float = ranged(
@@ -845,6 +861,9 @@ class ServeConfig:
     # false gives each model its own batching, scaling and GPU placement, for one hop more
     fused: bool = described(
         True, doc="the models run inside each ingress replica; false: a deployment per model"
+    )
+    explain: ExplainConfig = described(
+        factory=ExplainConfig, doc="explanations: IG steps, their own batching, the card's rows"
     )
     batching: BatchingConfig = described(
         factory=BatchingConfig, doc="how requests are batched into model calls"

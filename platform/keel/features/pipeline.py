@@ -118,11 +118,29 @@ class FeaturePipeline:
 
     @property
     def output_columns(self) -> list[str]:
-        cols = []
-        for name, steps in self.steps.items():
-            named = (s.names(name, st) for s, st in zip(steps, self.state[name], strict=True))
-            cols += [n for n in named if n is not None][-1]
-        return cols
+        return [c for name in self.steps for c in self._names(name)]
+
+    def _names(self, name: str) -> list[str]:
+        """One feature's output columns: those of its last step that names any."""
+        steps, states = self.steps[name], self.state[name]
+        named = (s.names(name, st) for s, st in zip(steps, states, strict=True))
+        return [n for n in named if n is not None][-1]
+
+    def fold(self, by_output: np.ndarray) -> np.ndarray:
+        """Values per output column (an explanation's attributions, (n, outputs)) summed back
+        to the input columns they came from, (n, len(input_columns)): a one-hot, hashed or
+        date-parts block folds to its column; a feature that reads several columns (ratio,
+        difference, a group statistic) splits its share evenly among them. Sums are kept."""
+        where = {c: i for i, c in enumerate(self.input_columns)}
+        share = np.zeros((len(self.output_columns), len(where)))
+        start = 0
+        for name, spec in self.specs.items():
+            width = len(self._names(name))
+            sources = list(dict.fromkeys(c for c in [*inputs(spec), spec.by] if c))
+            for c in sources:
+                share[start : start + width, where[c]] += 1.0 / len(sources)
+            start += width
+        return np.asarray(by_output, np.float64) @ share
 
     # ------------------------------------------------------------------------- state
 

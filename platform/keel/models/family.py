@@ -14,6 +14,7 @@ import numpy as np
 from keel.config.schema import Family
 from keel.errors import RegistryError
 
+from .explain import Explanation, integrated_gradients
 from .head import Head
 from .trees import LightGBM, XGBoost
 
@@ -38,6 +39,12 @@ class ModelFamily(Protocol):
 
     def predict(self, fitted: Any, head: Head, x: np.ndarray) -> np.ndarray:
         """Raw predictions for a feature matrix: P(positive), class probabilities, or values."""
+
+    def explain(
+        self, fitted: Any, head: Head, x: np.ndarray, baseline: np.ndarray, steps: int, target: str
+    ) -> Explanation:
+        """Attributions of each row's margin to the feature columns (keel.models.explain);
+        `baseline` and `steps` serve the families that integrate from a baseline row."""
 
 
 class Torch:
@@ -72,6 +79,9 @@ class Torch:
         from .infer import predict
 
         return predict(fitted, head, x)
+
+    def explain(self, fitted, head, x, baseline, steps, target) -> Explanation:
+        return integrated_gradients(fitted, head, x, baseline, steps, target)
 
 
 def state_dict(data: bytes, where: str) -> dict:

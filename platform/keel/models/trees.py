@@ -16,6 +16,7 @@ import numpy as np
 from keel.config.schema import Family, Task
 from keel.errors import RegistryError
 
+from .explain import Explanation, tree_contributions
 from .head import Head
 
 # a replica or an evaluation predicts with one thread: replicas hold a fraction of a CPU, and
@@ -77,6 +78,12 @@ class XGBoost:
             return _empty(head)
         return finish(head, fitted.inplace_predict(np.ascontiguousarray(x, np.float32)))
 
+    def explain(self, fitted, head, x, baseline, steps, target) -> Explanation:
+        import xgboost as xgb
+
+        rows = xgb.DMatrix(np.ascontiguousarray(x, np.float32))
+        return tree_contributions(fitted.predict(rows, pred_contribs=True), head, target)
+
 
 class LightGBM:
     name = Family.lightgbm
@@ -102,3 +109,9 @@ class LightGBM:
         if not len(x):
             return _empty(head)
         return finish(head, fitted.predict(x, num_threads=PREDICT_THREADS))
+
+    def explain(self, fitted, head, x, baseline, steps, target) -> Explanation:
+        found = fitted.predict(x, pred_contrib=True, num_threads=PREDICT_THREADS)
+        if head.outputs > 1:  # one block of f + 1 per class, side by side
+            found = np.asarray(found).reshape(len(x), head.outputs, -1)
+        return tree_contributions(found, head, target)

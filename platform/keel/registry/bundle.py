@@ -43,6 +43,8 @@ class File(StrEnum):
     latency = "latency.json"  # measured ms per row by batch size
     reference = "reference.parquet"  # sampled training rows + predictions: monitoring's reference
     estimator = "estimator.json"  # what estimates quality without labels (training/estimator.py)
+    explanation = "explain.json"  # explanations' baseline row and the global importance
+    importance = "importance.png"  # the global importance, plotted for the card
     card = "MODEL_CARD.md"  # the human summary, rendered from the files above
 
 
@@ -91,6 +93,8 @@ class Bundle:
     latency: dict
     reference: pa.Table
     estimator: dict | None  # the estimator's JSON; None when the validation split was too small
+    explanation: dict  # {"baseline", "explained", "rows", "importance": {column: mean |attr|}}
+    importance: bytes  # the importance plot (PNG)
     card: Callable[[int], str] = field(repr=False)  # the version number -> MODEL_CARD.md
 
     @classmethod
@@ -98,7 +102,13 @@ class Bundle:
         """A bundle whose card is rendered from the resolved config (a dict) and its own
         metrics, lineage and latency."""
         metrics, lin, latency = parts["metrics"], parts["lineage"], parts["latency"]
-        return cls(**parts, card=lambda v: model_card(name, v, resolved, metrics, lin, latency))
+        importance = parts["explanation"].get("importance", {})
+        return cls(
+            **parts,
+            card=lambda v: model_card(
+                name, v, resolved, metrics, lin, latency, importance, File.importance.value
+            ),
+        )
 
     def files(self) -> dict[str, Content]:
         """File name -> content, as the store writes them."""
@@ -112,6 +122,8 @@ class Bundle:
             File.latency: json.dumps(self.latency, indent=2),
             File.reference: storage.parquet_bytes(self.reference),
             **({File.estimator: json.dumps(self.estimator)} if self.estimator else {}),
+            File.explanation: json.dumps(self.explanation),
+            File.importance: self.importance,
             File.card: self.card,
         }
 
@@ -173,6 +185,11 @@ class Stored:
         """The label-free quality estimator's JSON; None for a version without one (trained
         before estimation existed, or on too small a validation split)."""
         return self._json(File.estimator)
+
+    def explanation(self) -> dict | None:
+        """The explanations' baseline and global importance; None for a version trained
+        before explanations existed."""
+        return self._json(File.explanation)
 
     def card_uri(self) -> str | None:
         return self.uri(File.card) if self.has(File.card) else None

@@ -10,6 +10,7 @@ Shapes read:
     lineage   as keel.registry.lineage.lineage() makes it (rows may also live here)
     latency   {"ms_per_row": {"1": x, "32": x, "256": x}, "device": "cpu"}
               (or batch size -> x, or batch size -> {"ms_per_row": x})
+    importance  input column -> mean |attribution| (the plot of it: a file beside the card)
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ def main_metric(metrics: dict) -> str | None:
 
 
 def model_card(
-    model: str, version: int, config: dict, metrics: dict, lineage: dict, latency: dict
+    model: str,
+    version: int,
+    config: dict,
+    metrics: dict,
+    lineage: dict,
+    latency: dict,
+    importance: dict | None = None,
+    plot: str | None = None,
 ) -> str:
     config, metrics, lineage, latency = map(_dict, (config, metrics, lineage, latency))
     task = _get(config, "dataset.task")
@@ -44,6 +52,7 @@ def model_card(
         _training_data(config, metrics, lineage),
         _metrics(metrics),
         _slices(metrics, main, gaps),
+        _importance(_dict(importance), plot),
         _latency(latency),
         _lineage(lineage),
         _limitations(config, metrics, main, gaps, latency),
@@ -154,6 +163,24 @@ def _slices(metrics: dict, main: str | None, gaps: dict[str, float]) -> str:
         rows = m.get("rows", m.get("n", m.get("count")))
         flag = "gap" if label in gaps else ""
         lines.append(f"| {label} | {_num(rows)} | {_num(value)} | {diff} | {flag} |")
+    return "\n".join(lines)
+
+
+def _importance(importance: dict, plot: str | None) -> str:
+    lines = ["## What drives the predictions", ""]
+    if not importance:
+        return "\n".join([*lines, NA])
+    total = sum(abs(v) for v in importance.values()) or 1.0
+    lines += [
+        "Each input column's mean |attribution| over a sample of the training rows (explained "
+        "as the `:explain` endpoint explains a request), and its share of the total.",
+        "",
+        *([f"![global importance]({plot})", ""] if plot else []),
+        "| input column | mean abs attribution | share |",
+        "|---|---|---|",
+    ]
+    for column, value in sorted(importance.items(), key=lambda kv: -abs(kv[1])):
+        lines.append(f"| {column} | {_num(value, '.4g')} | {abs(value) / total:.0%} |")
     return "\n".join(lines)
 
 

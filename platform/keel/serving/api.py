@@ -35,7 +35,9 @@ class Ingress(Protocol):
     servers: Iterable[str]  # the served models' names
 
     def _authorize(self, request: Request) -> None: ...
-    async def predict(self, model: str, request: Request) -> JSONResponse: ...
+    async def predict(
+        self, model: str, request: Request, explain: bool = False
+    ) -> JSONResponse: ...
     async def record_feedback(self, request: Request) -> dict[str, Any]: ...
     async def list_models(self) -> dict[str, Any]: ...
     async def ready(self) -> JSONResponse: ...
@@ -46,8 +48,9 @@ class Ingress(Protocol):
     ) -> None: ...
 
 
-PREDICT_PATH = re.compile(r"/v1/models/([^/]+):predict")
+PREDICT_PATH = re.compile(r"/v1/models/([^/]+):(?:predict|explain)")
 REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}}  # malformed, no token, too large, invalid
+EXPLAIN_REFUSALS = {**REFUSALS, 409: {}}  # 409: a version trained before explanations
 
 
 class Guard:
@@ -93,6 +96,13 @@ def build_api(ingress: Ingress) -> FastAPI:
         predict.__name__ = f"predict_{model}"
         return predict
 
+    def explain_route(model: str):
+        async def explain(request: Request):
+            return await ingress.predict(model, request, explain=True)
+
+        explain.__name__ = f"explain_{model}"
+        return explain
+
     for model in ingress.servers:
         app.post(
             f"/v1/models/{model}:predict",
@@ -100,10 +110,20 @@ def build_api(ingress: Ingress) -> FastAPI:
             tags=["predict"],
             responses=REFUSALS,
         )(predict_route(model))
+        app.post(
+            f"/v1/models/{model}:explain",
+            summary=f"Predict with {model} and say why: an attribution per input column",
+            tags=["explain"],
+            responses=EXPLAIN_REFUSALS,
+        )(explain_route(model))
 
     @app.post("/v1/models/{model}:predict", include_in_schema=False)
     async def predict_unknown(model: str, request: Request):
         return await ingress.predict(model, request)
+
+    @app.post("/v1/models/{model}:explain", include_in_schema=False)
+    async def explain_unknown(model: str, request: Request):
+        return await ingress.predict(model, request, explain=True)
 
     @app.post(
         "/v1/feedback",

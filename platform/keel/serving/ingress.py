@@ -33,7 +33,7 @@ from keel.config.schema import ColumnSpec
 from .api import Rejected, build_api
 from .metrics import ServeMetrics
 from .model_server import ModelRunner
-from .schema import Feedback, FeedbackRequest, explain, instance_model, request_model
+from .schema import Feedback, FeedbackRequest, errors, instance_model, request_model
 from .settings import ServeSettings
 from .spool import ParquetLog, default_spool
 
@@ -58,7 +58,7 @@ class Ingress:
             model: ModelRunner(runner) for model, runner in settings.runners.items()
         }
         logs = settings.logs
-        self.requests, self.logs, self.request_logs = {}, {}, {}
+        self.requests, self.logs, self.request_logs, self.explanation_logs = {}, {}, {}, {}
         for model in self.servers:
             contract = await self._call(model, "contract")
             columns = {c: ColumnSpec(**s) for c, s in contract["columns"].items()}
@@ -69,6 +69,9 @@ class Ingress:
             )
             self.request_logs[model] = self._buffer(
                 plog.requests_dir(logs, model), plog.REQUEST_SCHEMA
+            )
+            self.explanation_logs[model] = self._buffer(
+                plog.explanations_dir(logs, model), plog.EXPLANATION_SCHEMA
             )
         self.feedback = self._buffer(plog.feedback_dir(logs), plog.FEEDBACK_SCHEMA)
         for buffer in self._all_logs():  # rows a killed replica spooled on this machine
@@ -98,7 +101,12 @@ class Ingress:
         )
 
     def _all_logs(self) -> list[ParquetLog]:
-        return [*self.logs.values(), *self.request_logs.values(), self.feedback]
+        return [
+            *self.logs.values(),
+            *self.request_logs.values(),
+            *self.explanation_logs.values(),
+            self.feedback,
+        ]
 
     async def _flush_when_due(self) -> None:
         while True:
@@ -146,15 +154,16 @@ class Ingress:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.token):
             raise Rejected(401, "unauthorized", "missing or wrong bearer token")
 
-    async def predict(self, model: str, request: Request) -> JSONResponse:
+    async def predict(self, model: str, request: Request, explain: bool = False) -> JSONResponse:
         """One request-log row per answer, refusals and crashes included: what SLOs count.
-        An unknown model has no log to write to."""
+        An unknown model has no log to write to. `explain` (the :explain route, or
+        "explain": true in the body) adds an explanation to each prediction."""
         started = time.perf_counter()
         if model not in self.servers:
             served = ", ".join(sorted(self.servers))
             raise Rejected(404, "unknown_model", f"no model {model!r} is served (served: {served})")
         try:
-            response, rows = await self._predict(model, request, started)
+            response, rows = await self._predict(model, request, started, explain)
         except Rejected as e:
             self.log_request(model, e.status, e.reason, e.rows, started)
             raise
@@ -165,28 +174,33 @@ class Ingress:
         return response
 
     async def _predict(
-        self, model: str, request: Request, started: float
+        self, model: str, request: Request, started: float, explain: bool
     ) -> tuple[JSONResponse, int]:
         body = await self._body(request)
         try:
-            rows = [i.model_dump() for i in self.requests[model].model_validate(body).instances]
+            parsed = self.requests[model].model_validate(body)
         except ValidationError as e:
-            raise Rejected(422, "invalid", explain(e), rows=_instances(body)) from None
-        result = await self._call(model, "predict", rows)
+            raise Rejected(422, "invalid", errors(e), rows=_instances(body)) from None
+        rows = [i.model_dump() for i in parsed.instances]
+        explain = explain or parsed.explain
+        result = await self._call(model, "explain" if explain else "predict", rows)
+        if "refused" in result:
+            raise Rejected(409, "not_explainable", result["refused"], rows=len(rows))
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [uuid.uuid4().hex for _ in rows]
+        answers = [
+            {"request_id": i, "prediction": raw, "output": out}
+            for i, raw, out in zip(ids, result["raw"], result["outputs"], strict=True)
+        ]
+        for answer, why in zip(answers, result.get("explanations") or (), strict=False):
+            answer["explanation"] = why
         # rendered before anything is logged: an answer that cannot be sent is not logged served
         response = JSONResponse(
-            {
-                "model": model,
-                "version": result["version"],
-                "predictions": [
-                    {"request_id": i, "prediction": raw, "output": out}
-                    for i, raw, out in zip(ids, result["raw"], result["outputs"], strict=True)
-                ],
-            }
+            {"model": model, "version": result["version"], "predictions": answers}
         )
         self._log(model, rows, ids, result, latency_ms)
+        if explain:
+            self._log_explanations(model, ids, result)
         if result.get("shadow"):
             self._log(model, rows, ids, result["shadow"], latency_ms)
         self.metrics.served(model, result["version"], result["variant"], len(rows), latency_ms)
@@ -230,6 +244,24 @@ class Ingress:
             ]
         )
 
+    def _log_explanations(self, model: str, ids: list[str], result: dict) -> None:
+        ts, version = plog.now(), result["version"]
+        self.explanation_logs[model].append(
+            [
+                {
+                    "request_id": i,
+                    "ts": ts,
+                    "model": model,
+                    "version": version,
+                    "explained": why["explained"],
+                    "base": why["base"],
+                    "output": why["output"],
+                    "attributions": json.dumps(why["attributions"]),
+                }
+                for i, why in zip(ids, result["explanations"], strict=True)
+            ]
+        )
+
     async def record_feedback(self, request: Request) -> dict[str, Any]:
         body = await self._body(request)
         try:
@@ -238,7 +270,7 @@ class Ingress:
             else:
                 items = [Feedback.model_validate(body)]
         except ValidationError as e:
-            raise Rejected(422, "invalid", explain(e)) from None
+            raise Rejected(422, "invalid", errors(e)) from None
         ts = plog.now()
         self.feedback.append(
             [{"request_id": f.request_id, "ts": ts, "label": json.dumps(f.label)} for f in items]
@@ -290,6 +322,7 @@ class Ingress:
 
         for model, req in self.requests.items():
             body(f"/v1/models/{model}:predict", req)
+            body(f"/v1/models/{model}:explain", req)
         body("/v1/feedback", Feedback, FeedbackRequest)
         return doc
 

@@ -22,7 +22,7 @@ from keel.models.infer import probabilities, score
 from keel.registry import Registry
 from keel.registry.store import version_number
 
-from .predictor import Predictor
+from .predictor import NotExplainable, Predictor
 from .settings import RunnerSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ class ModelRunner:
         self._batched.set_max_batch_size(runner.batching.max_batch_size)
         self._wait_s = runner.batching.wait_ms / 1000
         self._in_flight = 0  # predict calls not yet answered, this one included
+        # explanations cost tens of predictions each: a batch, size and wait of their own, so
+        # an explain request never holds up a predict batch
+        self._explain = runner.explain
+        self._explained.set_max_batch_size(runner.explain.max_batch_size)
+        self._explaining = 0
         self._reload_seconds = runner.reload_seconds
         self._watch: asyncio.Task | None = None
 
@@ -119,6 +124,34 @@ class ModelRunner:
         finally:
             self._in_flight -= 1
 
+    async def explain(self, rows: list[dict]) -> dict[str, Any]:
+        """Predict and explain one request's rows on the primary version (never the canary or
+        the shadow: an explanation says why the version of record answered)."""
+        self._follow_stages()
+        self._explaining += 1
+        try:
+            wait = self._explain.wait_ms / 1000 if self._explaining > 1 else 0.0
+            self._explained.set_batch_wait_timeout_s(wait)
+            return await self._explained(rows)
+        finally:
+            self._explaining -= 1
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    async def _explained(self, requests: list[list[dict]]) -> list[dict]:
+        predictor = self.loaded["primary"]
+        rows = [row for request in requests for row in request]
+        try:
+            raw, outputs, explanations = predictor.explain_rows(rows, self._explain.steps)
+        except NotExplainable as e:
+            return [{"refused": str(e)} for _ in requests]
+        results: list[dict] = [{} for _ in requests]
+        _answers(predictor, "primary", requests, raw, outputs, results, range(len(requests)))
+        start = 0
+        for result, request in zip(results, requests, strict=True):
+            result["explanations"] = explanations[start : start + len(request)]
+            start += len(request)
+        return results
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _batched(self, requests: list[list[dict]], variants: list[str]) -> list[dict]:
         """Requests of a batch grouped by variant, each group one features + network call."""
@@ -138,19 +171,7 @@ class ModelRunner:
     def _run(predictor: Predictor, variant: str, requests, results, slots) -> None:
         rows = [row for request in requests for row in request]
         raw, outputs = predictor.predict_rows(rows)
-        start = 0
-        for slot, request in zip(slots, requests, strict=True):
-            end = start + len(request)
-            part = raw[start:end]
-            results[slot] = {
-                "version": predictor.version.version,
-                "variant": variant,
-                "raw": part.tolist(),
-                "score": score(part).tolist(),
-                "probabilities": probabilities(part).to_pylist(),  # None unless multiclass
-                "outputs": outputs[start:end],
-            }
-            start = end
+        _answers(predictor, variant, requests, raw, outputs, results, slots)
 
     def stop(self) -> None:
         """Stop following the registry: a shutting-down replica loads nothing more."""
@@ -162,6 +183,23 @@ class ModelRunner:
 
     def ready(self) -> bool:
         return self.loaded["primary"] is not None
+
+
+def _answers(predictor: Predictor, variant: str, requests, raw, outputs, results, slots) -> None:
+    """A batch's predictions split back into each request's answer, at its slot."""
+    start = 0
+    for slot, request in zip(slots, requests, strict=True):
+        end = start + len(request)
+        part = raw[start:end]
+        results[slot] = {
+            "version": predictor.version.version,
+            "variant": variant,
+            "raw": part.tolist(),
+            "score": score(part).tolist(),
+            "probabilities": probabilities(part).to_pylist(),  # None unless multiclass
+            "outputs": outputs[start:end],
+        }
+        start = end
 
 
 ModelServer = serve.deployment(name="ModelServer")(ModelRunner)

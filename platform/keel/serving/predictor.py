@@ -16,6 +16,7 @@ import torch
 
 from keel.config.schema import DatasetConfig, PostprocessConfig
 from keel.data.batch import Batch
+from keel.errors import KeelError
 from keel.features import FeaturePipeline
 from keel.models import Head
 from keel.models.family import ModelFamily, family
@@ -37,6 +38,7 @@ class Predictor:
     head: Head
     post: Postprocessor
     latency: dict  # the registry's latency profile of this version
+    baseline: np.ndarray | None  # the row explanations start from; None: trained before them
 
     @classmethod
     def load(
@@ -58,9 +60,19 @@ class Predictor:
         where = f"serve.models.{model}.postprocess"
         post = Postprocessor(postprocess or PostprocessConfig(), head, where)
         features = FeaturePipeline.from_state(stored.features())
+        explanation = stored.explanation()
+        baseline = None if explanation is None else np.asarray(explanation["baseline"], np.float32)
         log.info("loaded %s on %s", stored.version.label, device)
         return cls(
-            stored.version, stored.dataset(), features, fam, fitted, head, post, stored.latency()
+            stored.version,
+            stored.dataset(),
+            features,
+            fam,
+            fitted,
+            head,
+            post,
+            stored.latency(),
+            baseline,
         )
 
     @property
@@ -75,3 +87,36 @@ class Predictor:
     def predict_rows(self, rows: list[dict]) -> tuple[np.ndarray, list[dict[str, Any]]]:
         raw = self.predict(rows)
         return raw, self.post.rows(raw)
+
+    def explain_rows(
+        self, rows: Batch, steps: int
+    ) -> tuple[np.ndarray, list[dict[str, Any]], list[dict[str, Any]]]:
+        """Raw predictions, post-processed outputs and one explanation per row: what is
+        explained, the base value, the explained output and an attribution per input column
+        (keel.models.explain; encoded features folded back to their columns)."""
+        if self.baseline is None:
+            raise NotExplainable(
+                f"{self.version.label} was trained before keel stored explanations: retrain it"
+            )
+        x = self.features.transform(rows)
+        raw = self.family.predict(self.model, self.head, x)
+        why = self.family.explain(
+            self.model, self.head, x, self.baseline, steps, self.dataset.target
+        )
+        columns = self.features.input_columns
+        explanations = [
+            {
+                "explained": why.explained,
+                "base": float(base),
+                "output": float(output),
+                "attributions": dict(zip(columns, map(float, row), strict=True)),
+            }
+            for base, output, row in zip(
+                why.base, why.output, self.features.fold(why.attributions), strict=True
+            )
+        ]
+        return raw, self.post.rows(raw), explanations
+
+
+class NotExplainable(KeelError):
+    """The version has no stored baseline to explain from (trained before explanations)."""

@@ -124,6 +124,10 @@ def request_model(name: str, instance: type, max_rows: int) -> type:
         f"{_camel(name)}PredictRequest",
         __config__=ConfigDict(extra="forbid"),
         instances=(list[instance], Field(..., min_length=1, max_length=max_rows)),
+        explain=(
+            StrictBool,
+            Field(False, description="also explain each prediction (as POST ...:explain does)"),
+        ),
     )
 
 
@@ -144,7 +148,7 @@ class FeedbackRequest(BaseModel):
     feedback: list[Feedback] = Field(..., min_length=1, max_length=10_000)
 
 
-def explain(error: ValidationError | list[dict]) -> list[str]:
+def errors(error: ValidationError | list[dict]) -> list[str]:
     """Pydantic errors as 'instances[3].age: Input should be ... (got -5)' lines."""
     errors = error.errors(include_url=False) if isinstance(error, ValidationError) else error
     lines = []

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 
 from keel.config import KeelConfig
-from keel.config.schema import BatchingConfig, PredictionLogConfig, ServedModel
+from keel.config.schema import BatchingConfig, ExplainConfig, PredictionLogConfig, ServedModel
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class RunnerSettings:
     registry: str  # the registry root
     batching: BatchingConfig
     reload_seconds: float  # how often the stages are re-read
+    explain: ExplainConfig  # the explain path's steps and its own batching
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ServeSettings:
             log=s.log,
             runners={
                 model: RunnerSettings(
-                    model, served, cfg.paths.registry, s.batching, s.reload_seconds
+                    model, served, cfg.paths.registry, s.batching, s.reload_seconds, s.explain
                 )
                 for model, served in s.models.items()
             },

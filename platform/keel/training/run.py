@@ -20,6 +20,7 @@ from keel.registry import ModelVersion, Registry, register_candidate
 from keel.registry.bundle import Bundle, ModelSpec
 from keel.registry.lineage import lineage
 
+from . import explained
 from .checkpoint import BEST, PROGRESS
 from .dataset import Prepared, prepare
 from .evaluate import Predict, evaluate, latency_profile, quality_estimator
@@ -87,6 +88,9 @@ def register(
     registry = Registry(cfg.paths.registry)
     parent = _production(registry, model_name)
     config = to_dict(cfg)
+    why = explained.explanation(
+        fam, fitted, data.head, data.features, data.reference, cfg.dataset.target, cfg.serve.explain
+    )
     bundle = Bundle.with_card(
         model_name,
         config,
@@ -107,6 +111,8 @@ def register(
         estimator=quality_estimator(
             predict, data.head, data.datasets["val"], data.datasets["test"]
         ),
+        explanation=why,
+        importance=explained.plot(why["importance"], f"{model_name}: {why['explained']}"),
     )
     mv, promoted = register_candidate(
         registry, model_name, bundle.files(), dict(cfg.slo.quality_floor), parent
