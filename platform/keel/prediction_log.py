@@ -20,6 +20,7 @@ import logging
 import os
 import uuid
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,17 @@ PREDICTION_FIELDS = [
     (PROBABILITIES, pa.list_(pa.float64())),
     ("output", pa.string()),  # the post-processed output as JSON
 ]
+
+
+class Operation(StrEnum):
+    """What a logged request asked for (the request log's `operation`)."""
+
+    predict = "predict"
+    explain = "explain"  # :explain, or "explain": true in a predict body
+
+
+# read from every request log file: null in those written before explanations (all predicts)
+REQUEST_FIELDS = [("operation", pa.string())]
 REQUEST_SCHEMA = pa.schema(
     [
         ("ts", pa.timestamp("us", tz="UTC")),
@@ -64,6 +76,7 @@ REQUEST_SCHEMA = pa.schema(
         ("reason", pa.string()),  # null when served; else e.g. invalid, malformed, too_large
         ("rows", pa.int64()),  # instances in the request (0 when it could not be read)
         ("latency_ms", pa.float64()),
+        *REQUEST_FIELDS,  # Operation
     ]
 )
 EXPLANATION_SCHEMA = pa.schema(

@@ -14,6 +14,7 @@ from keel import storage
 from keel.config import load
 from keel.monitoring.monitor import run
 from keel.registry import Registry
+from keel.registry.bundle import Stored
 
 FLOOR = "slo.quality_floor.roc_auc=0.65"
 SEEDS = (11, 12, 13)
@@ -44,14 +45,30 @@ def test_no_drift_passes(trained_root, tmp_path, seed, log_traffic):
     assert v.estimate.status == "pass" and v.estimate.disagreement is None
     assert v.slo.status == "pass"
     assert storage.exists(m.files["html"]) and storage.exists(m.files["verdict"])
+    # the same traffic is explained for the same reasons as training's reference
+    a = v.attribution
+    assert a.status == "pass" and a.rows == cfg.serve.explain.importance_rows
+    assert a.explained == "log-odds of churned = 1"
+    assert max(abs(now - before) for before, now in a.shares.values()) < 0.05, a.shares
+    assert set(a.shares) == set(
+        Stored.get(Registry(cfg.paths.registry), "churn").spec().input_columns
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_shift_on_two_columns_flags_exactly_them(trained_root, tmp_path, seed, log_traffic):
-    cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
+    """Drift flags exactly the shifted columns, and the explanations lean on exactly them more
+    (their shares of the explanation grow 0.025-0.045 here; unshifted traffic moves a share at
+    most 0.02): a bound below that fails the attribution check naming them."""
+    bound = "slo.max_attribution_shift=0.02"
+    cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports", bound)
     log_traffic(cfg, seed, covariate={"age": 1.0, "contract": 0.4})
     v = run(cfg).verdict
     assert v.drift.drifted_columns == ["age", "contract"]
+    a = v.attribution
+    gained = {c for c, (before, now) in a.shares.items() if now - before > 0.015}
+    assert gained == {"age", "contract"}, a.shares
+    assert {"age", "contract"} <= set(a.moved) and "attribution" in v.failed, a.shares
 
 
 @pytest.mark.parametrize("seed", SEEDS)

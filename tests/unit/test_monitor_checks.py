@@ -1,5 +1,5 @@
-"""The verdict's checks (drift, quality, estimate, SLO) on hand-made inputs, the verdict built
-from them, and finding the latest verdict a monitor run wrote."""
+"""The verdict's checks (drift, quality, estimate, attribution, SLO) on hand-made inputs, the
+verdict built from them, and finding the latest verdict a monitor run wrote."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from keel.training.estimator import Estimate, Method
 TS = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def requests_table(rows: list[tuple[int, float]]) -> pa.Table:
-    """(status, latency_ms) rows as the request log stores them."""
+def requests_table(rows: list[tuple[int, float]], operation: str | None = None) -> pa.Table:
+    """(status, latency_ms) rows as the request log stores them; no operation: as logged before
+    explanations existed."""
     return pa.Table.from_pylist(
         [
             {
@@ -36,6 +37,7 @@ def requests_table(rows: list[tuple[int, float]]) -> pa.Table:
                 "reason": None if status == 200 else "refused",
                 "rows": 1,
                 "latency_ms": latency,
+                "operation": operation,
             }
             for status, latency in rows
         ],
@@ -92,6 +94,23 @@ def test_slo_all_breaches_together():
         "slo.max_error_rate",
         "slo.max_invalid_fraction",
     ]
+
+
+def test_slo_explain_latency_has_its_own_budget_and_stays_out_of_predicts():
+    predicts = requests_table(ANSWERED, "predict")
+    explains = requests_table([(200, 800.0)] * 50 + [(200, 1_500.0)] * 2 + ERRORS, "explain")
+    both = pa.concat_tables([predicts, explains])
+    result = checks.slo(both, limits(max_error_rate=0.5))
+    assert result.latency_p99_ms == pytest.approx(np.percentile(np.arange(1, 101), 99))
+    assert result.explain_latency_p99_ms == pytest.approx(1_500.0)
+    assert result.error_rate == pytest.approx(2 / 154)  # errors count every operation
+    (failure,) = result.failures
+    assert "explain latency p99 1500.0 ms above slo.explain_latency_p99_ms 1000.0" in failure
+    relaxed = checks.slo(both, limits(max_error_rate=0.5, explain_latency_p99_ms=2_000.0))
+    assert relaxed.status is checks.PASS
+    # a window without explain requests judges none and writes none
+    alone = checks.slo(predicts, limits())
+    assert alone.explain_latency_p99_ms is None and "explain_latency_p99_ms" not in alone.to_json()
 
 
 def test_slo_401_and_404_are_neither_errors_nor_invalid():
@@ -380,6 +399,52 @@ def test_an_estimate_reads_back_from_its_json():
         estimated(), {"accuracy": 0.7}, 100, judged_quality(500, accuracy=0.79)
     )
     assert checks.EstimateCheck.from_json(result.to_json()) == result
+
+
+# ----------------------------------------------------------------------------- attribution
+
+
+def test_attribution_compares_shares_not_magnitudes():
+    """Twice the attributions everywhere is the same explanation: shares, not sizes, count."""
+    reference = {"age": 1.0, "tenure": 3.0}
+    result = checks.attribution(reference, {"age": 2.0, "tenure": 6.0}, 256, "log-odds", 0.1)
+    assert result.status is checks.PASS and result.moved == []
+    assert result.shares == {"tenure": [0.75, 0.75], "age": [0.25, 0.25]}
+
+
+def test_attribution_fails_naming_the_columns_whose_share_moved_beyond_the_bound():
+    reference = {"age": 1.0, "tenure": 3.0, "region": 1.0}  # 20%, 60%, 20%
+    window = {"age": 2.75, "tenure": 1.75, "region": 0.5}  # 55%, 35%, 10%
+    result = checks.attribution(reference, window, 300, "log-odds", 0.15)
+    assert result.status is checks.FAIL
+    assert result.moved == ["tenure", "age"]  # by the larger of their two shares
+    (failure,) = result.failures
+    assert "slo.max_attribution_shift 15%" in failure
+    assert "tenure 60% -> 35%" in failure and "age 20% -> 55%" in failure
+    assert "region" not in failure  # moved 10 points: within the bound
+    # the summary line leads with the largest move
+    assert result.headline() == (
+        "share of the explanation: age 20% -> 55%, tenure 60% -> 35%, region 20% -> 10%"
+    )
+
+
+def test_attribution_of_a_column_only_one_side_has_counts_as_zero_on_the_other():
+    result = checks.attribution({"age": 1.0}, {"age": 1.0, "new": 1.0}, 50, "price", 0.3)
+    assert result.shares == {"age": [1.0, 0.5], "new": [0.0, 0.5]}
+    assert result.moved == ["age", "new"]
+
+
+def test_attribution_without_any_attribution_moves_nothing():
+    result = checks.attribution({"age": 0.0}, {"age": 0.0}, 50, "price", 0.1)
+    assert result.status is checks.PASS and result.shares == {"age": [0.0, 0.0]}
+
+
+def test_an_attribution_check_reads_back_from_its_json():
+    result = checks.attribution({"a": 1.0, "b": 2.0}, {"a": 2.0, "b": 1.0}, 64, "log-odds", 0.2)
+    assert checks.AttributionCheck.from_json(result.to_json()) == result
+    skipped = checks.AttributionCheck.skipped("no explain.json")
+    assert checks.AttributionCheck.from_json(skipped.to_json()) == skipped
+    assert skipped.headline() == "not compared: no explain.json"
 
 
 # ----------------------------------------------------------------------------- latest verdict

@@ -113,6 +113,7 @@ class Check(StrEnum):
     drift = "drift"
     quality = "quality"
     estimate = "estimate"  # quality estimated without labels (slo.estimated_quality_floor)
+    attribution = "attribution"  # columns' share of the explanation (slo.max_attribution_shift)
     slo = "slo"
 
 
@@ -698,6 +699,12 @@ class SloConfig:
         lo_open=True,
         doc="requests per second to sustain: it sets the derived minimum of replicas",
     )
+    explain_latency_p99_ms: float = ranged(
+        1000.0,
+        0.0,
+        lo_open=True,
+        doc="p99 latency budget of explain requests (an explanation costs tens of predictions)",
+    )
     max_error_rate: float = ranged(
         0.01, 0.0, 1.0, doc="the largest share of server errors (5xx) the SLO check accepts"
     )
@@ -721,6 +728,13 @@ class SloConfig:
         factory=dict,
         doc="metric -> least quality estimated without labels (most, for mae and rmse) to pass "
         "monitoring",
+    )
+    max_attribution_shift: float = ranged(
+        0.1,
+        0.0,
+        1.0,
+        doc="how far a column's share of the explanation may move from training's before the "
+        "attribution check fails",
     )
 
 

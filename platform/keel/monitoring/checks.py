@@ -1,5 +1,5 @@
-"""The verdict's checks: drift, quality, estimated quality and SLO, each pass, fail or skipped
-with numbers.
+"""The verdict's checks: drift, quality, estimated quality, attribution drift and SLO, each
+pass, fail or skipped with numbers.
 
 A check is skipped, not passed, when there is too little data to judge: a verdict never
 claims health it could not measure. The verdict fails when any check fails, and asks for
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from keel import prediction_log as plog
 from keel.config.schema import Check, MonitorConfig, SloConfig, Task
 from keel.quality import LOWER_IS_BETTER
 from keel.registry import check_floor
@@ -162,19 +163,43 @@ class EstimateCheck(Outcome):
 
 
 @dataclass(frozen=True)
+class AttributionCheck(Outcome):
+    """Attribution drift: each input column's share of the explanation (its mean |attribution|
+    over all columns') on a sample of the window against the same on the training reference.
+    Data drift says the inputs moved; this says which moves changed why the model answers."""
+
+    rows: int | None = None  # window rows explained
+    explained: str | None = None  # what the attributions explain (keel.models.explain)
+    shares: dict[str, list[float]] = field(default_factory=dict)  # column: [reference, window]
+    moved: list[str] = field(default_factory=list)  # columns whose share moved beyond the bound
+    max_shift: float | None = None  # slo.max_attribution_shift
+
+    def headline(self) -> str:
+        """The columns whose share moved most, for a summary line."""
+        if self.status is SKIPPED:
+            return f"not compared: {self.reason}"
+        top = sorted(self.shares.items(), key=lambda kv: -abs(kv[1][1] - kv[1][0]))[:3]
+        shown = ", ".join(f"{c} {ref:.0%} -> {now:.0%}" for c, (ref, now) in top)
+        return f"share of the explanation: {shown}"
+
+
+@dataclass(frozen=True)
 class SloCheck(Outcome):
     """Latency, errors and invalid requests of the window's request log."""
 
     requests: int | None = None  # requests logged in the window
-    latency_p99_ms: float | None = None  # of answered ones (None: none)
+    latency_p99_ms: float | None = None  # of answered predict requests (None: none)
     error_rate: float | None = None  # 5xx share
     invalid_rate: float | None = None  # 400, 413 and 422 share
+    # of answered explain requests, against their own budget (None: none in the window)
+    explain_latency_p99_ms: float | None = field(default=None, metadata=EXTRA)
 
 
 KINDS: dict[Check, type[Outcome]] = {
     Check.drift: DriftCheck,
     Check.quality: QualityCheck,
     Check.estimate: EstimateCheck,
+    Check.attribution: AttributionCheck,
     Check.slo: SloCheck,
 }
 
@@ -196,6 +221,42 @@ def drift(result: Any, max_share: float) -> DriftCheck:
         columns=result.columns,
         prediction=result.prediction,
     )
+
+
+def attribution(
+    reference: dict[str, float],
+    window: dict[str, float],
+    rows: int,
+    explained: str,
+    max_shift: float,
+) -> AttributionCheck:
+    """Each column's share of the mean |attribution| on the window's `rows` explained rows
+    against the reference's (both {column: mean |attribution|}); fails naming the columns
+    whose share moved more than slo.max_attribution_shift."""
+    before, after = _shares(reference), _shares(window)
+    shares = {c: [before.get(c, 0.0), after.get(c, 0.0)] for c in {**before, **after}}
+    shares = dict(sorted(shares.items(), key=lambda kv: -max(kv[1])))
+    moved = [c for c, (ref, now) in shares.items() if abs(now - ref) > max_shift]
+    failures = []
+    if moved:
+        shown = ", ".join(f"{c} {shares[c][0]:.0%} -> {shares[c][1]:.0%}" for c in moved)
+        failures.append(
+            f"{len(moved)} columns' share of the explanation moved more than "
+            f"slo.max_attribution_shift {max_shift:.0%}: {shown}"
+        )
+    return AttributionCheck.judged(
+        failures,
+        rows=rows,
+        explained=explained,
+        shares=shares,
+        moved=moved,
+        max_shift=max_shift,
+    )
+
+
+def _shares(importance: dict[str, float]) -> dict[str, float]:
+    total = sum(importance.values())
+    return {c: (v / total if total > 0 else 0.0) for c, v in importance.items()}
 
 
 def quality(
@@ -294,20 +355,30 @@ def disagreement(
 
 
 def slo(requests: pa.Table, limits: SloConfig) -> SloCheck:
-    """Latency p99 of answered requests, error rate (5xx) and invalid-request rate (4xx)."""
+    """Latency p99 of answered predict requests and of answered explain requests, each against
+    its own budget; error rate (5xx) and invalid-request rate (4xx) of all of them."""
     n = requests.num_rows
     if n == 0:
         return SloCheck.skipped("no requests logged in the window")
     status = requests["status"].to_numpy(zero_copy_only=False)
-    answered = status == 200
-    latency = requests["latency_ms"].to_numpy(zero_copy_only=False)[answered]
-    p99 = float(np.percentile(latency, 99)) if answered.any() else None
+    latency = requests["latency_ms"].to_numpy(zero_copy_only=False)
+    # requests logged before explanations existed have no operation: all predicts
+    explained = np.zeros(n, bool)
+    if "operation" in requests.column_names:
+        operation = requests["operation"].to_numpy(zero_copy_only=False)
+        explained = operation == plog.Operation.explain.value
+    p99, explain_p99 = (_p99(latency[(status == 200) & (explained == e)]) for e in (False, True))
     errors = float(np.mean(status >= 500))
     invalid = float(np.mean(np.isin(status, INVALID_STATUS)))
     failures = []
     if p99 is not None and p99 > limits.latency_p99_ms:
         failures.append(
             f"latency p99 {p99:.1f} ms above slo.latency_p99_ms {limits.latency_p99_ms}"
+        )
+    if explain_p99 is not None and explain_p99 > limits.explain_latency_p99_ms:
+        failures.append(
+            f"explain latency p99 {explain_p99:.1f} ms above slo.explain_latency_p99_ms "
+            f"{limits.explain_latency_p99_ms}"
         )
     if errors > limits.max_error_rate:
         failures.append(f"error rate {errors:.2%} above slo.max_error_rate {limits.max_error_rate}")
@@ -317,8 +388,17 @@ def slo(requests: pa.Table, limits: SloConfig) -> SloCheck:
             f"{limits.max_invalid_fraction}"
         )
     return SloCheck.judged(
-        failures, requests=n, latency_p99_ms=p99, error_rate=errors, invalid_rate=invalid
+        failures,
+        requests=n,
+        latency_p99_ms=p99,
+        error_rate=errors,
+        invalid_rate=invalid,
+        explain_latency_p99_ms=explain_p99,
     )
+
+
+def _p99(latency: np.ndarray) -> float | None:
+    return float(np.percentile(latency, 99)) if len(latency) else None
 
 
 @dataclass

@@ -133,7 +133,8 @@ def _answered_by(version: int | None) -> pc.Expression:
 
 
 def requests(logs: str, model: str, window: Window) -> pa.Table:
-    return plog.read(plog.requests_dir(logs, model), window.start, window.end)
+    directory = plog.requests_dir(logs, model)
+    return plog.read(directory, window.start, window.end, fields=plog.REQUEST_FIELDS)
 
 
 @dataclass

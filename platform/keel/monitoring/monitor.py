@@ -29,6 +29,7 @@ from keel.registry import ModelVersion, Registry
 from keel.registry.bundle import File, Stored
 from keel.targets import Unknown, encode
 from keel.training import estimator as estimation
+from keel.training import explained as explanations
 
 from . import checks, report
 from .logs import (
@@ -85,7 +86,7 @@ class Verdict:
     def checks(self) -> dict[Check, checks.Outcome]:
         return self.judgement.checks
 
-    # each check's outcome, typed by its kind (every verdict holds them all but the estimate)
+    # each check's outcome, typed by its kind (older verdicts lack estimate and attribution)
     @property
     def drift(self) -> checks.DriftCheck:
         return self.judgement.checks[Check.drift]  # type: ignore[return-value]
@@ -98,6 +99,11 @@ class Verdict:
     def estimate(self) -> checks.EstimateCheck | None:
         """None in a verdict written before the estimate check existed."""
         return self.judgement.checks.get(Check.estimate)  # type: ignore[return-value]
+
+    @property
+    def attribution(self) -> checks.AttributionCheck | None:
+        """None in a verdict written before the attribution check existed."""
+        return self.judgement.checks.get(Check.attribution)  # type: ignore[return-value]
 
     @property
     def slo(self) -> checks.SloCheck:
@@ -246,11 +252,13 @@ def run(
     minimum = cfg.monitor.min_rows
     files: dict[str, str] = {}
     report_skipped = None  # why labeled rows got no quality report
+    too_few = None
     if logged.num_rows < minimum:
-        drift = checks.DriftCheck.skipped(
+        too_few = (
             f"{logged.num_rows} predictions of v{number} in the window, "
             f"fewer than monitor.min_rows {minimum}"
         )
+        drift = checks.DriftCheck.skipped(too_few)
     else:
         rows, seed = cfg.monitor.current_sample, cfg.seed
         drawn = sample(cfg.paths.logs, model, number, window, served.drift_columns, rows, seed)
@@ -280,6 +288,10 @@ def run(
     )
     quality = replace(quality, feedback=labels.counts, report_skipped=report_skipped or None)
     estimate = _estimate(cfg, served, logged, window, quality)
+    if too_few:
+        attribution = checks.AttributionCheck.skipped(too_few)
+    else:
+        attribution = _attribution(cfg, served, window)
     slo = checks.slo(requests(cfg.paths.logs, model, window), cfg.slo)
     files["verdict"] = storage.join(out_dir, VERDICT)
     verdict = Verdict(
@@ -290,7 +302,13 @@ def run(
         reference_rows=len(served.reference),
         files=files,
         judgement=checks.verdict(
-            {Check.drift: drift, Check.quality: quality, Check.estimate: estimate, Check.slo: slo},
+            {
+                Check.drift: drift,
+                Check.quality: quality,
+                Check.estimate: estimate,
+                Check.attribution: attribution,
+                Check.slo: slo,
+            },
             cfg.monitor,
         ),
     )
@@ -320,18 +338,53 @@ def _estimate(
             scores = logged["prediction"].to_numpy(zero_copy_only=False).astype(np.float64)
         estimated = fitted.estimate(scores)
     else:
-        names = {logged_name(c): c for c in served.inputs}
-        rows, seed = cfg.monitor.current_sample, cfg.seed
-        drawn = sample(
-            cfg.paths.logs, served.version.model, number, window, [*names, "prediction"], rows, seed
-        )
-        drawn = _sample(drawn, rows, seed)
+        drawn = _logged_inputs(cfg, served, window, cfg.monitor.current_sample)
         features = FeaturePipeline.from_state(served.stored.features())
-        inputs = drawn.select(list(names)).rename_columns(list(names.values()))
         prediction = drawn["prediction"].to_numpy(zero_copy_only=False).astype(np.float64)
-        estimated = fitted.estimate(features.transform(inputs), prediction)
+        estimated = fitted.estimate(features.transform(drawn.drop(["prediction"])), prediction)
     floor = dict(cfg.slo.estimated_quality_floor)
     return checks.estimate(estimated, floor, cfg.monitor.min_rows, quality)
+
+
+def _attribution(cfg: KeelConfig, served: Served, window: Window) -> checks.AttributionCheck:
+    """The version explains as many of the window's logged rows as training explained of its
+    reference (same baseline, method and steps), and each column's share of the explanation
+    is compared with the reference's (bundle.File.explanation)."""
+    from keel.serving.predictor import Predictor  # torch: only a run that gets here pays it
+
+    number = served.version.version
+    stored = served.stored.explanation()
+    if stored is None:
+        return checks.AttributionCheck.skipped(
+            f"v{number} has no {File.explanation} (trained before explanations existed): "
+            "retrain it to compare its explanations"
+        )
+    drawn = _logged_inputs(cfg, served, window, int(stored["rows"]))
+    predictor = Predictor.load(served.stored.registry, served.version.model, number, device="cpu")
+    explained, now = explanations.importance(
+        predictor.family,
+        predictor.model,
+        predictor.head,
+        predictor.features,
+        predictor.features.transform(drawn.drop(["prediction"])),
+        predictor.baseline,
+        cfg.serve.explain.steps,
+        predictor.dataset.target,
+    )
+    return checks.attribution(
+        stored["importance"], now, drawn.num_rows, explained, cfg.slo.max_attribution_shift
+    )
+
+
+def _logged_inputs(cfg: KeelConfig, served: Served, window: Window, rows: int) -> pa.Table:
+    """A sample of `rows` of the window's logged rows: the raw columns the version's features
+    read, by their dataset names, and the prediction."""
+    names = {logged_name(c): c for c in served.inputs}
+    number, seed = served.version.version, cfg.seed
+    columns = [*names, "prediction"]
+    drawn = sample(cfg.paths.logs, served.version.model, number, window, columns, rows, seed)
+    drawn = _sample(drawn, rows, seed).select(columns)
+    return drawn.rename_columns([*names.values(), "prediction"])
 
 
 def _labeled(
@@ -404,11 +457,14 @@ def _summary(check: checks.Outcome) -> str:
             f"{head}: {shown} estimated without labels ({check.method}, {check.rows:,} "
             f"predictions){beside}{f'; {why}' if (why := check.disagreement) else ''}"
         )
+    if isinstance(check, checks.AttributionCheck):
+        return f"{head}: {check.headline()} ({check.rows:,} predictions explained)"
     if isinstance(check, checks.SloCheck):
-        p99 = check.latency_p99_ms
+        p99, explain = check.latency_p99_ms, check.explain_latency_p99_ms
+        explained = "" if explain is None else f", explain p99 {explain:.1f} ms"
         return (
             f"{head}: {check.requests:,} requests, p99 "
-            f"{'-' if p99 is None else f'{p99:.1f} ms'}, errors {check.error_rate:.2%}, "
-            f"invalid {check.invalid_rate:.2%}"
+            f"{'-' if p99 is None else f'{p99:.1f} ms'}{explained}, errors "
+            f"{check.error_rate:.2%}, invalid {check.invalid_rate:.2%}"
         )
     return f"{head}: {'; '.join(check.failures)}"

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from keel.prediction_log import Operation
+
 log = logging.getLogger(__name__)
 
 
@@ -44,11 +46,17 @@ class Ingress(Protocol):
     def reject(self, model: str | None, error: Rejected) -> JSONResponse: ...
     def openapi(self, app: FastAPI) -> dict: ...
     def log_request(
-        self, model: str, status: int, reason: str | None, rows: int, started: float
+        self,
+        model: str,
+        status: int,
+        reason: str | None,
+        rows: int,
+        started: float,
+        operation: Operation,
     ) -> None: ...
 
 
-PREDICT_PATH = re.compile(r"/v1/models/([^/]+):(?:predict|explain)")
+PREDICT_PATH = re.compile(r"/v1/models/([^/]+):(predict|explain)")  # model, Operation
 REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}}  # malformed, no token, too large, invalid
 EXPLAIN_REFUSALS = {**REFUSALS, 409: {}}  # 409: a version trained before explanations
 
@@ -70,7 +78,8 @@ class Guard:
             self.ingress._authorize(request)
         except Rejected as e:
             if predict := PREDICT_PATH.fullmatch(request.url.path):
-                self.ingress.log_request(predict[1], e.status, e.reason, 0, started)
+                operation = Operation(predict[2])
+                self.ingress.log_request(predict[1], e.status, e.reason, 0, started, operation)
             return await self.ingress.reject(None, e)(scope, receive, send)
         await self.app(scope, receive, send)
 

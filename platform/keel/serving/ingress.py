@@ -162,20 +162,22 @@ class Ingress:
         if model not in self.servers:
             served = ", ".join(sorted(self.servers))
             raise Rejected(404, "unknown_model", f"no model {model!r} is served (served: {served})")
+        # a refusal is logged as the route's operation; an answer as what the body asked for
+        route = plog.Operation.explain if explain else plog.Operation.predict
         try:
-            response, rows = await self._predict(model, request, started, explain)
+            response, rows, operation = await self._predict(model, request, started, explain)
         except Rejected as e:
-            self.log_request(model, e.status, e.reason, e.rows, started)
+            self.log_request(model, e.status, e.reason, e.rows, started, route)
             raise
         except Exception:
-            self.log_request(model, 500, "internal", 0, started)
+            self.log_request(model, 500, "internal", 0, started, route)
             raise
-        self.log_request(model, 200, None, rows, started)
+        self.log_request(model, 200, None, rows, started, operation)
         return response
 
     async def _predict(
         self, model: str, request: Request, started: float, explain: bool
-    ) -> tuple[JSONResponse, int]:
+    ) -> tuple[JSONResponse, int, plog.Operation]:
         body = await self._body(request)
         try:
             parsed = self.requests[model].model_validate(body)
@@ -204,17 +206,26 @@ class Ingress:
         if result.get("shadow"):
             self._log(model, rows, ids, result["shadow"], latency_ms)
         self.metrics.served(model, result["version"], result["variant"], len(rows), latency_ms)
-        return response, len(rows)
+        return response, len(rows), plog.Operation.explain if explain else plog.Operation.predict
 
     def log_request(
-        self, model: str, status: int, reason: str | None, rows: int, started: float
+        self,
+        model: str,
+        status: int,
+        reason: str | None,
+        rows: int,
+        started: float,
+        operation: plog.Operation,
     ) -> None:
-        """The request log row of a predict request to a served model (others are not logged)."""
+        """The request log row of a predict or explain request to a served model (others are
+        not logged)."""
         if (buffer := self.request_logs.get(model)) is None:
             return
         latency_ms = (time.perf_counter() - started) * 1000
         row = {"model": model, "status": status, "reason": reason, "rows": rows}
-        buffer.append([{"ts": plog.now(), **row, "latency_ms": latency_ms}])
+        buffer.append(
+            [{"ts": plog.now(), **row, "latency_ms": latency_ms, "operation": operation.value}]
+        )
 
     def _log(self, model: str, rows, ids, result: dict, latency_ms: float) -> None:
         ts = plog.now()

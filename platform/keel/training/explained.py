@@ -32,15 +32,36 @@ def explanation(
     x = features.transform(reference)
     baseline = x.mean(axis=0) if len(x) else np.zeros(x.shape[1], np.float32)
     sample = x[: settings.importance_rows]
-    why = family.explain(fitted, head, sample, baseline, settings.steps, target)
-    mean = np.abs(features.fold(why.attributions)).mean(axis=0) if len(sample) else []
-    importance = dict(zip(features.input_columns, map(float, mean), strict=False))
+    explained, mean = importance(
+        family, fitted, head, features, sample, baseline, settings.steps, target
+    )
     return {
         "baseline": baseline.astype(np.float64).tolist(),
-        "explained": why.explained,
+        "explained": explained,
         "rows": len(sample),
-        "importance": dict(sorted(importance.items(), key=lambda kv: -kv[1])),
+        "importance": mean,
     }
+
+
+def importance(
+    family: Any,
+    fitted: Any,
+    head: Head,
+    features: FeaturePipeline,
+    x: np.ndarray,
+    baseline: np.ndarray,
+    steps: int,
+    target: str,
+) -> tuple[str, dict[str, float]]:
+    """What is explained, and each input column's mean |attribution| over the feature rows
+    `x`, most important first: the card's global importance, and monitoring's on a window."""
+    why = family.explain(fitted, head, x, baseline, steps, target)
+    folded = features.fold(why.attributions)
+    mean = np.abs(folded).mean(axis=0) if len(x) else np.zeros(folded.shape[1])
+    ranked = sorted(
+        zip(features.input_columns, map(float, mean), strict=True), key=lambda kv: -kv[1]
+    )
+    return why.explained, dict(ranked)
 
 
 def plot(importance: dict[str, float], title: str) -> bytes:
