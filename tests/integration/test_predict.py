@@ -90,6 +90,31 @@ def test_a_pinned_version_is_used_by_every_worker(trained_root, churn_rows):
     check_predictions(out, expected(trained_root, "churn", 2, churn_rows), "churn")
 
 
+def test_explained_rows_carry_the_explanation_the_version_gives_online(trained_root, churn_rows):
+    """keel predict --explain on churn v2 (XGBoost: exact TreeSHAP): each row's attributions,
+    one per input column, add up with the base to the log-odds of its prediction and equal
+    what the version explains for the same row in this process (what :explain answers)."""
+    cfg = config(trained_root, "serve.models.churn.version=2")
+    result = predict_dataset(cfg, explain=True)
+    out = pq.read_table(result.path)
+    assert result.explained and out.num_rows == churn_rows.num_rows
+    check_predictions(out, expected(trained_root, "churn", 2, churn_rows), "churn")
+    local = Predictor.load(Registry(cfg.paths.registry), "churn", 2)
+    columns = local.features.input_columns
+    assert out.schema.field("attributions").type == pa.struct([(c, pa.float64()) for c in columns])
+    _, _, online = local.explain_rows(churn_rows, cfg.serve.explain.steps)
+    want = dict(zip(churn_rows["customer_id"].to_pylist(), online, strict=True))
+    for row in out.select(
+        ["customer_id", "prediction", "explained", "base", "attributions"]
+    ).to_pylist():
+        why = want[row["customer_id"]]
+        assert row["explained"] == why["explained"] == "log-odds of churned = 1"
+        assert row["base"] == pytest.approx(why["base"], abs=1e-6)
+        assert row["attributions"] == pytest.approx(why["attributions"], abs=1e-6)
+        margin = row["base"] + sum(row["attributions"].values())
+        assert 1 / (1 + np.exp(-margin)) == pytest.approx(row["prediction"], abs=1e-5)
+
+
 def test_unlabeled_files_are_predicted_without_the_target(trained_root, churn_rows, tmp_path):
     path = tmp_path / "to_score.parquet"
     pq.write_table(churn_rows.drop_columns(["churned"]), path)

@@ -42,6 +42,7 @@ class BatchResult:
     version: str  # e.g. "churn v3"
     ref: str  # what was asked for: a stage or a version number
     validation: ValidationReport
+    explained: bool = False  # each row has its explanation (keel predict --explain)
 
 
 class Scorer:
@@ -52,21 +53,37 @@ class Scorer:
     """
 
     def __init__(
-        self, registry: str, model: str, version: int, postprocess: dict, id_column: str | None
+        self,
+        registry: str,
+        model: str,
+        version: int,
+        postprocess: dict,
+        id_column: str | None,
+        explain_steps: int | None = None,
     ):
         spec = OmegaConf.merge(OmegaConf.structured(PostprocessConfig), postprocess)
         self.predictor = Predictor.load(
             Registry(registry), model, version, OmegaConf.to_object(spec)
         )
         self.id_column = id_column
+        self.explain_steps = explain_steps
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return score(self.predictor, batch, self.id_column)
+        return score(self.predictor, batch, self.id_column, self.explain_steps)
 
 
-def score(predictor: Predictor, batch: pa.Table, id_column: str | None) -> pa.Table:
-    """Valid rows -> output rows; columns get explicit types so every block has one schema."""
-    raw = np.asarray(predictor.predict(batch), np.float64)
+def score(
+    predictor: Predictor, batch: pa.Table, id_column: str | None, explain_steps: int | None = None
+) -> pa.Table:
+    """Valid rows -> output rows; columns get explicit types so every block has one schema.
+    With `explain_steps`, each row's explanation too, as the served one (serve.explain.steps):
+    `explained`, `base` and `attributions` (a struct with a field per input column)."""
+    explanations = None
+    if explain_steps:
+        raw, _, explanations = predictor.explain_rows(batch, explain_steps)
+    else:
+        raw = predictor.predict(batch)
+    raw = np.asarray(raw, np.float64)
     out: dict[str, pa.Array] = {}
     if id_column:
         out[id_column] = batch.column(id_column)
@@ -76,6 +93,12 @@ def score(predictor: Predictor, batch: pa.Table, id_column: str | None) -> pa.Ta
     types = _output_types(predictor.post)
     for name, values in predictor.post.columns(raw).items():
         out[name] = pa.array(values, type=types[name])
+    if explanations is not None:
+        columns = predictor.features.input_columns
+        out["explained"] = pa.array([e["explained"] for e in explanations], pa.string())
+        out["base"] = pa.array([e["base"] for e in explanations], pa.float64())
+        kind = pa.struct([(c, pa.float64()) for c in columns])
+        out["attributions"] = pa.array([e["attributions"] for e in explanations], kind)
     mv = predictor.version
     out["model"] = pa.array([mv.model] * len(raw), pa.string())
     out["version"] = pa.array(np.full(len(raw), mv.version, np.int64))
@@ -106,9 +129,10 @@ def scoring_schema(dataset: DatasetConfig) -> DatasetConfig:
     return replace(dataset, columns=columns)
 
 
-def predict_dataset(cfg: KeelConfig) -> BatchResult:
+def predict_dataset(cfg: KeelConfig, explain: bool = False) -> BatchResult:
     """Validate cfg.dataset's source, predict its valid rows with the served version of the
-    dataset's model, and write them under {paths.root}/predictions/{model}/v{N}-{stamp}/."""
+    dataset's model, and write them under {paths.root}/predictions/{model}/v{N}-{stamp}/;
+    `explain`: with each row's explanation (see `score`)."""
     import ray
 
     model = cfg.dataset.name
@@ -120,6 +144,8 @@ def predict_dataset(cfg: KeelConfig) -> BatchResult:
     # its number is then pinned for every worker.
     predictor = Predictor.load(registry, model, ref, spec, device="cpu")
     pinned = predictor.version
+    if explain:
+        predictor.check_explainable()
     dataset = scoring_schema(cfg.dataset)
     missing = [c for c in predictor.features.input_columns if c not in dataset.columns]
     if missing:
@@ -142,6 +168,7 @@ def predict_dataset(cfg: KeelConfig) -> BatchResult:
             "version": pinned.version,
             "postprocess": to_dict(spec),
             "id_column": dataset.id_column,
+            "explain_steps": cfg.serve.explain.steps if explain else None,
         },
         batch_format="pyarrow",
         batch_size=cfg.features.batch_size,
@@ -150,7 +177,7 @@ def predict_dataset(cfg: KeelConfig) -> BatchResult:
     ).write_parquet(path)
     rows = _rows(path)
     log.info("%s: predicted %d rows into %s", pinned.label, rows, path)
-    return BatchResult(path, rows, pinned.label, ref, validated.report)
+    return BatchResult(path, rows, pinned.label, ref, validated.report, explain)
 
 
 def _rows(path: str) -> int:
@@ -164,6 +191,11 @@ def describe(result: BatchResult) -> list[tuple[str, str]]:
     return [
         ("version", f"{result.version} (asked for: {result.ref})"),
         ("predicted", f"{result.rows:,} rows"),
+        *(
+            [("explained", "each row: explained, base, attributions (one per input column)")]
+            if result.explained
+            else []
+        ),
         *describe_validation(result.validation),
         ("output", result.path),
     ]

@@ -88,16 +88,20 @@ class Predictor:
         raw = self.predict(rows)
         return raw, self.post.rows(raw)
 
+    def check_explainable(self) -> None:
+        """Raises NotExplainable for a version trained before keel stored explanations."""
+        if self.baseline is None:
+            raise NotExplainable(
+                f"{self.version.label} was trained before keel stored explanations: retrain it"
+            )
+
     def explain_rows(
         self, rows: Batch, steps: int
     ) -> tuple[np.ndarray, list[dict[str, Any]], list[dict[str, Any]]]:
         """Raw predictions, post-processed outputs and one explanation per row: what is
         explained, the base value, the explained output and an attribution per input column
         (keel.models.explain; encoded features folded back to their columns)."""
-        if self.baseline is None:
-            raise NotExplainable(
-                f"{self.version.label} was trained before keel stored explanations: retrain it"
-            )
+        self.check_explainable()
         x = self.features.transform(rows)
         raw = self.family.predict(self.model, self.head, x)
         why = self.family.explain(
