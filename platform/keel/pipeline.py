@@ -30,6 +30,7 @@ from keel.config import KeelConfig, load
 from keel.config.schema import ColumnType
 from keel.data.batch import json_rows
 from keel.errors import KeelError
+from keel.models.explain import in_words
 from keel.monitoring.logs import wait_logged
 from keel.monitoring.monitor import Monitored, Served
 from keel.monitoring.monitor import run as monitor
@@ -125,6 +126,7 @@ def pipeline(overrides: Sequence[str]) -> Summary:
         loop.step("serve", url, t)
         for name in target.models:
             _expect(loop, name, _traffic(loop, name, seed=FIRST_SEED), passes=True)
+        _explain_one(loop, url, cfgs[target.drifted])
         drifted_cfg = load([*_for(base, target, target.drifted), *drift])
         seed = FIRST_SEED + 1_000
         verdict = _expect(
@@ -310,13 +312,29 @@ def _retrain_and_switch(loop: Loop, cfg: KeelConfig, url: str, drift: Sequence[s
     return Switch(before, after, seconds, probe.sent, probe.failed, decision.path)
 
 
+def _one_request(cfg: KeelConfig) -> dict:
+    """A predict body of one row of the dataset's traffic."""
+    row = traffic_table(_seeded(cfg, 5_000)).slice(0, 1)
+    return {"instances": json_rows(row, drop=(cfg.dataset.target,))}
+
+
+def _explain_one(loop: Loop, url: str, cfg: KeelConfig) -> None:
+    """Ask the running app why it answered one request (POST :explain)."""
+    t, name = time.perf_counter(), cfg.dataset.name
+    r = requests.post(f"{url}/v1/models/{name}:explain", json=_one_request(cfg), timeout=60)
+    if r.status_code != 200:
+        raise PipelineError(f"{name}:explain answered {r.status_code}: {r.text[:300]}")
+    answer = r.json()
+    why = in_words(answer["predictions"][0]["explanation"])
+    loop.step(f"explain one {name} request", f"v{answer['version']} {why}", t)
+
+
 class _Probe(threading.Thread):
     """One-row requests in a loop: which version answers, and whether any request fails."""
 
     def __init__(self, url: str, cfg: KeelConfig):
         super().__init__(daemon=True)
-        row = traffic_table(_seeded(cfg, 5_000)).slice(0, 1)
-        self.body = {"instances": json_rows(row, drop=(cfg.dataset.target,))}
+        self.body = _one_request(cfg)
         self.endpoint = f"{url}/v1/models/{cfg.dataset.name}:predict"
         self.sent = self.failed = 0
         self.version: int | None = None
@@ -364,6 +382,8 @@ def _summary(
     if (estimate := drifted.verdict.estimate) is not None:
         why = estimate.disagreement or estimate.blind_to
         summary.add("quality without labels", f"{estimate.headline()}: {why}")
+    if (attribution := drifted.verdict.attribution) is not None:
+        summary.add("explanations moved", attribution.headline())
     summary.add("retrain decision", switch.decision)
     summary.add(
         "after retraining",

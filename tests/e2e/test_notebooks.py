@@ -140,6 +140,10 @@ def test_the_training_notebook_trains_sweeps_and_registers(executed):
 def test_the_serving_notebook_catches_drift_and_retrains(executed):
     nb = executed["03_serve_and_monitor"]
     assert "churn v1" in printed(nb, "serve")
+    # one request explained: the log-odds of churn from the base and its largest attributions
+    assert re.match(r"log-odds of churned = 1: \S+ = base \S+ \+ \w+ [+-]", printed(nb, "explain"))
+    (cell,) = (c for c in nb.cells if "explain" in c.metadata.get("tags", []))
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in cell.outputs)
     assert "2000 rows served, monitor pass" in printed(nb, "normal"), shown(nb, "normal")
     assert "2000 rows served, monitor fail" in printed(nb, "drifted"), shown(nb, "drifted")
     assert re.search(r"drift\s+fail: .*age, contract, monthly_charges", shown(nb, "drifted"))

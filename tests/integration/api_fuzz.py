@@ -63,9 +63,12 @@ HEADERS = st.lists(
 
 
 @functools.cache
-def requests_for(spec_text: str, n: int, bare: int) -> dict[tuple[str, str], list[Fuzz]]:
+def requests_for(
+    spec_text: str, n: int, bare: int, explain: int
+) -> dict[tuple[str, str], list[Fuzz]]:
     """(method, path) -> generated requests for every operation of the document: `n` for one
-    with a body, `bare` for one without.
+    with a body, `explain` for a model's :explain (predict's body and validation), `bare` for
+    one without.
 
     The parts are drawn in processes of their own, every core at once: they are independent of
     each other (12,000 requests: ~70 s one after another, ~28 s on 2 cores here)."""
@@ -74,9 +77,10 @@ def requests_for(spec_text: str, n: int, bare: int) -> dict[tuple[str, str], lis
         op = result.ok()
         method, path = op.method.upper(), op.path
         if op.body:
-            third = n // 3
+            total = explain if path.endswith(":explain") else n
+            third = total // 3
             parts += [(method, path, kind, third) for kind in (POSITIVE, NEGATIVE)]
-            parts.append((method, path, RAW, n - 2 * third))
+            parts.append((method, path, RAW, total - 2 * third))
         else:
             parts.append((method, path, BARE, bare))
     # spawn, not fork: the caller holds Ray's threads and sockets

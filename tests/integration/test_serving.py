@@ -41,6 +41,9 @@ from keel.traffic import TrafficError, describe, simulate, traffic_table
 # query string and headers (6 operations: 2,000 each was 12,000 requests, ~2 CPU-min to draw and
 # send; 3 operations are bare)
 FUZZ_PER_BODY, FUZZ_PER_BARE = 2_000, 400
+# :explain takes predict's body through the same validation (fuzzed above): what is its own is
+# the answer, which fewer valid bodies cover
+FUZZ_PER_EXPLAIN = 300
 # The tests of what the ingress alone decides (request validation, limits, feedback, auth) run
 # on one topology: the graph's ingress is the same code, only the models sit behind handles.
 INGRESS = pytest.mark.parametrize("app", ["fused"], indirect=True)
@@ -57,10 +60,11 @@ class Client:
         self.answered: Counter[tuple[str, int]] = Counter()  # (model, status) -> requests
         self.lock = threading.Lock()
 
-    def predict(self, model: str, instances, **kw) -> requests.Response:
+    def predict(self, model: str, instances, op: str = "predict", **kw) -> requests.Response:
+        """`op` "explain" posts to :explain, whose answers are predict's and are logged alike."""
         body = {"instances": instances} if "data" not in kw and "json" not in kw else None
         r = self.session.post(
-            f"{self.base}/v1/models/{model}:predict", json=kw.pop("json", body), timeout=60, **kw
+            f"{self.base}/v1/models/{model}:{op}", json=kw.pop("json", body), timeout=60, **kw
         )
         with self.lock:
             self.answered[(model, r.status_code)] += 1
@@ -302,6 +306,63 @@ def test_shadow_predictions_are_logged_and_never_returned(app):
     assert all(shadow[i]["version"] == 2 for i in ids)
 
 
+def test_explanations_say_why_per_input_column_and_are_logged_by_request_id(app):
+    """:explain, and "explain": true on predict, answer as predict does plus, per prediction,
+    an attribution per input column that adds up with the base value to the explained output:
+    the log-odds of churn for churn v1's MLP (Integrated Gradients at serve.explain.steps), the
+    price for listings. They come from the version of record (churn's 10% canary never
+    explains) and equal what the version explains in this process; each is logged by request
+    id."""
+    cfg, client = app
+    registry, steps = Registry(cfg.paths.registry), cfg.serve.explain.steps
+    logged: dict[str, dict[str, dict]] = {}
+    for model, rows in (
+        ("churn", _rows("churn", 6, seed=9)),
+        ("listings", _rows("listings", 4, 9)),
+    ):
+        local = Predictor.load(registry, model, 1, cfg.serve.models[model].postprocess)
+        raw, outputs, expected = local.explain_rows(rows, steps)
+        answers = [client.predict(model, rows, op="explain") for _ in range(10)]
+        answers.append(client.predict(model, None, json={"instances": rows, "explain": True}))
+        for r in answers:
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["version"] == 1
+            for p, value, out, why in zip(body["predictions"], raw, outputs, expected, strict=True):
+                got = p["explanation"]
+                assert set(got["attributions"]) == set(local.features.input_columns)
+                total = got["base"] + sum(got["attributions"].values())
+                # IG's integral at 64 steps: within 1% of what the attributions explain
+                moved = max(abs(got["output"] - got["base"]), 1.0)
+                assert total == pytest.approx(got["output"], abs=0.01 * moved), (model, got)
+                margin = 1 / (1 + np.exp(-got["output"])) if model == "churn" else got["output"]
+                assert (p["prediction"], p["output"]) == (pytest.approx(value, rel=1e-4), out)
+                assert margin == pytest.approx(value, rel=1e-4)
+                assert got["explained"] == why["explained"]
+                for column, share in why["attributions"].items():
+                    assert got["attributions"][column] == pytest.approx(share, abs=1e-4)
+                logged.setdefault(model, {})[p["request_id"]] = got
+    plain = client.predict("churn", _rows("churn", 2, seed=9)).json()["predictions"]
+    assert all("explanation" not in p for p in plain)
+    # the request log tells explain requests from predict ones: each has its own SLO budget
+    for model in logged:
+        directory = prediction_log.requests_dir(cfg.paths.logs, model)
+
+        def explained(d=directory) -> int:
+            return sum(r["operation"] == "explain" and r["status"] == 200 for r in _read(d))
+
+        _wait(lambda: explained() == 11)
+    for model, explained in logged.items():
+        directory = prediction_log.explanations_dir(cfg.paths.logs, model)
+        _wait(lambda d=directory, e=explained: set(e) <= {r["request_id"] for r in _read(d)})
+        rows = {r["request_id"]: r for r in _read(directory) if r["request_id"] in explained}
+        assert len(rows) == len(explained) == (66 if model == "churn" else 44)
+        for i, row in rows.items():
+            assert (row["model"], row["version"]) == (model, 1)
+            assert (row["base"], row["output"]) == (explained[i]["base"], explained[i]["output"])
+            assert json.loads(row["attributions"]) == explained[i]["attributions"]
+
+
 def test_promotion_during_a_steady_stream_fails_no_request(app):
     cfg, client = app
     rows = _rows("listings", 2, seed=7)
@@ -483,23 +544,24 @@ def test_a_load_of_20000_predictions_at_concurrency_64_fails_no_request(app):
 def test_fuzzed_requests_to_every_operation_get_no_5xx_and_the_app_stays_up(app):
     """Requests to every operation of the served OpenAPI document, generated from it (see
     api_fuzz): every answer is one the document declares, none a 5xx. 2,000 per operation with
-    a body and 400 per bare one on the fused topology; every tenth of them on the other, whose
-    API is the same code. The
-    predict ones join the client's counts, so the module's last test finds them in the logs."""
+    a body (300 per :explain) and 400 per bare one on the fused topology; every tenth of them
+    on the other, whose API is the same code. The predict and explain ones join the client's
+    counts, so the module's last test finds them in the logs."""
     cfg, client = app
     spec = requests.get(f"{client.base}/openapi.json", timeout=10)
-    generated = api_fuzz.requests_for(spec.text, FUZZ_PER_BODY, FUZZ_PER_BARE)
-    assert len(generated) == 6  # 2 predict routes, feedback, models, healthz, readyz
+    generated = api_fuzz.requests_for(spec.text, FUZZ_PER_BODY, FUZZ_PER_BARE, FUZZ_PER_EXPLAIN)
+    # 2 predict and 2 explain routes, feedback, models, healthz, readyz
+    assert len(generated) == 8
     for (method, path), fuzz in generated.items():
         operation = spec.json()["paths"][path][method.lower()]
-        body = "requestBody" in operation
-        assert len(fuzz) == (FUZZ_PER_BODY if body else FUZZ_PER_BARE), (method, path)
+        body = FUZZ_PER_EXPLAIN if path.endswith(":explain") else FUZZ_PER_BODY
+        assert len(fuzz) == (body if "requestBody" in operation else FUZZ_PER_BARE), path
         answers = api_fuzz.send(client.base, fuzz if cfg.serve.fused else fuzz[::10])
         statuses = Counter(a.status for a in answers)
         declared = {int(s) for s in operation["responses"]}
         crashed = [a for a in answers if a.status >= 500 or a.status not in declared]
         assert not crashed, (method, path, statuses, crashed[:3])
-        if predict := re.fullmatch(r"/v1/models/(\w+):predict", path):
+        if predict := re.fullmatch(r"/v1/models/(\w+):(predict|explain)", path):
             with client.lock:
                 for a in answers:
                     client.answered[(predict[1], a.status)] += 1
@@ -537,7 +599,10 @@ def test_auth_requires_the_bearer_token(app, monkeypatch):
         for method in operations:
             if path in open_paths or path.endswith(":predict"):
                 continue  # predict routes: above, through the client that counts them
-            r = requests.request(method, f"{client.base}{path}", json={}, timeout=10)
+            if explain := re.fullmatch(r"/v1/models/(\w+):explain", path):
+                r = client.predict(explain[1], None, op="explain", json={})  # logged: counted
+            else:
+                r = requests.request(method, f"{client.base}{path}", json={}, timeout=10)
             assert r.status_code == 401, (method, path, r.status_code)
     for path in open_paths:
         assert requests.get(f"{client.base}{path}", timeout=10).status_code == 200

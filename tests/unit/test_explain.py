@@ -16,6 +16,7 @@ from keel.config.schema import Family, Task
 from keel.data.synthetic import generate
 from keel.features import FeaturePipeline
 from keel.models import Head
+from keel.models.explain import in_words
 from keel.models.family import family
 
 BINARY = Head("binary_classification", labels=["no", "yes"])
@@ -112,3 +113,16 @@ def test_an_explanation_of_a_table_row_uses_the_same_features_as_predict():
     folded = pipeline.fold(why.attributions)
     assert folded.shape == (5, len(pipeline.input_columns))
     np.testing.assert_allclose(folded.sum(axis=1), why.attributions.sum(axis=1), atol=1e-9)
+
+
+def test_an_explanation_in_words_leads_with_the_largest_attributions():
+    why = {
+        "explained": "log-odds of churned = 1",
+        "base": -1.2,
+        "output": 0.5,
+        "attributions": {"age": 0.1, "tenure": 1.3, "contract": -0.4, "region": 0.2},
+    }
+    assert in_words(why, top=2) == (
+        "log-odds of churned = 1: 0.5 = base -1.2 + tenure +1.3, contract -0.4 and 2 more columns"
+    )
+    assert in_words(why, top=4).endswith("region +0.2, age +0.1")

@@ -45,6 +45,19 @@ def what(head: Head, target: str) -> str:
     return target
 
 
+def in_words(explanation: dict[str, Any], top: int = 3) -> str:
+    """One served explanation (a prediction's `explanation`) as a line: the output, the base
+    and the `top` largest attributions."""
+    ranked = sorted(explanation["attributions"].items(), key=lambda kv: -abs(kv[1]))
+    shown = ", ".join(f"{c} {v:+.3g}" for c, v in ranked[:top])
+    rest = len(ranked) - top
+    more = f" and {rest} more columns" if rest > 0 else ""
+    return (
+        f"{explanation['explained']}: {explanation['output']:.3g} = base "
+        f"{explanation['base']:.3g} + {shown}{more}"
+    )
+
+
 def classes(head: Head, raw: np.ndarray) -> np.ndarray:
     """The output index each row explains: its predicted class for multiclass, else 0."""
     if Task(head.task) is Task.multiclass_classification:

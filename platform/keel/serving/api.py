@@ -59,6 +59,13 @@ class Ingress(Protocol):
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+):(predict|explain)")  # model, Operation
 REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}}  # malformed, no token, too large, invalid
 EXPLAIN_REFUSALS = {**REFUSALS, 409: {}}  # 409: a version trained before explanations
+OPERATIONS = {  # each model's routes: summary, the refusals documented
+    Operation.predict: ("Predict with {model}", REFUSALS),
+    Operation.explain: (
+        "Predict with {model} and say why: an attribution per input column",
+        EXPLAIN_REFUSALS,
+    ),
+}
 
 
 class Guard:
@@ -98,41 +105,31 @@ def build_api(ingress: Ingress) -> FastAPI:
         model = request.path_params.get("model") or request.url.path.split("/")[-1].split(":")[0]
         return ingress.reject(model, e)
 
-    def predict_route(model: str):
-        async def predict(request: Request):
-            return await ingress.predict(model, request)
+    def route(model: str, operation: Operation):
+        async def answer(request: Request):
+            return await ingress.predict(model, request, operation is Operation.explain)
 
-        predict.__name__ = f"predict_{model}"
-        return predict
+        answer.__name__ = f"{operation.value}_{model}"
+        return answer
 
-    def explain_route(model: str):
-        async def explain(request: Request):
-            return await ingress.predict(model, request, explain=True)
+    def unknown(operation: Operation):
+        async def answer(model: str, request: Request):  # a 404 naming the served models
+            return await ingress.predict(model, request, operation is Operation.explain)
 
-        explain.__name__ = f"explain_{model}"
-        return explain
+        answer.__name__ = f"{operation.value}_unknown"
+        return answer
 
     for model in ingress.servers:
-        app.post(
-            f"/v1/models/{model}:predict",
-            summary=f"Predict with {model}",
-            tags=["predict"],
-            responses=REFUSALS,
-        )(predict_route(model))
-        app.post(
-            f"/v1/models/{model}:explain",
-            summary=f"Predict with {model} and say why: an attribution per input column",
-            tags=["explain"],
-            responses=EXPLAIN_REFUSALS,
-        )(explain_route(model))
-
-    @app.post("/v1/models/{model}:predict", include_in_schema=False)
-    async def predict_unknown(model: str, request: Request):
-        return await ingress.predict(model, request)
-
-    @app.post("/v1/models/{model}:explain", include_in_schema=False)
-    async def explain_unknown(model: str, request: Request):
-        return await ingress.predict(model, request, explain=True)
+        for operation, (summary, refusals) in OPERATIONS.items():
+            app.post(
+                f"/v1/models/{model}:{operation.value}",
+                summary=summary.format(model=model),
+                tags=[operation.value],
+                responses=refusals,
+            )(route(model, operation))
+    for operation in OPERATIONS:
+        path = f"/v1/models/{{model}}:{operation.value}"
+        app.post(path, include_in_schema=False)(unknown(operation))
 
     @app.post(
         "/v1/feedback",
