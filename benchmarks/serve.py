@@ -12,8 +12,10 @@ requests, `requests` per point per side after a warm-up, keel and bare alternati
 flips every repeat; medians over `repeats`). Reported per point: requests/s, p50, p99 and
 keel / bare. Headline per model: keel's best rows/s over bare's best rows/s, with both p99s at
 keel's best point; then the SLO check: keel paced (open loop) at half its best request rate,
-its p99 against slo.latency_p99_ms. The load generator runs in this process on the same cores
-as both servers, so absolute numbers are lower bounds on a bigger machine; ratios are the point.
+its p99 against slo.latency_p99_ms. For the demo model, keel's :explain against its own
+:predict on the same 32-row requests (`explain`: throughput and p99 of each). The load
+generator runs in this process on the same cores as both servers, so absolute numbers are
+lower bounds on a bigger machine; ratios are the point.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ PARAMS = (  # bench.params keys, all set in conf/bench/serve.yaml
     "heavy_hidden_sizes",
     "replicas",
     "targets",
+    "explain",
 )
 
 
@@ -123,6 +126,9 @@ def bench_model(
                 for side in SIDES:
                     loadgen.run(urls[side], bodies, most, p["warmup"])
             points = sweep(urls, payloads, p, cfg.bench.repeats)
+            explained = None
+            if m.role == "demo":
+                explained = explain_vs_predict(keel, m.name, payloads, p, cfg.bench.repeats)
             best = max(points, key=lambda pt: pt["keel"]["rows_per_s"])
             rate, size = best["keel"]["rps"] / 2, best["rows_per_request"]
             log.info("%s: SLO check, keel paced at %.0f req/s ...", m.name, rate)
@@ -138,7 +144,49 @@ def bench_model(
         "points": points,
         "headline": headline(points, p["targets"][m.role]),
         "slo": slo,
+        "explain": explained,
     }
+
+
+def explain_vs_predict(
+    base: str, model: str, payloads: dict[int, list[bytes]], p: dict, repeats: int
+) -> list[dict]:
+    """keel's :explain against its own :predict on the same requests (the largest size), the
+    two alternating at each concurrency: what an explanation costs a caller, and that the
+    explain batches leave predict's alone. Both answer the same predictions first."""
+    size, e = max(payloads), p["explain"]
+    bodies = payloads[size]
+    urls = {op: f"{base}/v1/models/{model}:{op}" for op in ("predict", "explain")}
+    answers = {
+        op: requests.post(url, data=bodies[0], headers=loadgen.JSON, timeout=60)
+        for op, url in urls.items()
+    }
+    if any(r.status_code != 200 for r in answers.values()):
+        raise KeelError(f"explain check: { ({op: r.text[:200] for op, r in answers.items()}) }")
+    predicted, explained = (answers[op].json()["predictions"] for op in urls)
+    if [a["prediction"] for a in predicted] != [a["prediction"] for a in explained]:
+        raise KeelError("explain and predict answer different predictions for the same request")
+    loadgen.run(urls["explain"], bodies, max(e["concurrency"]), e["warmup"])
+    points = []
+    for c in e["concurrency"]:
+        runs: dict[str, list[loadgen.LoadResult]] = {op: [] for op in urls}
+        for r in range(repeats):
+            for op in list(urls) if r % 2 == 0 else list(urls)[::-1]:
+                runs[op].append(loadgen.run(urls[op], bodies, c, e["requests"]))
+        point = {"rows_per_request": size, "concurrency": c}
+        point.update({op: _median(results, size) for op, results in runs.items()})
+        log.info("explain vs predict, %d rows x %d in flight: %s", size, c, _explain_line(point))
+        points.append(point)
+    return points
+
+
+def _explain_line(pt: dict) -> str:
+    x, q = pt["explain"], pt["predict"]
+    return (
+        f"explain {x['rows_per_s']:,.0f} rows/s, p99 {x['p99_ms']:.1f} ms vs predict "
+        f"{q['rows_per_s']:,.0f} rows/s, p99 {q['p99_ms']:.1f} ms: "
+        f"{x['rows_per_s'] / q['rows_per_s']:.2f}x the throughput"
+    )
 
 
 def replica_threads(cfg: KeelConfig) -> int:
@@ -286,6 +334,8 @@ def summarize(cfg: KeelConfig, p: dict, models: list[Model], results: dict) -> S
             f"{slo['p99_ms']:.1f} ms (p50 {slo['p50_ms']:.1f}) vs {slo['slo_p99_ms']:.0f} ms, "
             f"{slo['failed']} failed: {_verdict(slo['pass'])}",
         )
+        for pt in r["explain"] or ():
+            s.add(f"{role}: explain, {_at(pt)}", _explain_line(pt))
         failed = {side: sum(pt[side]["failed"] for pt in r["points"]) for side in SIDES}
         if any(failed.values()):
             s.add(f"{role}: failed requests", ", ".join(f"{k} {v}" for k, v in failed.items()))

@@ -14,6 +14,7 @@ from keel.config import KeelConfig, to_dict
 from keel.data import synthetic
 from keel.data.batch import json_rows
 from keel.models import build
+from keel.registry import File
 from keel.storage import delete_dir, exists, join, read_json, write_json
 from keel.training.dataset import prepare
 from keel.training.run import train
@@ -37,7 +38,9 @@ def trained_models(cfg: KeelConfig, heavy_hidden: list[int]) -> list[Model]:
     """
     marker = join(cfg.paths.root, "models.json")
     sections = {s: to_dict(getattr(cfg, s)) for s in ("dataset", "features", "model", "train")}
-    key = json.loads(json.dumps({**sections, "heavy": heavy_hidden}, default=str))
+    # and the bundle's files: a version registered before a file existed lacks it (explain.json)
+    files = sorted(f.value for f in File)
+    key = json.loads(json.dumps({**sections, "heavy": heavy_hidden, "files": files}, default=str))
     if exists(marker) and (cached := read_json(marker))["key"] == key:
         log.info("reusing the models trained by an earlier run in %s", cfg.paths.registry)
         if exists(cfg.paths.logs):
