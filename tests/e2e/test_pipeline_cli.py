@@ -8,6 +8,7 @@ on what the loop left behind: the verdicts, the reports, the decision and the re
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,13 @@ def test_pipeline_runs_the_whole_loop(tmp_path):
     # which quality estimated without labels cannot see: the summary says why they disagree
     assert "concept shift" in drifted["checks"]["estimate"]["disagreement"]
     assert "quality without labels" in done.stdout and "realized" in done.stdout
+    # the explanations lean on drifted inputs more: only they gain share (age 7% -> 16% here)
+    shares = drifted["checks"]["attribution"]["shares"]
+    gained = {c for c, (before, now) in shares.items() if now - before > 0.015}
+    assert gained and gained <= set(drift["drifted_columns"]), shares
+    assert "explanations moved" in done.stdout
+    why = r"explain one churn request.*?log-odds\s+of\s+churned\s+=\s+1:"  # however it wraps
+    assert re.search(why, done.stdout, re.S), done.stdout
     assert drifted["retrain"] is True
     assert after["status"] == "pass" and after["version"] == 2
     assert after["checks"]["quality"]["metrics"]["roc_auc"] >= 0.70
