@@ -37,6 +37,7 @@ class Fuzz:
     query: tuple[tuple[str, str], ...]
     headers: tuple[tuple[str, str], ...]
     body: bytes | None
+    valid: bool = False  # a case the document calls valid (schemathesis' positive mode)
 
 
 @dataclass
@@ -109,10 +110,10 @@ def _part(spec_text: str, part: tuple[str, str, str, int]) -> list[Fuzz]:
         if r.ok().method.upper() == method and r.ok().path == path
     )
     mode = GenerationMode.POSITIVE if kind == POSITIVE else GenerationMode.NEGATIVE
-    return [_from_case(case) for case in _draw(op.as_strategy(mode), n)]
+    return [_from_case(case, kind == POSITIVE) for case in _draw(op.as_strategy(mode), n)]
 
 
-def _from_case(case: Any) -> Fuzz:
+def _from_case(case: Any, valid: bool) -> Fuzz:
     kw = case.as_transport_kwargs(base_url="")
     if "json" in kw:
         body: bytes | None = json.dumps(kw["json"]).encode()
@@ -126,6 +127,7 @@ def _from_case(case: Any) -> Fuzz:
         tuple((str(k), str(v)) for k, v in params.items()),
         tuple((k, str(v)) for k, v in kw.get("headers", {}).items()),
         body,
+        valid,
     )
 
 

@@ -349,3 +349,23 @@ def test_float_bounds_are_published_as_minimum_and_maximum(request_):
     props = request_.model_json_schema()["$defs"]["ChurnInstance"]["properties"]
     assert props["monthly_charges"].get("minimum") == 5
     assert props["monthly_charges"].get("maximum") == 500
+
+
+@pytest.mark.parametrize(
+    ("document", "depth"),
+    [
+        (1, 0),
+        ({"instances": [{"age": 40}]}, 3),  # a predict body
+        ({"feedback": [{"request_id": "a", "label": [1]}]}, 4),
+        ([[[]]], 3),
+        ({"a": 1, "b": {"c": {"d": []}}}, 4),  # the deepest branch counts
+    ],
+)
+def test_a_bodys_depth_is_counted_without_recursion(document, depth):
+    from keel.serving.ingress import MAX_DEPTH, _depth
+
+    assert _depth(document) == depth
+    deep: list = []
+    for _ in range(5 * MAX_DEPTH):  # what recursive code would need many frames for
+        deep = [deep]
+    assert _depth(deep) == MAX_DEPTH + 1  # counting stops once past the limit

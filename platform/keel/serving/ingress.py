@@ -143,9 +143,14 @@ class Ingress:
             if len(body) > limit:
                 raise _too_large(limit)
         try:
-            return json.loads(body)
+            value = json.loads(body)
+        except RecursionError:  # nested past Python's own limit
+            raise _too_deep() from None
         except (ValueError, UnicodeDecodeError) as e:
             raise Rejected(400, "malformed", f"body is not valid JSON: {e}") from None
+        if _depth(value) > MAX_DEPTH:
+            raise _too_deep()
+        return value
 
     def _authorize(self, request: Request) -> None:
         if self.token is None or request.url.path in OPEN_PATHS:
@@ -309,7 +314,9 @@ class Ingress:
         return build_api(self)
 
     def reject(self, model: str | None, error: Rejected) -> JSONResponse:
-        self.metrics.rejected(model or "-", error.reason)
+        # a client's model name is never a metric tag: any string of any length would make a
+        # series (and Ray's tags take ASCII only: a 500 for /v1/models/café:predict)
+        self.metrics.rejected(model if model in self.servers else "-", error.reason)
         return JSONResponse(
             {"error": error.reason, "detail": error.message}, status_code=error.status
         )
@@ -336,6 +343,29 @@ class Ingress:
             body(f"/v1/models/{model}:explain", req)
         body("/v1/feedback", Feedback, FeedbackRequest)
         return doc
+
+
+# How deeply a body's JSON may nest: a predict or feedback body nests 4 deep; anything far
+# deeper is a mistake or an attack, and deep enough documents overflow recursive code (the JSON
+# parser, pydantic, repr in error messages).
+MAX_DEPTH = 32
+
+
+def _too_deep() -> Rejected:
+    return Rejected(400, "malformed", f"body is nested deeper than {MAX_DEPTH} levels")
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON document nests (a scalar: 0), without recursion; counting
+    stops past MAX_DEPTH."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_DEPTH:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _instances(body: Any) -> int:
