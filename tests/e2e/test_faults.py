@@ -58,11 +58,14 @@ def test_a_killed_retrain_leaves_no_partial_version_and_the_next_one_runs(
     threading.Thread(target=lambda: lines.extend(retrain.stdout), daemon=True).start()
     try:
         _wait_for(lines, "training a challenger", retrain)
-        time.sleep(3)  # inside the Ray Train run
+        # killed once training is under way: a Train worker has finished the first of its 4
+        # epochs (and checkpointed it), three are left before anything is registered
+        _wait_for(lines, "epoch 1/4", retrain)
     finally:
         os.killpg(retrain.pid, signal.SIGKILL)
         retrain.wait(timeout=30)
     assert retrain.returncode == -signal.SIGKILL
+    assert not any("registered churn" in line for line in lines), "killed too late"
     assert registry.versions("churn") == versions  # nothing half-registered is visible
     assert registry.stages("churn") == stages
 

@@ -8,8 +8,10 @@ Retraining runs real Ray Train jobs on a copy of the shared registry.
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
+from keel import prediction_log as plog
 from keel import storage
 from keel.config import load
 from keel.monitoring.monitor import run
@@ -104,6 +106,41 @@ def test_concept_shift_is_caught_by_quality_not_drift(trained_root, tmp_path, se
     # realized quality disagrees
     assert v.estimate.status == "pass" and v.estimate.metrics["roc_auc"] > 0.65
     assert "concept shift" in v.estimate.disagreement
+
+
+def test_slow_and_failing_requests_fail_the_verdict_naming_each_slo(
+    trained_root, tmp_path, log_traffic
+):
+    """Healthy predictions, but the request log of the same window holds slow answers, server
+    errors and slow explanations: the SLO check fails naming each key, and asks for retraining
+    (slo is in monitor.retrain_on) while drift and quality pass."""
+    cfg = config(trained_root, str(tmp_path / "logs"), f"paths.reports={tmp_path}/reports")
+    log_traffic(cfg, 14)  # 100 predict requests answered in 5 ms
+    now = plog.now()
+
+    def rows(n: int, status: int, latency_ms: float, operation: str) -> list[dict]:
+        reason = None if status == 200 else "internal"
+        return [
+            dict(ts=now, model="churn", status=status, reason=reason, rows=20,
+                 latency_ms=latency_ms, operation=operation)
+            for _ in range(n)
+        ]  # fmt: skip
+
+    breaches = [
+        *rows(5, 200, 2_000.0, "predict"),  # 5 of 105 answered predicts: p99 above 100 ms
+        *rows(2, 500, 1.0, "predict"),  # 2 of 117 requests are server errors: 1.7% > 1%
+        *rows(10, 200, 3_000.0, "explain"),  # explanations above their own 1,000 ms budget
+    ]
+    table = pa.Table.from_pylist(breaches, schema=plog.REQUEST_SCHEMA)
+    plog.write(plog.requests_dir(cfg.paths.logs, "churn"), table)
+    v = run(cfg).verdict
+    assert v.drift.status == "pass" and v.quality.status == "pass"
+    assert v.failed == ["slo"] and v.retrain is True
+    assert v.slo.requests == 117
+    assert v.slo.latency_p99_ms > 100 and v.slo.explain_latency_p99_ms == pytest.approx(3_000)
+    assert v.slo.error_rate == pytest.approx(2 / 117)
+    named = [why.split(" above ")[1].split()[0] for why in v.slo.failures]
+    assert named == ["slo.latency_p99_ms", "slo.explain_latency_p99_ms", "slo.max_error_rate"]
 
 
 def test_regression_error_estimated_without_labels_under_covariate_shift(

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+import requests
+
 RESTART = textwrap.dedent("""
     import ray
     from keel import runtime
@@ -29,25 +31,30 @@ def test_an_embedded_ray_can_be_started_again_in_the_same_process():
 def test_the_embedded_ray_offers_no_jobs_api_and_its_http_ports_want_the_token(ray_session):
     """The shared session is an embedded Ray as `keel` starts it (include_dashboard false).
     Every TCP port its processes listen on, tried from the node's own address as another
-    machine would: none serves the Jobs API, and an HTTP port either refuses a request without
-    Ray's token (401) or is a read-only Prometheus exporter. Ray's gRPC servers (which check
-    the token themselves) do not speak HTTP/1 and close the connection."""
+    machine would, is one of what is expected, and nothing else: a port that refuses a request
+    without Ray's token (401); a read-only Prometheus exporter; one that does not speak HTTP/1
+    (Ray's gRPC servers, which check the token themselves); a keel Serve app an earlier test
+    left (its own OpenAPI document); or Serve's HAProxy (its stats and metrics ports, README:
+    caveats). None serves the Jobs API."""
     import psutil
     import ray
-    import requests
 
     node_ip = ray.util.get_node_ip_address()
-    ports = set()
+    ports: dict = {}  # address -> the name of the process listening
     for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
         try:
-            ports |= {c.laddr for c in process.net_connections("inet") if c.status == "LISTEN"}
+            for c in process.net_connections("inet"):
+                if c.status == "LISTEN":
+                    ports[c.laddr] = process.name()
         except psutil.Error:
             continue
-    seen: dict[str, list[int]] = {"401": [], "metrics": [], "not http": [], "other": []}
-    for address in ports:
+    seen: dict[str, list] = {k: [] for k in ("401", "metrics", "not http", "keel app", "haproxy")}
+    other = []
+    for address, name in ports.items():
         host = node_ip if address.ip in ("0.0.0.0", "::") else address.ip
+        base = f"http://{host}:{address.port}"
         try:
-            r = requests.get(f"http://{host}:{address.port}/api/jobs/", timeout=5)
+            r = requests.get(f"{base}/api/jobs/", timeout=5)
         except requests.RequestException:
             seen["not http"].append(address.port)
             continue
@@ -55,13 +62,23 @@ def test_the_embedded_ray_offers_no_jobs_api_and_its_http_ports_want_the_token(r
             seen["401"].append(address.port)
         elif r.headers.get("content-type", "").startswith("text/plain") and "# HELP" in r.text:
             seen["metrics"].append(address.port)
-        else:  # e.g. a keel Serve app left by an earlier test: but never a job list
-            assert not (
-                r.ok
-                and r.headers.get("content-type", "").startswith("application/json")
-                and isinstance(r.json(), list)
-            ), (address, r.text[:200])
-            seen["other"].append(address.port)
+        elif _keel_app(base):
+            assert r.status_code == 404, (address, r.text[:200])  # never a job list
+            seen["keel app"].append(address.port)
+        elif name == "haproxy":
+            seen["haproxy"].append(address.port)
+        else:
+            other.append((address, name, r.status_code, r.text[:200]))
+    assert not other, f"unexpected HTTP services: {other}"
     assert 8265 not in {a.port for a in ports}  # no dashboard frontend, so no Jobs API
     assert seen["401"], f"no port refused a request without the token: {seen}"
     print(f"embedded Ray listening ports by answer: {seen}")
+
+
+def _keel_app(base: str) -> bool:
+    """A keel Serve app answers at `base`: its OpenAPI document names keel."""
+    try:
+        doc = requests.get(f"{base}/openapi.json", timeout=5).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("info", {}).get("title") == "keel"
