@@ -29,7 +29,6 @@ from keel.registry import ModelVersion, Registry
 from keel.registry.bundle import File, Stored
 from keel.targets import Unknown, encode
 from keel.training import estimator as estimation
-from keel.training import explained as explanations
 
 from . import checks, report
 from .logs import (
@@ -350,7 +349,9 @@ def _attribution(cfg: KeelConfig, served: Served, window: Window) -> checks.Attr
     """The version explains as many of the window's logged rows as training explained of its
     reference (same baseline, method and steps), and each column's share of the explanation
     is compared with the reference's (bundle.File.explanation)."""
-    from keel.serving.predictor import Predictor  # torch: only a run that gets here pays it
+    # torch and Captum: only a run that explains pays them (describe, latest_verdict need none)
+    from keel.serving.predictor import Predictor
+    from keel.training import explained as explanations
 
     number = served.version.version
     stored = served.stored.explanation()
