@@ -34,8 +34,9 @@ def test_the_embedded_ray_offers_no_jobs_api_and_its_http_ports_want_the_token(r
     machine would, is one of what is expected, and nothing else: a port that refuses a request
     without Ray's token (401); a read-only Prometheus exporter; one that does not speak HTTP/1
     (Ray's gRPC servers, which check the token themselves); a keel Serve app an earlier test
-    left (its own OpenAPI document); or Serve's HAProxy (its stats and metrics ports, README:
-    caveats). None serves the Jobs API."""
+    left (its own OpenAPI document); or Serve's own proxy (with no app left, it names no
+    route) or HAProxy (its stats and metrics ports, README: caveats). None serves the Jobs
+    API."""
     import psutil
     import ray
 
@@ -48,7 +49,7 @@ def test_the_embedded_ray_offers_no_jobs_api_and_its_http_ports_want_the_token(r
                     ports[c.laddr] = process.name()
         except psutil.Error:
             continue
-    seen: dict[str, list] = {k: [] for k in ("401", "metrics", "not http", "keel app", "haproxy")}
+    seen: dict[str, list] = {k: [] for k in ("401", "metrics", "not http", "keel app", "serve")}
     other = []
     for address, name in ports.items():
         host = node_ip if address.ip in ("0.0.0.0", "::") else address.ip
@@ -65,14 +66,19 @@ def test_the_embedded_ray_offers_no_jobs_api_and_its_http_ports_want_the_token(r
         elif _keel_app(base):
             assert r.status_code == 404, (address, r.text[:200])  # never a job list
             seen["keel app"].append(address.port)
-        elif name == "haproxy":
-            seen["haproxy"].append(address.port)
+        elif name in SERVE_PROCESSES:  # Serve's proxy with no app, HAProxy's stats and metrics
+            assert r.status_code != 200, (address, name, r.text[:200])  # never a job list
+            seen["serve"].append(address.port)
         else:
             other.append((address, name, r.status_code, r.text[:200]))
     assert not other, f"unexpected HTTP services: {other}"
     assert 8265 not in {a.port for a in ports}  # no dashboard frontend, so no Jobs API
     assert seen["401"], f"no port refused a request without the token: {seen}"
     print(f"embedded Ray listening ports by answer: {seen}")
+
+
+# the processes of a Serve instance that listen for HTTP: its proxy actor and HAProxy
+SERVE_PROCESSES = ("ray::ProxyActor", "haproxy")
 
 
 def _keel_app(base: str) -> bool:
