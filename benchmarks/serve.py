@@ -13,19 +13,22 @@ flips every repeat; medians over `repeats`). Reported per point: requests/s, p50
 keel / bare. Headline per model: keel's best rows/s over bare's best rows/s, with both p99s at
 keel's best point; then the SLO check: keel paced (open loop) at half its best request rate,
 its p99 against slo.latency_p99_ms. For the demo model, keel's :explain against its own
-:predict on the same 32-row requests (`explain`: throughput and p99 of each). The load
-generator runs in this process on the same cores as both servers, so absolute numbers are
-lower bounds on a bigger machine; ratios are the point.
+:predict on the same 32-row requests (`explain`: throughput and p99 of each), and predict's
+own figures with one :explain caller beside it. The load generator runs in this process on
+the same cores as both servers, so absolute numbers are lower bounds on a bigger machine;
+ratios are the point.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import socket
 import statistics
+import threading
 from typing import Any
 
 import numpy as np
@@ -150,10 +153,12 @@ def bench_model(
 
 def explain_vs_predict(
     base: str, model: str, payloads: dict[int, list[bytes]], p: dict, repeats: int
-) -> list[dict]:
+) -> dict[str, Any]:
     """keel's :explain against its own :predict on the same requests (the largest size), the
-    two alternating at each concurrency: what an explanation costs a caller, and that the
-    explain batches leave predict's alone. Both answer the same predictions first."""
+    two alternating at each concurrency (`points`): what an explanation costs a caller. Then
+    predict at the highest concurrency alone and with one caller asking :explain beside it,
+    alternating (`beside`): what explanations cost predict on the same machine. Both
+    operations answer the same predictions first."""
     size, e = max(payloads), p["explain"]
     bodies = payloads[size]
     urls = {op: f"{base}/v1/models/{model}:{op}" for op in ("predict", "explain")}
@@ -177,7 +182,45 @@ def explain_vs_predict(
         point.update({op: _median(results, size) for op, results in runs.items()})
         log.info("explain vs predict, %d rows x %d in flight: %s", size, c, _explain_line(point))
         points.append(point)
-    return points
+    most = max(e["concurrency"])
+    timed: dict[str, list[loadgen.LoadResult]] = {"alone": [], "beside": []}
+    for r in range(repeats):
+        for how in ("alone", "beside") if r % 2 == 0 else ("beside", "alone"):
+            with _explaining(urls["explain"], bodies, on=how == "beside"):
+                timed[how].append(loadgen.run(urls["predict"], bodies, most, e["requests"]))
+    beside = {"rows_per_request": size, "concurrency": most}
+    beside.update({how: _median(results, size) for how, results in timed.items()})
+    log.info("predict beside explain: %s", _beside_line(beside))
+    return {"points": points, "beside": beside}
+
+
+@contextlib.contextmanager
+def _explaining(url: str, bodies: list[bytes], on: bool):
+    """While the block runs, one caller asks :explain again and again (when `on`)."""
+    stop = threading.Event()
+
+    def caller() -> None:
+        while not stop.is_set():
+            loadgen.run(url, bodies, 1, 5)
+
+    thread = threading.Thread(target=caller, daemon=True) if on else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+
+
+def _beside_line(b: dict) -> str:
+    alone, beside = b["alone"], b["beside"]
+    return (
+        f"predict {beside['rows_per_s']:,.0f} rows/s, p99 {beside['p99_ms']:.1f} ms with one "
+        f":explain caller beside vs {alone['rows_per_s']:,.0f} rows/s, p99 "
+        f"{alone['p99_ms']:.1f} ms alone: p99 {beside['p99_ms'] / alone['p99_ms']:.2f}x"
+    )
 
 
 def _explain_line(pt: dict) -> str:
@@ -334,8 +377,10 @@ def summarize(cfg: KeelConfig, p: dict, models: list[Model], results: dict) -> S
             f"{slo['p99_ms']:.1f} ms (p50 {slo['p50_ms']:.1f}) vs {slo['slo_p99_ms']:.0f} ms, "
             f"{slo['failed']} failed: {_verdict(slo['pass'])}",
         )
-        for pt in r["explain"] or ():
-            s.add(f"{role}: explain, {_at(pt)}", _explain_line(pt))
+        if explained := r["explain"]:
+            for pt in explained["points"]:
+                s.add(f"{role}: explain, {_at(pt)}", _explain_line(pt))
+            s.add(f"{role}: predict, {_at(explained['beside'])}", _beside_line(explained["beside"]))
         failed = {side: sum(pt[side]["failed"] for pt in r["points"]) for side in SIDES}
         if any(failed.values()):
             s.add(f"{role}: failed requests", ", ".join(f"{k} {v}" for k, v in failed.items()))

@@ -141,7 +141,11 @@ class ModelRunner:
         predictor = self.loaded["primary"]
         rows = [row for request in requests for row in request]
         try:
-            raw, outputs, explanations = predictor.explain_rows(rows, self._explain.steps)
+            # off the event loop: an explanation's tens of passes would stall every predict
+            # batch of this replica for as long (torch and the tree libraries release the GIL)
+            raw, outputs, explanations = await asyncio.to_thread(
+                predictor.explain_rows, rows, self._explain.steps
+            )
         except NotExplainable as e:
             return [{"refused": str(e)} for _ in requests]
         results: list[dict] = [{} for _ in requests]
