@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import socket
 import statistics
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -174,62 +176,74 @@ def explain_vs_predict(
     loadgen.run(urls["explain"], bodies, max(e["concurrency"]), e["warmup"])
     points = []
     for c in e["concurrency"]:
-        runs: dict[str, list[loadgen.LoadResult]] = {op: [] for op in urls}
-        for r in range(repeats):
-            for op in list(urls) if r % 2 == 0 else list(urls)[::-1]:
-                runs[op].append(loadgen.run(urls[op], bodies, c, e["requests"]))
-        point = {"rows_per_request": size, "concurrency": c}
-        point.update({op: _median(results, size) for op, results in runs.items()})
+        timed = {
+            op: functools.partial(loadgen.run, url, bodies, c, e["requests"])
+            for op, url in urls.items()
+        }
+        point = {"rows_per_request": size, "concurrency": c, **_alternate(timed, repeats, size)}
         log.info("explain vs predict, %d rows x %d in flight: %s", size, c, _explain_line(point))
         points.append(point)
     most = max(e["concurrency"])
-    timed: dict[str, list[loadgen.LoadResult]] = {"alone": [], "beside": []}
-    for r in range(repeats):
-        for how in ("alone", "beside") if r % 2 == 0 else ("beside", "alone"):
-            with _explaining(urls["explain"], bodies, on=how == "beside"):
-                timed[how].append(loadgen.run(urls["predict"], bodies, most, e["requests"]))
-    beside = {"rows_per_request": size, "concurrency": most}
-    beside.update({how: _median(results, size) for how, results in timed.items()})
+    predict = functools.partial(loadgen.run, urls["predict"], bodies, most, e["requests"])
+
+    def beside_explain() -> loadgen.LoadResult:
+        with _explaining(urls["explain"], bodies):
+            return predict()
+
+    timed = {"alone": predict, "beside": beside_explain}
+    beside = {"rows_per_request": size, "concurrency": most, **_alternate(timed, repeats, size)}
     log.info("predict beside explain: %s", _beside_line(beside))
     return {"points": points, "beside": beside}
 
 
+def _alternate(
+    runs: dict[str, Callable[[], loadgen.LoadResult]], repeats: int, size: int
+) -> dict[str, dict[str, Any]]:
+    """Each named run `repeats` times, their order flipping every repeat (a shared machine
+    drifts), and the median of each."""
+    results: dict[str, list[loadgen.LoadResult]] = {name: [] for name in runs}
+    for r in range(repeats):
+        for name in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            results[name].append(runs[name]())
+    return {name: _median(done, size) for name, done in results.items()}
+
+
 @contextlib.contextmanager
-def _explaining(url: str, bodies: list[bytes], on: bool):
-    """While the block runs, one caller asks :explain again and again (when `on`)."""
+def _explaining(url: str, bodies: list[bytes]):
+    """While the block runs, one caller asks :explain again and again."""
     stop = threading.Event()
 
     def caller() -> None:
         while not stop.is_set():
             loadgen.run(url, bodies, 1, 5)
 
-    thread = threading.Thread(target=caller, daemon=True) if on else None
-    if thread:
-        thread.start()
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
     try:
         yield
     finally:
         stop.set()
-        if thread:
-            thread.join()
+        thread.join()
+
+
+def _versus(first: str, a: dict, second: str, b: dict, ratio: str) -> str:
+    """Two medians side by side, then how they compare."""
+    return (
+        f"{first} {a['rows_per_s']:,.0f} rows/s, p99 {a['p99_ms']:.1f} ms vs {second} "
+        f"{b['rows_per_s']:,.0f} rows/s, p99 {b['p99_ms']:.1f} ms: {ratio}"
+    )
 
 
 def _beside_line(b: dict) -> str:
-    alone, beside = b["alone"], b["beside"]
-    return (
-        f"predict {beside['rows_per_s']:,.0f} rows/s, p99 {beside['p99_ms']:.1f} ms with one "
-        f":explain caller beside vs {alone['rows_per_s']:,.0f} rows/s, p99 "
-        f"{alone['p99_ms']:.1f} ms alone: p99 {beside['p99_ms'] / alone['p99_ms']:.2f}x"
-    )
+    beside, alone = b["beside"], b["alone"]
+    ratio = f"p99 {beside['p99_ms'] / alone['p99_ms']:.2f}x"
+    return _versus("predict with one :explain caller beside", beside, "alone", alone, ratio)
 
 
 def _explain_line(pt: dict) -> str:
     x, q = pt["explain"], pt["predict"]
-    return (
-        f"explain {x['rows_per_s']:,.0f} rows/s, p99 {x['p99_ms']:.1f} ms vs predict "
-        f"{q['rows_per_s']:,.0f} rows/s, p99 {q['p99_ms']:.1f} ms: "
-        f"{x['rows_per_s'] / q['rows_per_s']:.2f}x the throughput"
-    )
+    ratio = f"{x['rows_per_s'] / q['rows_per_s']:.2f}x the throughput"
+    return _versus("explain", x, "predict", q, ratio)
 
 
 def replica_threads(cfg: KeelConfig) -> int:
@@ -257,12 +271,11 @@ def sweep(urls: dict[str, str], payloads: dict, p: dict, repeats: int) -> list[d
     points = []
     for size, bodies in payloads.items():
         for c in p["concurrency"]:
-            runs: dict[str, list[loadgen.LoadResult]] = {s: [] for s in SIDES}
-            for r in range(repeats):
-                for side in SIDES if r % 2 == 0 else SIDES[::-1]:
-                    runs[side].append(loadgen.run(urls[side], bodies, c, p["requests"]))
-            point = {"rows_per_request": size, "concurrency": c}
-            point.update({side: _median(results, size) for side, results in runs.items()})
+            timed = {
+                side: functools.partial(loadgen.run, urls[side], bodies, c, p["requests"])
+                for side in SIDES
+            }
+            point = {"rows_per_request": size, "concurrency": c, **_alternate(timed, repeats, size)}
             point["ratio"] = point["keel"]["rps"] / point["bare"]["rps"]
             log.info("%2d rows x %2d in flight: %s", size, c, _point_line(point))
             points.append(point)
