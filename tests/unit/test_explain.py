@@ -126,3 +126,25 @@ def test_an_explanation_in_words_leads_with_the_largest_attributions():
         "log-odds of churned = 1: 0.5 = base -1.2 + tenure +1.3, contract -0.4 and 2 more columns"
     )
     assert in_words(why, top=4).endswith("region +0.2, age +0.1")
+
+
+def test_explanations_run_on_one_thread_at_the_lowest_priority_and_no_other():
+    import os
+    import threading
+
+    from keel.serving.model_server import explain_thread
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = nice()
+    pool = explain_thread()
+    try:
+        assert pool.submit(nice).result() == 19  # where explain and predict contend, predict wins
+        assert (
+            pool.submit(threading.get_native_id).result()
+            == pool.submit(threading.get_native_id).result()
+        )  # one thread: explanations queue behind each other, not beside predict
+    finally:
+        pool.shutdown()
+    assert nice() == before  # the caller's thread (the replica's event loop) keeps its own
