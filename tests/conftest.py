@@ -9,10 +9,13 @@ session, so whatever is global to the machine is per worker here: the Serve port
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 import pytest
+
+BUCKET = "keel-test"  # the s3 fixture's one bucket
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -102,6 +105,46 @@ def session_workers(ray_session):
         return found
 
     return workers
+
+
+@pytest.fixture(scope="module")
+def s3(monkeypatch_module):
+    """An S3-compatible server on loopback with one bucket (s3_root); yields the env that
+    points S3 clients at it, which this process's environment holds too."""
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    from keel.runtime import free_port
+
+    port = free_port()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "keel-test",
+        "AWS_SECRET_ACCESS_KEY": "keel-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    for key, value in env.items():  # this process reads the bucket too
+        monkeypatch_module.setenv(key, value)
+    pafs.S3FileSystem(
+        endpoint_override=env["AWS_ENDPOINT_URL"], allow_bucket_creation=True
+    ).create_dir(BUCKET)
+    yield env
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(s3) -> str:
+    """The S3 server's bucket, as a URI for paths.root."""
+    return f"s3://{BUCKET}"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,11 @@ def delete_dir(uri: str) -> None:
     fs.delete_dir(path)
 
 
+def delete_file(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.delete_file(path)
+
+
 def write_json(uri: str, obj: Any) -> None:
     write_text(uri, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 

@@ -12,7 +12,6 @@ here): a failing verdict submits `keel retrain` as a Ray job, on local paths.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import time
 from pathlib import Path
@@ -29,38 +28,6 @@ from keel.registry import Registry
 from keel.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "keel-test"
-
-
-@pytest.fixture(scope="module")
-def s3(monkeypatch_module):
-    """An S3-compatible server on loopback; yields the env that points S3 clients at it."""
-    import pyarrow.fs as pafs
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ACCESS_KEY_ID": "keel-test",
-        "AWS_SECRET_ACCESS_KEY": "keel-test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    for key, value in env.items():  # this process reads the bucket too
-        monkeypatch_module.setenv(key, value)
-    pafs.S3FileSystem(
-        endpoint_override=env["AWS_ENDPOINT_URL"], allow_bucket_creation=True
-    ).create_dir(BUCKET)
-    yield env
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +72,8 @@ def wait_until(check, timeout_s: float, what: str):
 
 
 @pytest.mark.slow
-def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3):
-    root = f"s3://{BUCKET}/keel"
+def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3, s3_root):
+    root = f"{s3_root}/keel"
     port = free_port()
     common = [
         "experiment=churn",

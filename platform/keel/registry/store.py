@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import math
-import os
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from keel import storage
 from keel.errors import RegistryError
 from keel.quality import LOWER_IS_BETTER  # which way each test metric improves
 
+from . import claim
 from .bundle import Content, File
 from .lineage import now
 from .stages import HISTORY, Action, Move, Promotion, Stages
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "version.json"
 STAGES = "stages.json"
+STAGES_LOCK = ".stages.lock"  # the directory of stages.json's lock claims (claim.held)
 STALE_AFTER_S = 3600.0  # an unfinished version directory this old belongs to a dead writer
 
 # matched with fullmatch: "$" would also accept a name ending in a newline
@@ -70,19 +72,6 @@ class ModelVersion:
 
 
 # ------------------------------------------------------------- storage helpers
-
-
-def _make_dir(uri: str) -> bool:
-    """Create a directory; False if it already exists (exclusive on local disks only)."""
-    fs, path = storage.resolve(uri)
-    if isinstance(fs, pafs.LocalFileSystem):
-        try:
-            os.mkdir(path)  # atomic: two concurrent registers never share a number
-        except FileExistsError:
-            return False
-        return True
-    fs.create_dir(path, recursive=True)
-    return True
 
 
 def _sha256(data: bytes) -> str:
@@ -282,12 +271,13 @@ class Registry:
         return mv
 
     def _claim(self, model: str) -> tuple[int, str]:
-        """The next number past every version directory, including unfinished ones."""
-        fs, model_path = storage.resolve(self._model_dir(model))
-        fs.create_dir(model_path, recursive=True)
+        """The next number past every version directory, including unfinished ones, claimed
+        (claim.take) so that two writers at once never share one: a writer that meets
+        another's claim, or claims at the same moment, tries the next number."""
         version = max(self._numbers(model), default=0) + 1
-        while not _make_dir(self._version_dir(model, version)):
+        while not claim.take(self._version_dir(model, version)):
             version += 1
+            time.sleep(random.uniform(0.0, 0.05))  # out of step with a writer that also moved on
         return version, self._version_dir(model, version)
 
     def _remove_stale(self, model: str, *, below: int) -> None:
@@ -319,6 +309,11 @@ class Registry:
     def _write_stages(self, model: str, stages: Stages) -> None:
         storage.write_json(self.stages_uri(model), stages.to_json())
 
+    def _stages_held(self, model: str):
+        """The lock on stages.json: its changes are a read, a change and a write, and two at
+        once (a promotion racing a rollback) would lose one of the two history entries."""
+        return claim.held(storage.join(self._model_dir(model), STAGES_LOCK), self.stages_uri(model))
+
     def floor_failures(self, mv: ModelVersion, floor: dict[str, float] | None) -> list[str]:
         """Why this version misses the quality floor; empty when it passes (or no floor)."""
         if not floor:
@@ -336,10 +331,12 @@ class Registry:
         floor: dict[str, float] | None = None,
         force: bool = False,
         reason: str = "",
+        if_vacant: bool = False,
     ) -> Promotion:
         """Move a stage to a version if it meets the floor (or force).
 
-        Promoting the version that already holds the stage changes nothing and records nothing.
+        Promoting the version that already holds the stage changes nothing and records nothing,
+        nor does promoting to a stage another version holds when `if_vacant`.
         """
         _check_stage(stage)
         mv = self.get(model, int(version))
@@ -352,22 +349,23 @@ class Registry:
                 "(with --reason) to promote it anyway",
                 failures,
             )
-        stages = self.stages(model)
-        move = Move(
-            stage=stage,
-            version=mv.version,
-            previous=stages.get(stage),
-            at=now(),
-            reason=reason,
-            forced=bool(force),
-            action=Action.promote,
-            bypassed=tuple(failures),
-        )
-        if move.previous == mv.version:
-            log.info("%s already holds %s; nothing to do", mv.label, stage)
-            return Promotion(move, unchanged=True)
-        stages.record(move)
-        self._write_stages(model, stages)
+        with self._stages_held(model):
+            stages = self.stages(model)
+            move = Move(
+                stage=stage,
+                version=mv.version,
+                previous=stages.get(stage),
+                at=now(),
+                reason=reason,
+                forced=bool(force),
+                action=Action.promote,
+                bypassed=tuple(failures),
+            )
+            if move.previous == mv.version or (if_vacant and move.previous is not None):
+                log.info("%s v%s holds %s; nothing to do", model, move.previous, stage)
+                return Promotion(move, unchanged=True)
+            stages.record(move)
+            self._write_stages(model, stages)
         log.info("promoted %s to %s (previous: %s)", mv.label, stage, move.previous)
         return Promotion(move)
 
@@ -377,30 +375,31 @@ class Registry:
         History works as a stack: a second rollback goes one further back, not forward again.
         """
         _check_stage(stage)
-        stages = self.stages(model)
-        current = stages.get(stage)
-        if current is None:
-            raise RegistryError(f"{model} has no {stage} version to roll back")
-        held = stages.holders(stage)
-        if not held or held[-1] != current:
-            held.append(current)
-        if len(held) < 2:
-            raise RegistryError(
-                f"no earlier {stage} version of {model} to roll back to "
-                f"(v{current} is the first in its history)"
+        with self._stages_held(model):
+            stages = self.stages(model)
+            current = stages.get(stage)
+            if current is None:
+                raise RegistryError(f"{model} has no {stage} version to roll back")
+            held = stages.holders(stage)
+            if not held or held[-1] != current:
+                held.append(current)
+            if len(held) < 2:
+                raise RegistryError(
+                    f"no earlier {stage} version of {model} to roll back to "
+                    f"(v{current} is the first in its history)"
+                )
+            target = self.get(model, held[-2]).version
+            stages.record(
+                Move(
+                    stage=stage,
+                    version=target,
+                    previous=current,
+                    at=now(),
+                    reason=reason or f"rollback from v{current}",
+                    action=Action.rollback,
+                )
             )
-        target = self.get(model, held[-2]).version
-        stages.record(
-            Move(
-                stage=stage,
-                version=target,
-                previous=current,
-                at=now(),
-                reason=reason or f"rollback from v{current}",
-                action=Action.rollback,
-            )
-        )
-        self._write_stages(model, stages)
+            self._write_stages(model, stages)
         log.info("rolled back %s %s from v%s to v%s", model, stage, current, target)
         return target
 
@@ -453,7 +452,13 @@ def register_candidate(
     if failures:
         log.info("%s stays a candidate: %s", mv.label, "; ".join(failures))
         return mv, False
-    registry.promote(
-        model, mv.version, "production", floor=floor, reason="first version passing the SLO floor"
+    # another writer may have registered a first version too: whichever promotes first wins
+    done = registry.promote(
+        model,
+        mv.version,
+        "production",
+        floor=floor,
+        reason="first version passing the SLO floor",
+        if_vacant=True,
     )
-    return mv, True
+    return mv, not done.unchanged
