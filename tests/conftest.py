@@ -57,6 +57,7 @@ FILE_SECONDS = {
     "e2e/test_registry_cli.py": 25,
     "unit/test_config.py": 22,
     "integration/test_runtime.py": 21,
+    "integration/test_registry_writers.py": 20,
     "e2e/test_serve_cli.py": 17,
     "integration/test_features_on_ray.py": 13,
     "integration/test_validation.py": 11,
