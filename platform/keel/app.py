@@ -269,11 +269,25 @@ def main(job: Callable[[KeelConfig], Summary | None], argv: Sequence[str] | None
     declares it (`command_line`), so a job with no flags of its own need not read it."""
     args = list(command_line(job.__module__)[1] if argv is None else argv)
     setup_logging()
+    root = "(not composed)"
     try:
-        summary = job(load(args))
+        cfg = load(args)
+        root = cfg.paths.root
+        summary = job(cfg)
     except KeelError as e:
         console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
         sys.exit(e.exit_code)
+    except OSError as e:
+        # a disk or an object store failing (pyarrow's S3 errors name the bucket, the key and
+        # why): one line and where outputs go, not a traceback (--verbose logs it)
+        logging.getLogger(job.__module__).debug("I/O failure", exc_info=True)
+        console.print(
+            f"[bold red]error:[/] {e} (an I/O error; this run's outputs go under "
+            f"paths.root={root})",
+            markup=True,
+            highlight=False,
+        )
+        sys.exit(1)
     if summary is not None:
         summary.show()
         if summary.exit_code:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from keel.data import synthetic
+from keel.runtime import free_port
 
 KEEL = str(Path(sys.executable).parent / "keel")
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +94,24 @@ def test_a_config_tree_of_ones_own_outside_the_checkout(ray_session, tmp_path):
     )  # fmt: skip
     assert by_flag.returncode == 0, by_flag.stderr
     assert "name: ours" in by_flag.stdout
+
+
+@pytest.mark.parametrize("job", ["monitor", "retrain"])
+def test_an_object_store_that_is_down_is_one_error_naming_it(job, ray_session, tmp_path):
+    endpoint = f"127.0.0.1:{free_port()}"  # nothing listens there: the store is down
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "keel-test",
+        "AWS_SECRET_ACCESS_KEY": "keel-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{endpoint}",
+    }
+    args = [job, f"ray.address={ray_session}", "paths.root=s3://keel-down/out"]
+    proc = subprocess.run(
+        [KEEL, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert "error:" in proc.stdout and "paths.root=s3://keel-down/out" in proc.stdout, out
+    assert "keel-down" in proc.stdout.split("(an I/O error")[0] and endpoint in proc.stdout, out
