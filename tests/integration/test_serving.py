@@ -252,6 +252,69 @@ def test_limits_unknown_models_and_the_app_keeps_serving(app):
     assert requests.get(f"{client.base}/readyz", timeout=10).status_code == 200
 
 
+# Hostile clients beside ordinary ones: connections that never send a byte, slow-loris
+# headers (a byte every half second, never finished) and bodies sent a byte at a time
+IDLE, LORIS, DRIBBLE, ORDINARY = 1_000, 50, 20, 200
+
+
+@INGRESS
+def test_slow_and_idle_clients_hold_up_no_one_and_the_app_stays_up(app):
+    """While the hostile connections are open, ordinary requests are answered as before, and
+    afterwards the app is ready. The latency is printed, not asserted: the latency SLO is
+    asserted where nothing runs beside the test (test_pipeline_cli)."""
+    cfg, client = app
+    host, port = "127.0.0.1", cfg.serve.port
+    rows = _rows("churn", 2, seed=21)
+
+    def ordinary() -> list[float]:
+        took = []
+        for _ in range(ORDINARY):
+            start = time.perf_counter()
+            assert client.predict("churn", rows).status_code == 200
+            took.append((time.perf_counter() - start) * 1000)
+        return took
+
+    before = ordinary()
+    idle = [socket.create_connection((host, port), timeout=10) for _ in range(IDLE)]
+    slow = [socket.create_connection((host, port), timeout=10) for _ in range(LORIS + DRIBBLE)]
+    body = b'{"request_id": "slow", "label": 1}'.ljust(4096)
+    for i, conn in enumerate(slow):
+        conn.sendall(
+            b"POST /v1/models/churn:predict HTTP/1.1\r\nHost: x\r\n"
+            if i < LORIS
+            else b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+    stop = threading.Event()
+
+    def dribble() -> None:  # a header byte to each slow-loris, a body byte to each dribbler
+        sent = 0
+        while not stop.wait(0.25):
+            for i, conn in enumerate(slow):
+                conn.sendall(b"X" if i < LORIS else body[sent : sent + 1])
+            sent += 1
+
+    dribbler = threading.Thread(target=dribble, daemon=True)
+    dribbler.start()
+    try:
+        during = ordinary()
+        assert dribbler.is_alive()  # no hostile connection was cut while the others ran
+    finally:
+        stop.set()
+        dribbler.join()
+        for conn in idle + slow:
+            conn.close()
+    assert requests.get(f"{client.base}/readyz", timeout=10).status_code == 200
+    assert client.predict("churn", rows).status_code == 200
+    p50, p99 = np.percentile(before, [50, 99])
+    q50, q99 = np.percentile(during, [50, 99])
+    print(
+        f"hostile clients: {IDLE} idle, {LORIS} slow-loris, {DRIBBLE} byte-at-a-time bodies; "
+        f"{ORDINARY} ordinary requests each, all answered: p50 {p50:.1f} -> {q50:.1f} ms, "
+        f"p99 {p99:.1f} -> {q99:.1f} ms"
+    )
+
+
 def test_models_and_openapi_describe_what_is_served(app):
     _, client = app
     listed = {m["model"]: m for m in requests.get(f"{client.base}/v1/models").json()["models"]}
