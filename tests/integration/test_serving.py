@@ -253,7 +253,7 @@ def test_limits_unknown_models_and_the_app_keeps_serving(app):
 
 
 # Hostile clients beside ordinary ones: connections that never send a byte, slow-loris
-# headers (a byte every half second, never finished) and bodies sent a byte at a time
+# headers (a byte every 0.25 s, never finished) and bodies sent a byte at a time
 IDLE, LORIS, DRIBBLE, ORDINARY = 1_000, 50, 20, 200
 
 
