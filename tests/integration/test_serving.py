@@ -611,9 +611,10 @@ def test_a_load_of_20000_predictions_at_concurrency_64_fails_no_request(app):
 def test_fuzzed_requests_to_every_operation_get_no_5xx_and_the_app_stays_up(app):
     """Requests to every operation of the served OpenAPI document, generated from it (see
     api_fuzz): every answer is one the document declares, none a 5xx. 2,000 per operation with
-    a body (90 per :explain) and 400 per bare one on the fused topology; every tenth of them
-    on the other, whose API is the same code. The predict and explain ones join the client's
-    counts, so the module's last test finds them in the logs."""
+    a body (90 per :explain) and 400 per bare one on the fused topology, then an outside corpus
+    (the Big List of Naughty Strings in the query, headers, body and model name: api_fuzz.
+    naughty); every tenth of them on the other, whose API is the same code. The predict and
+    explain ones join the client's counts, so the module's last test finds them in the logs."""
     cfg, client = app
     spec = requests.get(f"{client.base}/openapi.json", timeout=10)
     generated = api_fuzz.requests_for(spec.text, FUZZ_PER_BODY, FUZZ_PER_BARE, FUZZ_PER_EXPLAIN)
@@ -633,14 +634,26 @@ def test_fuzzed_requests_to_every_operation_get_no_5xx_and_the_app_stays_up(app)
         refused = [(a.status, a.body[:300], a.fuzz.body) for a in answers if a.fuzz.valid]
         refused = [r for r in refused if r[0] != 200]
         assert not refused, (method, path, len(refused), refused[:3])
-        if predict := re.fullmatch(r"/v1/models/(\w+):(predict|explain)", path):
-            with client.lock:
-                for a in answers:
+        # the outside corpus: a declared answer, or a 404 (400) for a naughty model name
+        outside = api_fuzz.naughty(fuzz)
+        naughty = api_fuzz.send(client.base, outside if cfg.serve.fused else outside[::10])
+        wrong = [
+            (a.status, a.fuzz, a.body[:200])
+            for a in naughty
+            if a.status not in (declared if a.fuzz.path == path else {400, 404})
+        ]
+        assert not wrong, (method, path, len(wrong), wrong[:3])
+        for a in answers + naughty:
+            if predict := re.fullmatch(r"/v1/models/(\w+):(predict|explain)", a.fuzz.path):
+                with client.lock:
                     client.answered[(predict[1], a.status)] += 1
                     if a.status == 200:
                         ids = (p["request_id"] for p in json.loads(a.body)["predictions"])
                         client.acknowledged.update(ids)
-        print(f"fuzz {method} {path}: {len(answers)} requests, {dict(statuses)}")
+        print(
+            f"fuzz {method} {path}: {len(answers)} requests, {dict(statuses)}; naughty strings: "
+            f"{len(naughty)}, {dict(Counter(a.status for a in naughty))}"
+        )
     assert requests.get(f"{client.base}/readyz", timeout=10).status_code == 200
     assert client.predict("churn", _rows("churn", 3, seed=5)).status_code == 200
 
