@@ -58,6 +58,7 @@ FILE_SECONDS = {
     "unit/test_config.py": 22,
     "integration/test_runtime.py": 21,
     "integration/test_registry_writers.py": 20,
+    "integration/test_disk_full.py": 20,
     "e2e/test_serve_cli.py": 17,
     "integration/test_features_on_ray.py": 13,
     "integration/test_validation.py": 11,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -39,9 +40,15 @@ def write_bytes(uri: str, data: bytes) -> None:
     parent, _, name = path.rpartition("/")
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{name}.tmp-{time.time_ns()}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, path)
+    try:
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, path)
+    except OSError:
+        # a retried write (a disk full, a store down) must not fill the disk with its tries
+        with contextlib.suppress(OSError):  # never created, or the store is still down
+            fs.delete_file(tmp)
+        raise
 
 
 def read_bytes(uri: str) -> bytes:

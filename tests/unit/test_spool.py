@@ -3,6 +3,7 @@ retried and a killed writer's rows adopted, without loss or duplicates."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from datetime import datetime, timedelta, timezone
@@ -229,6 +230,85 @@ def test_a_flush_interrupted_before_deleting_its_segment_writes_no_duplicate(tmp
         "req-0001",
     ]
     assert log.pending == 0 and log.written_rows == 2
+
+
+def test_failed_flushes_back_off_and_a_success_resets_the_wait(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(spool.time, "monotonic", lambda: clock[0])
+    log = make_log(tmp_path, flush_rows=1, flush_seconds=2.0)
+    monkeypatch.setattr(storage, "write_bytes", lambda uri, data: _raise(OSError("store down")))
+    log.append([row(0)])
+    waits = []
+    for _ in range(6):
+        assert log.due()
+        with pytest.raises(OSError, match="store down"):
+            log.flush()
+        waits.append(log.retry_in())
+        assert not log.due()
+        clock[0] += waits[-1]
+    assert waits == [2.0, 4.0, 8.0, 16.0, spool.RETRY_CAP_SECONDS, spool.RETRY_CAP_SECONDS]
+    monkeypatch.undo()
+    monkeypatch.setattr(spool.time, "monotonic", lambda: clock[0])
+    log.append([row(1)])
+    assert log.due()
+    log.flush()
+    assert log.failures == 0 and log.retry_in() == 0 and log.pending == 0
+    ids = plog.read(log.directory).column("request_id").to_pylist()
+    assert ids == ["req-0000", "req-0001"]
+
+
+def test_an_append_the_full_disk_cuts_short_is_undone_and_later_appends_are_kept(
+    tmp_path, monkeypatch
+):
+    log = make_log(tmp_path)
+    log.append([row(0)])
+    real = os.write
+    writes = []
+
+    def filling(fd, data):  # as a filling disk does: part of the write, then ENOSPC
+        writes.append(len(data))
+        if len(writes) == 1:
+            return real(fd, bytes(data)[: len(data) // 2])
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)  # space again
+
+    monkeypatch.setattr(spool.os, "write", filling)
+    with pytest.raises(
+        spool.SpoolError, match=f"log spool at {log.spool} cannot be written: No space"
+    ):
+        log.append([row(1)])
+    assert log.pending == 1
+    log.append([row(2)])
+    log.flush()
+    ids = plog.read(log.directory).column("request_id").to_pylist()
+    assert ids == ["req-0000", "req-0002"]  # the refused row is not there, the later one is
+
+
+def test_a_segment_the_full_disk_cannot_start_leaves_no_file(tmp_path, monkeypatch):
+    log = make_log(tmp_path)
+    monkeypatch.setattr(
+        spool.os, "write", lambda fd, data: _raise(OSError(errno.ENOSPC, "No space left"))
+    )
+    with pytest.raises(spool.SpoolError):
+        log.append([row(0)])
+    assert os.listdir(log.spool) == [] and log.pending == 0
+    monkeypatch.undo()
+    log.append([row(1)])
+    log.flush()
+    assert plog.read(log.directory).column("request_id").to_pylist() == ["req-0001"]
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "part-x.parquet"
+    (target / "in-the-way").mkdir(parents=True)  # the move onto a non-empty directory fails
+    with pytest.raises(OSError):
+        storage.write_bytes(str(target), b"rows")
+    assert os.listdir(tmp_path) == ["part-x.parquet"]  # no hidden .part-x.parquet.tmp-*
+
+
+def _raise(error: Exception):
+    raise error
 
 
 # ----------------------------------------------------------------------------- a killed writer

@@ -57,7 +57,8 @@ class Ingress(Protocol):
 
 
 PREDICT_PATH = re.compile(r"/v1/models/([^/]+):(predict|explain)")  # model, Operation
-REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}}  # malformed, no token, too large, invalid
+# malformed, no token, too large, invalid; the log's spool full (nothing accepted, retry)
+REFUSALS = {400: {}, 401: {}, 413: {}, 422: {}, 503: {}}
 EXPLAIN_REFUSALS = {**REFUSALS, 409: {}}  # 409: a version trained before explanations
 OPERATIONS = {  # each model's routes: summary, the refusals documented
     Operation.predict: ("Predict with {model}", REFUSALS),

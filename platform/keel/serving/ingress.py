@@ -35,7 +35,7 @@ from .metrics import ServeMetrics
 from .model_server import ModelRunner
 from .schema import Feedback, FeedbackRequest, errors, instance_model, request_model
 from .settings import ServeSettings
-from .spool import ParquetLog, default_spool
+from .spool import ParquetLog, SpoolError, default_spool
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -115,8 +115,15 @@ class Ingress:
                 if buffer.due():
                     try:
                         await asyncio.to_thread(buffer.flush)
-                    except Exception:  # rows stay spooled for the next try
-                        log.exception("flushing %s failed; will retry", buffer.directory)
+                    except Exception as e:  # rows stay spooled for the next try
+                        log.warning(
+                            "writing %d rows to %s failed (%s): spooled, retry %d in %.0f s",
+                            buffer.pending,
+                            buffer.directory,
+                            e,
+                            buffer.failures,
+                            buffer.retry_in(),
+                        )
 
     async def __del__(self) -> None:
         """Serve's graceful shutdown: write whatever is still spooled."""
@@ -205,11 +212,14 @@ class Ingress:
         response = JSONResponse(
             {"model": model, "version": result["version"], "predictions": answers}
         )
-        self._log(model, rows, ids, result, latency_ms)
-        if explain:
-            self._log_explanations(model, ids, result)
-        if result.get("shadow"):
-            self._log(model, rows, ids, result["shadow"], latency_ms)
+        try:  # the served rows first: when the spool is full, nothing of the answer is logged
+            self._log(model, rows, ids, result, latency_ms)
+            if explain:
+                self._log_explanations(model, ids, result)
+            if result.get("shadow"):
+                self._log(model, rows, ids, result["shadow"], latency_ms)
+        except SpoolError as e:
+            raise _unlogged(e, len(rows)) from None
         self.metrics.served(model, result["version"], result["variant"], len(rows), latency_ms)
         return response, len(rows), plog.Operation.explain if explain else plog.Operation.predict
 
@@ -228,9 +238,14 @@ class Ingress:
             return
         latency_ms = (time.perf_counter() - started) * 1000
         row = {"model": model, "status": status, "reason": reason, "rows": rows}
-        buffer.append(
-            [{"ts": plog.now(), **row, "latency_ms": latency_ms, "operation": operation.value}]
-        )
+        try:
+            buffer.append(
+                [{"ts": plog.now(), **row, "latency_ms": latency_ms, "operation": operation.value}]
+            )
+        except SpoolError:
+            # the answer stands (a 200's rows are in the prediction log); while the spool is
+            # full the request log misses it, and the keel_rejected metric still counts 503s
+            self.metrics.not_logged(model)
 
     def _log(self, model: str, rows, ids, result: dict, latency_ms: float) -> None:
         ts = plog.now()
@@ -288,9 +303,15 @@ class Ingress:
         except ValidationError as e:
             raise Rejected(422, "invalid", errors(e)) from None
         ts = plog.now()
-        self.feedback.append(
-            [{"request_id": f.request_id, "ts": ts, "label": json.dumps(f.label)} for f in items]
-        )
+        try:
+            self.feedback.append(
+                [
+                    {"request_id": f.request_id, "ts": ts, "label": json.dumps(f.label)}
+                    for f in items
+                ]
+            )
+        except SpoolError as e:
+            raise _unlogged(e, 0) from None
         return {"accepted": len(items)}
 
     async def list_models(self) -> dict[str, Any]:
@@ -349,6 +370,11 @@ class Ingress:
 # deeper is a mistake or an attack, and deep enough documents overflow recursive code (the JSON
 # parser, pydantic, repr in error messages).
 MAX_DEPTH = 32
+
+
+def _unlogged(error: SpoolError, rows: int) -> Rejected:
+    """What was not logged was not served: a 503 the client can retry, never a 200 lost."""
+    return Rejected(503, "log_unavailable", f"{error}; nothing was accepted, retry later", rows)
 
 
 def _too_deep() -> Rejected:

@@ -22,8 +22,13 @@ class ServeMetrics:
         )
         self.rejections = metrics.Counter(
             "keel_rejected_requests",
-            description="Requests refused with a 4xx, per model and reason.",
+            description="Requests refused with a 4xx or a 503, per model and reason.",
             tag_keys=("model", "reason"),
+        )
+        self.unlogged = metrics.Counter(
+            "keel_unlogged_requests",
+            description="Request-log rows the spool could not take (its disk full), per model.",
+            tag_keys=("model",),
         )
 
     def served(self, model: str, version: int, variant: str, rows: int, latency_ms: float) -> None:
@@ -33,3 +38,6 @@ class ServeMetrics:
 
     def rejected(self, model: str, reason: str) -> None:
         self.rejections.inc(tags={"model": model, "reason": reason})
+
+    def not_logged(self, model: str) -> None:
+        self.unlogged.inc(tags={"model": model})

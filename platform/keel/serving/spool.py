@@ -2,8 +2,10 @@
 
 A row is appended, to a local spool that outlives its process, before its request is
 acknowledged. Spooled rows are written by size, by age and on shutdown; a failed write keeps its
-rows for the next flush and a killed replica's rows are written by its successor, so nothing
-acknowledged is lost and nothing is written twice. Only Serve replicas (serving/ingress.py)
+rows for the next flush (retried with backoff) and a killed replica's rows are written by its
+successor, so nothing acknowledged is lost and nothing is written twice. An append the spool
+cannot take (its disk full) raises SpoolError and leaves the spool as it was: the request is
+refused, not acknowledged. Only Serve replicas (serving/ingress.py)
 write the logs, so the spool lives in serving.
 """
 
@@ -27,6 +29,18 @@ from keel import prediction_log as plog
 from keel import storage
 
 log = logging.getLogger(__name__)
+
+
+# A failed flush is retried after flush_seconds, then twice as long each time, up to this: a
+# store that is down for an hour is tried every 30 s, not every half second
+RETRY_CAP_SECONDS = 30.0
+
+
+class SpoolError(Exception):
+    """An append the spool could not take (its disk full or failing); nothing was appended."""
+
+    def __init__(self, spool: str, error: OSError) -> None:
+        super().__init__(f"the log spool at {spool} cannot be written: {error.strerror or error}")
 
 
 def default_spool() -> str:
@@ -71,44 +85,64 @@ class ParquetLog:
         self._flushing = threading.Lock()  # one flush at a time; appends do not wait for it
         self.pending = 0  # rows appended and not yet written to the log
         self.written_rows = 0
+        self.failures = 0  # flushes failed in a row
+        self._retry_at = 0.0  # monotonic time before which a failed flush is not retried
 
     def append(self, rows: list[dict[str, Any]]) -> None:
+        """Spool rows; SpoolError when the spool cannot take them (nothing appended)."""
         batch = pa.RecordBatch.from_pylist(rows, schema=self.schema)
         with self._lock:
-            if self._open is None:
-                self._seq += 1
-                stem = f"{storage.stamp()}-{self.writer}-{self._seq:06d}"
-                path = os.path.join(self.spool, _segment_name(stem, self.writer))
-                self._open = _Segment(path, self.schema)
-            self._open.write(batch)
+            try:
+                if self._open is None:
+                    self._seq += 1
+                    stem = f"{storage.stamp()}-{self.writer}-{self._seq:06d}"
+                    path = os.path.join(self.spool, _segment_name(stem, self.writer))
+                    self._open = _Segment(path, self.schema)
+                self._open.write(batch)
+            except OSError as e:
+                raise SpoolError(self.spool, e) from e
             if not self.pending:
                 self._oldest = time.monotonic()
             self.pending += batch.num_rows
 
     def due(self) -> bool:
-        """Enough rows, or the oldest old enough, to write."""
-        return self.pending >= self.flush_rows or (
-            self.pending > 0 and time.monotonic() - self._oldest >= self.flush_seconds
+        """Enough rows, or the oldest old enough, to write, and no failed flush to wait out."""
+        now = time.monotonic()
+        return now >= self._retry_at and (
+            self.pending >= self.flush_rows
+            or (self.pending > 0 and now - self._oldest >= self.flush_seconds)
         )
+
+    def retry_in(self) -> float:
+        """Seconds until a failed flush is retried (0: none failed)."""
+        return max(0.0, self._retry_at - time.monotonic())
 
     def flush(self) -> list[str]:
         """Write every closed segment and the open one; the parquet files written. A failed
-        write raises and keeps its segment (and those after it) for the next flush."""
+        write raises and keeps its segment (and those after it) for the next flush, which
+        `due` holds back for a backoff."""
         with self._flushing:
             with self._lock:
                 if self._open is not None:
                     self._closed.append(self._open.close())
                     self._open = None
             paths: list[str] = []
-            while self._closed:
-                segment = self._closed[0]
-                written, rows = _write_segment(self.directory, segment)
-                os.remove(segment)
-                self._closed.pop(0)
-                with self._lock:
-                    self.pending -= rows
-                    self.written_rows += rows
-                paths += written
+            try:
+                while self._closed:
+                    segment = self._closed[0]
+                    written, rows = _write_segment(self.directory, segment)
+                    os.remove(segment)
+                    self._closed.pop(0)
+                    with self._lock:
+                        self.pending -= rows
+                        self.written_rows += rows
+                    paths += written
+            except Exception:
+                self.failures += 1
+                backoff = self.flush_seconds * 2 ** (self.failures - 1)
+                self._retry_at = time.monotonic() + min(backoff, RETRY_CAP_SECONDS)
+                raise
+            self.failures, self._retry_at = 0, 0.0
             return paths
 
     def adopt(self) -> int:
@@ -138,16 +172,32 @@ class ParquetLog:
 class _Segment:
     """An open spool file, an Arrow IPC stream: the schema, then one message per append, each
     handed to the OS in a single write (an IPC stream writer makes one per buffer, dozens per
-    append: they showed in serving throughput). Readable only by this user: it holds inputs."""
+    append: they showed in serving throughput). Readable only by this user: it holds inputs.
+    A write that fails is cut off again: a partial message would hide every later one from
+    the reader."""
 
     def __init__(self, path: str, schema: pa.Schema) -> None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        self.path = path
+        self.path, self.size = path, 0
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(self.fd, schema.serialize())
+        try:
+            self.write(schema)
+        except OSError:  # a segment without its schema is no segment
+            os.close(self.fd)
+            os.remove(path)
+            raise
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        os.write(self.fd, batch.serialize())
+    def write(self, message: pa.RecordBatch | pa.Schema) -> None:
+        data = memoryview(message.serialize())
+        end = self.size + data.nbytes
+        try:
+            while data:  # a write may take part of it (a disk filling up), then fail
+                data = data[os.write(self.fd, data) :]
+        except OSError:
+            os.ftruncate(self.fd, self.size)
+            os.lseek(self.fd, self.size, os.SEEK_SET)
+            raise
+        self.size = end
 
     def close(self) -> str:
         os.close(self.fd)

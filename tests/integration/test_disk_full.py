@@ -1,0 +1,173 @@
+"""A full disk under a served app (issue 21, fault 1): the prediction log (paths.logs) and the
+spool each on a small tmpfs of their own, filled to the last byte while requests arrive.
+
+With the log's disk full, requests are answered and their rows wait in the spool while flushes
+retry with backoff; with the spool's disk full too, requests and feedback are refused with a
+503 that says why, never acknowledged; once space returns, every acknowledged row is written
+exactly once and no failed try is left behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from keel import prediction_log
+from keel.config import load
+from keel.data import synthetic
+from keel.data.batch import json_rows
+from keel.serving import service
+
+MIB = 8  # each filesystem's size: the spool and the log of a few hundred rows fit many times
+REQUESTS = 30  # per phase, 4 instances each
+MODEL = "churn"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Mounts a MIB-sized tmpfs at a new directory and returns it; unmounted after the test.
+    Mounting needs root or CAP_SYS_ADMIN, as CI's machine and this one have."""
+    mounted: list[Path] = []
+
+    def mount(name: str) -> Path:
+        directory = tmp_path / name
+        directory.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={MIB}m,mode=0700", "keel-test", str(directory)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"mounting a {MIB} MiB tmpfs failed: {done.stderr}"
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in mounted:
+        subprocess.run(["umount", "--lazy", str(directory)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Takes every free byte of `disk` with one file (returned: delete it to free them)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    return filler
+
+
+def _instances(n: int) -> list[dict]:
+    cfg = load(
+        [
+            f"experiment={MODEL}",
+            f"dataset.source.rows={n}",
+            "dataset.source.seed=7",
+            "dataset.source.invalid_fraction=0",
+        ]
+    )
+    return json_rows(synthetic.generate(cfg.dataset), drop=(cfg.dataset.target,))
+
+
+def _post(base: str, phase: str, instances: list[dict], acknowledged: set[str]) -> Counter:
+    """REQUESTS predict requests and one feedback post; their statuses, by phase and route.
+    A 503 must say why (the spool's disk) and acknowledge nothing."""
+    statuses: Counter = Counter()
+    session = requests.Session()
+    for i in range(REQUESTS):
+        batch = instances[4 * i : 4 * i + 4]
+        r = session.post(f"{base}/v1/models/{MODEL}:predict", json={"instances": batch}, timeout=30)
+        statuses[(phase, "predict", r.status_code)] += 1
+        if r.status_code == 200:
+            acknowledged.update(p["request_id"] for p in r.json()["predictions"])
+        else:
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "log_unavailable", r.text
+            assert "No space left on device" in r.text and "retry later" in r.text, r.text
+    if acknowledged:
+        label = {"request_id": sorted(acknowledged)[0], "label": 1}
+        r = session.post(f"{base}/v1/feedback", json=label, timeout=30)
+        statuses[(phase, "feedback", r.status_code)] += 1
+        assert r.status_code in (200, 503), r.text
+    return statuses
+
+
+def _logged(cfg) -> Counter:
+    directory = prediction_log.predictions_dir(cfg.paths.logs, MODEL)
+    return Counter(row["request_id"] for row in prediction_log.read(directory).to_pylist())
+
+
+def test_a_full_disk_refuses_with_503_and_loses_no_acknowledged_row(
+    trained_root, serve_port, small_disk, tmp_path
+):
+    root = tmp_path / "out"
+    shutil.copytree(Path(trained_root) / "registry", root / "registry")
+    logs, spool = small_disk("logs"), small_disk("spool")
+    cfg = load(
+        [
+            f"paths.root={root}",
+            f"paths.logs={logs}",
+            f"serve.log.spool={spool}",
+            "serve.log.flush_seconds=0.5",
+            "serve.fused=true",
+            f"serve.port={serve_port}",
+            "ray.progress_bars=false",
+        ]
+    )
+    instances = _instances(4 * REQUESTS * 4)
+    phases = [instances[i * 4 * REQUESTS : (i + 1) * 4 * REQUESTS] for i in range(4)]
+    base = service.start(cfg)
+    acknowledged: set[str] = set()
+    try:
+        statuses = _post(base, "room", phases[0], acknowledged)
+        _wait(lambda: len(_logged(cfg)) == len(acknowledged))
+
+        log_filler = _fill(logs)  # the log's disk full: rows wait in the spool
+        statuses += _post(base, "log full", phases[1], acknowledged)
+        time.sleep(2)  # flushes fail and back off
+        assert len(_logged(cfg)) < len(acknowledged)
+
+        spool_filler = _fill(spool)  # the spool's disk full too: nothing can be accepted
+        statuses += _post(base, "both full", phases[2], acknowledged)
+
+        os.remove(log_filler)
+        os.remove(spool_filler)
+        statuses += _post(base, "room again", phases[3], acknowledged)
+        # the last failed flush backed off at most 16 s (0.5 s doubled per failure)
+        _wait(lambda: len(_logged(cfg)) >= len(acknowledged), timeout=60)
+        assert requests.get(f"{base}/readyz", timeout=30).status_code == 200
+    finally:
+        service.stop(cfg)
+
+    print(dict(sorted(statuses.items())))
+    for phase in ("room", "log full", "room again"):
+        assert statuses[(phase, "predict", 200)] == REQUESTS, statuses
+        assert statuses[(phase, "feedback", 200)] == 1, statuses
+    # a few appends may still fit in the spool's last pages; the rest are refused
+    assert statuses[("both full", "predict", 503)] >= REQUESTS - 5, statuses
+    assert statuses[("both full", "feedback", 503)] == 1, statuses
+
+    logged = _logged(cfg)
+    assert set(logged) == acknowledged  # every acknowledged row, and nothing refused
+    assert set(logged.values()) == {1}  # each once
+    feedback = prediction_log.read(prediction_log.feedback_dir(cfg.paths.logs))
+    assert feedback.num_rows == 3
+    leftovers = [name for _, _, names in os.walk(logs) for name in names if ".tmp-" in name]
+    assert not leftovers, leftovers  # failed writes removed their temporary files
+    assert not [name for _, _, names in os.walk(spool) for name in names]  # all written
+
+
+def _wait(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
