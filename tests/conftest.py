@@ -58,7 +58,7 @@ FILE_SECONDS = {
     "unit/test_config.py": 22,
     "integration/test_runtime.py": 21,
     "integration/test_registry_writers.py": 20,
-    "integration/test_disk_full.py": 20,
+    "integration/test_log_faults.py": 20,
     "e2e/test_serve_cli.py": 17,
     "integration/test_features_on_ray.py": 13,
     "integration/test_validation.py": 11,
@@ -109,32 +109,58 @@ def session_workers(ray_session):
     return workers
 
 
+class S3Server:
+    """moto's S3-compatible server on a loopback port; `stop` and `start` again keep the
+    port, and the buckets and objects (moto keeps them in this process)."""
+
+    def __init__(self) -> None:
+        from keel.runtime import free_port
+
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.server = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
 @pytest.fixture(scope="module")
-def s3(monkeypatch_module):
-    """An S3-compatible server on loopback with one bucket (s3_root); yields the env that
-    points S3 clients at it, which this process's environment holds too."""
+def s3_server(monkeypatch_module):
+    """An S3-compatible server on loopback with one bucket (s3_root), which this process's
+    environment points S3 clients at."""
     import pyarrow.fs as pafs
-    from moto.server import ThreadedMotoServer
 
-    from keel.runtime import free_port
-
-    port = free_port()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = S3Server()
     server.start()
     env = {
         "AWS_ACCESS_KEY_ID": "keel-test",
         "AWS_SECRET_ACCESS_KEY": "keel-test",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ENDPOINT_URL": server.endpoint,
     }
     for key, value in env.items():  # this process reads the bucket too
         monkeypatch_module.setenv(key, value)
-    pafs.S3FileSystem(
-        endpoint_override=env["AWS_ENDPOINT_URL"], allow_bucket_creation=True
-    ).create_dir(BUCKET)
-    yield env
+    server.env = env
+    pafs.S3FileSystem(endpoint_override=server.endpoint, allow_bucket_creation=True).create_dir(
+        BUCKET
+    )
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server) -> dict[str, str]:
+    """The env that points S3 clients at s3_server (this process's environment holds it too)."""
+    return s3_server.env
 
 
 @pytest.fixture

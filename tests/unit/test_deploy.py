@@ -13,7 +13,7 @@ from keel.config import from_dict
 from keel.errors import ConfigError
 from keel.registry import Registry, RegistryError
 from keel.serving import deploy
-from keel.serving.graph import model_options
+from keel.serving.graph import deployments, model_options
 
 PROFILE = {"ms_per_batch": {"1": 0.4, "32": 1.5, "256": 8.0}}
 
@@ -119,6 +119,22 @@ def test_env_forwarded_without_this_machines_project_root(registered, make_cfg):
     env = config["applications"][0]["runtime_env"]["env_vars"]
     assert env["WANDB_MODE"] == "disabled" and env["FEATURE_FLAG"] == "blue"
     assert "KEEL_PROJECT_ROOT" not in env
+
+
+def test_replicas_started_from_this_process_get_ray_env_vars(registered, make_cfg, monkeypatch):
+    """A notebook's or a test's Ray may have started with another config: the replicas carry
+    ray.env_vars themselves, and the ingress the auth token's value."""
+    monkeypatch.setenv("KEEL_TOKEN", "s3cr3t-t0ken")
+    cfg = make_cfg(
+        "+ray.env_vars.FEATURE_FLAG=blue", "serve.fused=false", "serve.auth_token_env=KEEL_TOKEN"
+    )
+    *models, ingress = deployments(cfg, Registry(cfg.paths.registry))
+    declared = dict(cfg.ray.env_vars)
+    assert declared["FEATURE_FLAG"] == "blue"
+    for model in models:
+        assert model["ray_actor_options"]["runtime_env"] == {"env_vars": declared}
+    env = ingress["ray_actor_options"]["runtime_env"]["env_vars"]
+    assert env == {**declared, "KEEL_TOKEN": "s3cr3t-t0ken"}
 
 
 def test_unknown_model_fails_before_writing(make_cfg):

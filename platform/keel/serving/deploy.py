@@ -49,9 +49,11 @@ def serve_config(cfg: KeelConfig, registry: Registry) -> dict[str, Any]:
     RegistryError.
     """
     listed = deployments(cfg, registry)
-    # The ingress's options hand the auth token's value to the replica when the env var is
-    # set here; a file must not carry it. Nodes set the variable themselves (see header()).
-    listed[-1]["ray_actor_options"].pop("runtime_env", None)
+    # The replicas' own env is for an app started from this process: the file's application
+    # carries ray.env_vars for all of them, and the ingress's would hand the auth token's
+    # value over, which a file must not carry. Nodes set the variable themselves (header()).
+    for listing in listed:
+        listing["ray_actor_options"].pop("runtime_env", None)
     config = {
         "proxy_location": cfg.serve.proxy_location.value,
         "http_options": {"host": cfg.serve.host, "port": cfg.serve.port},

@@ -32,7 +32,7 @@ def model_options(cfg: KeelConfig, registry: Registry) -> dict[str, dict[str, An
     out = {}
     for model, served in cfg.serve.models.items():
         profile = Stored.get(registry, model, served.version).latency()
-        actor = {"num_cpus": cfg.serve.replica_cpus}
+        actor = _actor(cfg)
         if cfg.serve.replica_gpus:
             actor["num_gpus"] = cfg.serve.replica_gpus
         out[model] = {
@@ -46,10 +46,10 @@ def model_options(cfg: KeelConfig, registry: Registry) -> dict[str, dict[str, An
 
 def ingress_options(cfg: KeelConfig, models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Fused, the ingress replica runs every model: it scales like the slowest of them."""
-    actor: dict[str, Any] = {"num_cpus": cfg.serve.replica_cpus}
+    actor = _actor(cfg)
     env = cfg.serve.auth_token_env
     if env and os.environ.get(env):  # the token travels to the replica, never into a file
-        actor["runtime_env"] = {"env_vars": {env: os.environ[env]}}
+        actor["runtime_env"]["env_vars"][env] = os.environ[env]
     options: dict[str, Any] = {"name": "Ingress", "logging_config": QUIET}
     if not cfg.serve.fused:
         return {
@@ -66,6 +66,15 @@ def ingress_options(cfg: KeelConfig, models: dict[str, dict[str, Any]]) -> dict[
         "ray_actor_options": actor,
         "autoscaling_config": slowest["autoscaling_config"],
         "max_ongoing_requests": slowest["max_ongoing_requests"],
+    }
+
+
+def _actor(cfg: KeelConfig) -> dict[str, Any]:
+    """A replica's resources, and ray.env_vars: replicas get them even when this process's Ray
+    was started with another config (a notebook's, a test session's)."""
+    return {
+        "num_cpus": cfg.serve.replica_cpus,
+        "runtime_env": {"env_vars": dict(cfg.ray.env_vars)},
     }
 
 

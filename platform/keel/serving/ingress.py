@@ -117,7 +117,7 @@ class Ingress:
                         await asyncio.to_thread(buffer.flush)
                     except Exception as e:  # rows stay spooled for the next try
                         log.warning(
-                            "writing %d rows to %s failed (%s): spooled, retry %d in %.0f s",
+                            "writing %d rows to %s failed (%s): spooled, retry %d in %.1f s",
                             buffer.pending,
                             buffer.directory,
                             e,

@@ -1,10 +1,14 @@
-"""A full disk under a served app (issue 21, fault 1): the prediction log (paths.logs) and the
-spool each on a small tmpfs of their own, filled to the last byte while requests arrive.
+"""The serving logs' storage failing under a served app (issue 21, faults 1 and 2).
 
-With the log's disk full, requests are answered and their rows wait in the spool while flushes
-retry with backoff; with the spool's disk full too, requests and feedback are refused with a
-503 that says why, never acknowledged; once space returns, every acknowledged row is written
-exactly once and no failed try is left behind."""
+A full disk: the prediction log (paths.logs) and the spool each on a small tmpfs of their own,
+filled to the last byte while requests arrive. With the log's disk full, requests are answered
+and their rows wait in the spool while flushes retry with backoff; with the spool's disk full
+too, requests and feedback are refused with a 503 that says why, never acknowledged; once space
+returns, every acknowledged row is written exactly once and no failed try is left behind.
+
+An object store down: paths.logs on an S3-compatible server that is stopped mid-run and
+started again. Requests are answered throughout, and every acknowledged row is written once
+when the store is back."""
 
 from __future__ import annotations
 
@@ -164,6 +168,56 @@ def test_a_full_disk_refuses_with_503_and_loses_no_acknowledged_row(
     leftovers = [name for _, _, names in os.walk(logs) for name in names if ".tmp-" in name]
     assert not leftovers, leftovers  # failed writes removed their temporary files
     assert not [name for _, _, names in os.walk(spool) for name in names]  # all written
+
+
+def test_an_object_store_stopped_mid_run_loses_no_acknowledged_row(
+    trained_root, serve_port, s3_server, s3_root, tmp_path
+):
+    root = tmp_path / "out"
+    shutil.copytree(Path(trained_root) / "registry", root / "registry")
+    # the replicas' store and credentials: this process's Ray started before the store did
+    store = [f"+ray.env_vars.{key}={value}" for key, value in s3_server.env.items()]
+    cfg = load(
+        [
+            f"paths.root={root}",
+            f"paths.logs={s3_root}/logs",
+            f"serve.log.spool={tmp_path / 'spool'}",  # not the machine's, which other runs share
+            "serve.log.flush_seconds=0.5",
+            "serve.fused=true",
+            f"serve.port={serve_port}",
+            "ray.progress_bars=false",
+            *store,
+        ]
+    )
+    instances = _instances(4 * REQUESTS * 3)
+    phases = [instances[i * 4 * REQUESTS : (i + 1) * 4 * REQUESTS] for i in range(3)]
+    base = service.start(cfg)
+    acknowledged: set[str] = set()
+    try:
+        statuses = _post(base, "up", phases[0], acknowledged)
+        _wait(lambda: len(_logged(cfg)) == len(acknowledged))
+        s3_server.stop()
+        statuses += _post(base, "down", phases[1], acknowledged)
+        time.sleep(3)  # flushes fail and back off
+        s3_server.start()
+        assert len(_logged(cfg)) < len(acknowledged)
+        statuses += _post(base, "up again", phases[2], acknowledged)
+        _wait(lambda: len(_logged(cfg)) >= len(acknowledged), timeout=60)
+    finally:
+        if s3_server.server is None:  # the app's last flush needs its store
+            s3_server.start()
+        service.stop(cfg)
+
+    print(dict(sorted(statuses.items())))
+    assert statuses == Counter(
+        {
+            (phase, route, 200): n
+            for phase in ("up", "down", "up again")
+            for route, n in (("predict", REQUESTS), ("feedback", 1))
+        }
+    )
+    logged = _logged(cfg)
+    assert set(logged) == acknowledged and set(logged.values()) == {1}
 
 
 def _wait(condition, timeout: float = 30) -> None:
