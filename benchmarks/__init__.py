@@ -21,6 +21,7 @@ from keel.errors import ConfigError, KeelError
 from .common import Phases
 
 BENCHMARKS = {  # name -> module
+    "autoscale": "benchmarks.autoscale",
     "features": "benchmarks.features",
     "monitor": "benchmarks.monitor",
     "serve": "benchmarks.serve",

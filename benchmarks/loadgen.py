@@ -38,10 +38,13 @@ class LoadResult:
     p99_ms: float
     latencies_ms: list[float] = field(repr=False, default_factory=list)  # successful ones
     answers: list[bytes] = field(repr=False, default_factory=list)  # their bodies, if kept
+    # when each successful one was answered, in seconds from the run's start (latencies_ms' order)
+    answered_s: list[float] = field(repr=False, default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """Everything but the raw latencies and answers: what a report keeps."""
-        return {k: v for k, v in asdict(self).items() if k not in ("latencies_ms", "answers")}
+        """Everything but the raw latencies, times and answers: what a report keeps."""
+        raw = ("latencies_ms", "answers", "answered_s")
+        return {k: v for k, v in asdict(self).items() if k not in raw}
 
 
 async def run_async(
@@ -54,10 +57,11 @@ async def run_async(
     timeout_s: float = 30.0,
     rate_rps: float | None = None,
     keep_answers: bool = False,
+    seconds: float | None = None,
 ) -> LoadResult:
     """POST payloads[i % len(payloads)] for i in range(total); see the module docstring.
     keep_answers: also return the successful answers' bodies (what a test checks the logs
-    against)."""
+    against). seconds: stop sending after that long, however many of `total` were sent."""
     if concurrency < 1 or total < 1 or not payloads:
         raise ValueError("loadgen needs concurrency >= 1, total >= 1 and at least one payload")
     if rate_rps is not None and rate_rps <= 0:
@@ -65,13 +69,14 @@ async def run_async(
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
     answers: list[bytes] = []
+    answered: list[float] = []
     claimed = 0
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     connector = aiohttp.TCPConnector(limit=concurrency)
 
     async def worker(session: aiohttp.ClientSession, started: float) -> None:
         nonlocal claimed
-        while claimed < total:
+        while claimed < total and (seconds is None or time.perf_counter() - started < seconds):
             i, claimed = claimed, claimed + 1  # no await in between: claims never overlap
             due = started + i / rate_rps if rate_rps else time.perf_counter()
             if (wait := due - time.perf_counter()) > 0:
@@ -85,7 +90,9 @@ async def run_async(
                 continue
             statuses[str(status)] += 1
             if 200 <= status < 300:
-                latencies.append((time.perf_counter() - due) * 1000)
+                now = time.perf_counter()
+                latencies.append((now - due) * 1000)
+                answered.append(now - started)
                 if keep_answers:
                     answers.append(body)
 
@@ -109,6 +116,7 @@ async def run_async(
         p99_ms=p99,
         latencies_ms=latencies,
         answers=answers,
+        answered_s=answered,
     )
 
 

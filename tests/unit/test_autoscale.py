@@ -93,6 +93,7 @@ def test_derive_defaults_have_the_serve_keys(base):
         "target_ongoing_requests",
         "upscale_delay_s",
         "downscale_delay_s",
+        "metrics_interval_s",
         "look_back_period_s",
     }
     b = base.serve.batching.max_batch_size
@@ -100,7 +101,8 @@ def test_derive_defaults_have_the_serve_keys(base):
     assert cfg["target_ongoing_requests"] == 4 * b
     assert cfg["min_replicas"] == cfg["initial_replicas"] == 1
     assert cfg["max_replicas"] == base.serve.max_replicas
-    assert cfg["look_back_period_s"] > 10  # longer than Serve's 10 s metrics push interval
+    assert cfg["metrics_interval_s"] < cfg["upscale_delay_s"]  # a load is seen before acted on
+    assert cfg["look_back_period_s"] > 10  # Serve warns at or under 10 s
     assert out["max_ongoing_requests"] > cfg["target_ongoing_requests"]
 
 

@@ -106,6 +106,16 @@ def test_open_loop_paces_requests(server):
     assert r.duration_s >= 19 / 100  # the last request is due 0.19 s after the start
 
 
+def test_a_run_of_some_seconds_stops_sending_then_and_times_each_answer(server):
+    state, url = server
+    state.reset()
+    r = loadgen.run(url, [body(200, 0.05)], concurrency=2, total=10_000, seconds=0.5)
+    assert 12 <= r.ok == state.received <= 24  # 2 callers, 0.05 s each, for 0.5 s
+    assert len(r.answered_s) == r.ok
+    assert min(r.answered_s) > 0.04 and max(r.answered_s) < 0.5 + 0.1
+    assert "answered_s" not in r.summary()
+
+
 @pytest.mark.parametrize(
     "kw",
     [{"concurrency": 0}, {"total": 0}, {"payloads": []}, {"rate_rps": 0.0}],

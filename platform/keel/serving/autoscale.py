@@ -48,7 +48,12 @@ def derive(serve: ServeConfig, slo: SloConfig, profile: dict) -> dict[str, Any]:
         "target_ongoing_requests": target,
         "upscale_delay_s": 5.0,
         "downscale_delay_s": 60.0,
-        "look_back_period_s": 15.0,  # must exceed the 10 s metrics push interval
+        # Ray 2.60's replicas report their ongoing requests every metrics_interval_s (10 s by
+        # default; its deprecation names env vars that replicas do not read yet), so a load
+        # went unseen for up to 10 s: a second replica took 12-23 s in bench=autoscale, 6.5 s
+        # with reports every 0.5 s
+        "metrics_interval_s": 2.0,
+        "look_back_period_s": 15.0,  # must exceed the metrics interval
     }
     cfg.update(serve.autoscaling)
     if "min_replicas" not in serve.autoscaling:  # a derived floor never exceeds a given ceiling
