@@ -82,6 +82,31 @@ def _instances(n: int) -> list[dict]:
     return json_rows(synthetic.generate(cfg.dataset), drop=(cfg.dataset.target,))
 
 
+def _config(trained_root: str, tmp_path: Path, port: int, logs: str, spool: str, *extra: str):
+    """A fused app serving a copy of the shared registry, its logs under `logs`, spooled in
+    `spool`, flushed every half second."""
+    root = tmp_path / "out"
+    shutil.copytree(Path(trained_root) / "registry", root / "registry")
+    return load(
+        [
+            f"paths.root={root}",
+            f"paths.logs={logs}",
+            f"serve.log.spool={spool}",
+            "serve.log.flush_seconds=0.5",
+            "serve.fused=true",
+            f"serve.port={port}",
+            "ray.progress_bars=false",
+            *extra,
+        ]
+    )
+
+
+def _phases(n: int) -> list[list[dict]]:
+    """The instances of n phases of REQUESTS requests of 4 rows, none repeated."""
+    instances = _instances(4 * REQUESTS * n)
+    return [instances[i * 4 * REQUESTS : (i + 1) * 4 * REQUESTS] for i in range(n)]
+
+
 def _post(base: str, phase: str, instances: list[dict], acknowledged: set[str]) -> Counter:
     """REQUESTS predict requests and one feedback post; their statuses, by phase and route.
     A 503 must say why (the spool's disk) and acknowledge nothing."""
@@ -113,22 +138,9 @@ def _logged(cfg) -> Counter:
 def test_a_full_disk_refuses_with_503_and_loses_no_acknowledged_row(
     trained_root, serve_port, small_disk, tmp_path
 ):
-    root = tmp_path / "out"
-    shutil.copytree(Path(trained_root) / "registry", root / "registry")
     logs, spool = small_disk("logs"), small_disk("spool")
-    cfg = load(
-        [
-            f"paths.root={root}",
-            f"paths.logs={logs}",
-            f"serve.log.spool={spool}",
-            "serve.log.flush_seconds=0.5",
-            "serve.fused=true",
-            f"serve.port={serve_port}",
-            "ray.progress_bars=false",
-        ]
-    )
-    instances = _instances(4 * REQUESTS * 4)
-    phases = [instances[i * 4 * REQUESTS : (i + 1) * 4 * REQUESTS] for i in range(4)]
+    cfg = _config(trained_root, tmp_path, serve_port, str(logs), str(spool))
+    phases = _phases(4)
     base = service.start(cfg)
     acknowledged: set[str] = set()
     try:
@@ -173,24 +185,12 @@ def test_a_full_disk_refuses_with_503_and_loses_no_acknowledged_row(
 def test_an_object_store_stopped_mid_run_loses_no_acknowledged_row(
     trained_root, serve_port, s3_server, s3_root, tmp_path
 ):
-    root = tmp_path / "out"
-    shutil.copytree(Path(trained_root) / "registry", root / "registry")
     # the replicas' store and credentials: this process's Ray started before the store did
     store = [f"+ray.env_vars.{key}={value}" for key, value in s3_server.env.items()]
-    cfg = load(
-        [
-            f"paths.root={root}",
-            f"paths.logs={s3_root}/logs",
-            f"serve.log.spool={tmp_path / 'spool'}",  # not the machine's, which other runs share
-            "serve.log.flush_seconds=0.5",
-            "serve.fused=true",
-            f"serve.port={serve_port}",
-            "ray.progress_bars=false",
-            *store,
-        ]
-    )
-    instances = _instances(4 * REQUESTS * 3)
-    phases = [instances[i * 4 * REQUESTS : (i + 1) * 4 * REQUESTS] for i in range(3)]
+    # a spool of its own, not the machine's, which other runs share
+    spool = str(tmp_path / "spool")
+    cfg = _config(trained_root, tmp_path, serve_port, f"{s3_root}/logs", spool, *store)
+    phases = _phases(3)
     base = service.start(cfg)
     acknowledged: set[str] = set()
     try:
