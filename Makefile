@@ -13,7 +13,7 @@ unexport PYTHONDONTWRITEBYTECODE
 
 LAB_PORT ?= 8888
 
-.PHONY: install install-lab install-dev demo test test-fast lint format kernel lab bench clean
+.PHONY: install install-lab install-dev demo test test-fast soak lint format kernel lab bench clean
 
 # Stamps make installs idempotent: re-run only when the dependency files change.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -57,6 +57,12 @@ test: lint install-dev
 test-fast: install-dev
 	WANDB_MODE=disabled $(BIN)/python -m pytest tests/unit -q -n auto \
 		-p no:schemathesis -p no:hypothesispytest -p no:anyio
+
+# The soak's long variant: 10 minutes of steady traffic at half the measured capacity on the
+# fused app (make test runs the same test for 20 s), then every row checked in the log.
+soak: install-dev
+	WANDB_MODE=disabled KEEL_SOAK_SECONDS=600 $(BIN)/python -m pytest -s \
+		tests/integration/test_serving.py -k "fused and (half_capacity or exactly_one_row)"
 
 # The `keel` Jupyter kernel: this .venv's Python, installed into the .venv itself.
 kernel: install-lab

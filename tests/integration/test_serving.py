@@ -44,6 +44,11 @@ FUZZ_PER_BODY, FUZZ_PER_BARE = 2_000, 400
 # :explain takes predict's body through the same validation (fuzzed above): what is its own is
 # the answer, which fewer valid bodies cover
 FUZZ_PER_EXPLAIN = 90
+# The soak's steady load (make soak: 600) and the bound on the ingress replica's RSS growth
+# after its first quarter: a leak of 1 KiB a request is ~7.5 MiB a minute at ~128 requests/s
+# (half this machine's capacity), so 10 minutes would see one and 20 s would not
+SOAK_SECONDS = float(os.environ.get("KEEL_SOAK_SECONDS", "20"))
+RSS_GROWTH_MIB = 32
 # The tests of what the ingress alone decides (request validation, limits, feedback, auth) run
 # on one topology: the graph's ingress is the same code, only the models sit behind handles.
 INGRESS = pytest.mark.parametrize("app", ["fused"], indirect=True)
@@ -600,12 +605,50 @@ def test_a_load_of_20000_predictions_at_concurrency_64_fails_no_request(app):
     url = f"{client.base}/v1/models/churn:predict"
     load = loadgen.run(url, payloads, concurrency=64, total=2_000, keep_answers=True)
     assert load.failed == 0 and load.ok == 2_000, load.statuses
-    predictions = [p for a in load.answers for p in json.loads(a)["predictions"]]
-    assert len(predictions) == 20_000
-    with client.lock:
-        client.answered[("churn", 200)] += load.ok
-        client.acknowledged.update(p["request_id"] for p in predictions)
+    assert _acknowledge(client, "churn", load) == 20_000
     print(f"load: 20,000 predictions, p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms")
+
+
+@INGRESS
+def test_a_steady_load_at_half_capacity_fails_nothing_and_grows_no_memory(app, session_workers):
+    """The soak (issue 21, fault 5): the capacity measured by a closed-loop burst, then an open
+    loop at half of it for SOAK_SECONDS (`make soak`: 10 minutes) while the ingress replica's
+    RSS is sampled. No request fails, RSS grows by at most RSS_GROWTH_MIB after the first
+    quarter (warm-up), and the module's last test finds every row in the log exactly once."""
+    _, client = app
+    payloads = [json.dumps({"instances": _rows("churn", 10, seed=s)}).encode() for s in (63, 64)]
+    url = f"{client.base}/v1/models/churn:predict"
+    title = "ray::ServeReplica:keel:Ingress"
+    (replica,) = (p for p, cmdline in session_workers().items() if cmdline[:1] == [title])
+    burst = loadgen.run(url, payloads, concurrency=16, total=1 << 30, seconds=3, keep_answers=True)
+    assert burst.failed == 0, burst.statuses
+    _acknowledge(client, "churn", burst)
+    rate = burst.throughput_rps / 2
+    rss: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        started = time.monotonic()
+        while not done.wait(0.5):
+            rss.append((time.monotonic() - started, replica.memory_info().rss))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    total = int(rate * SOAK_SECONDS)
+    soak = loadgen.run(url, payloads, 64, total, rate_rps=rate, keep_answers=True)
+    done.set()
+    sampler.join()
+    assert soak.failed == 0 and soak.ok == total, soak.statuses
+    _acknowledge(client, "churn", soak)
+    warm = [b for t, b in rss if t >= SOAK_SECONDS / 4]
+    growth_mib = (max(warm) - warm[0]) / 2**20
+    print(
+        f"soak: {total:,} requests at {rate:.0f}/s (half of {burst.throughput_rps:.0f}/s) for "
+        f"{soak.duration_s:.0f} s, p50 {soak.p50_ms:.1f} ms, p99 {soak.p99_ms:.1f} ms; replica "
+        f"RSS {rss[0][1] / 2**20:.0f} MiB at the start, {warm[0] / 2**20:.0f} after warm-up, "
+        f"{max(warm) / 2**20:.0f} at most: +{growth_mib:.1f} MiB"
+    )
+    assert growth_mib <= RSS_GROWTH_MIB
 
 
 def test_fuzzed_requests_to_every_operation_get_no_5xx_and_the_app_stays_up(app):
@@ -727,6 +770,15 @@ def test_simulate_without_an_app_says_how_to_start_one(tmp_path):
 
 def _read(directory: str) -> list[dict]:
     return prediction_log.read(directory).to_pylist()
+
+
+def _acknowledge(client: Client, model: str, load: loadgen.LoadResult) -> int:
+    """A load's answers join what the client has seen acknowledged; the predictions."""
+    predictions = [p for a in load.answers for p in json.loads(a)["predictions"]]
+    with client.lock:
+        client.answered[(model, 200)] += load.ok
+        client.acknowledged.update(p["request_id"] for p in predictions)
+    return len(predictions)
 
 
 def _count(client: Client, traffic) -> None:
