@@ -28,6 +28,7 @@ from keel.config import load
 from keel.data import synthetic
 from keel.data.batch import json_rows
 from keel.serving import service
+from keel.serving.graph import ingress_options
 
 MIB = 8  # each filesystem's size: the spool and the log of a few hundred rows fit many times
 REQUESTS = 30  # per phase, 4 instances each
@@ -80,6 +81,16 @@ def _instances(n: int) -> list[dict]:
         ]
     )
     return json_rows(synthetic.generate(cfg.dataset), drop=(cfg.dataset.target,))
+
+
+def test_replicas_carry_only_the_env_vars_their_job_lacks():
+    """The store's env above reaches the replicas as their own runtime env; an actor with one
+    starts slower, so a replica gets one only for what this process's Ray was started without."""
+    same = load(["serve.fused=false"])
+    assert "runtime_env" not in ingress_options(same, {})["ray_actor_options"]
+    other = load(["serve.fused=false", "+ray.env_vars.KEEL_TEST_FLAG=blue"])
+    env = ingress_options(other, {})["ray_actor_options"]["runtime_env"]
+    assert env == {"env_vars": {"KEEL_TEST_FLAG": "blue"}}
 
 
 def _config(trained_root: str, tmp_path: Path, port: int, logs: str, spool: str, *extra: str):

@@ -49,7 +49,7 @@ def ingress_options(cfg: KeelConfig, models: dict[str, dict[str, Any]]) -> dict[
     actor = _actor(cfg)
     env = cfg.serve.auth_token_env
     if env and os.environ.get(env):  # the token travels to the replica, never into a file
-        actor["runtime_env"]["env_vars"][env] = os.environ[env]
+        actor.setdefault("runtime_env", {"env_vars": {}})["env_vars"][env] = os.environ[env]
     options: dict[str, Any] = {"name": "Ingress", "logging_config": QUIET}
     if not cfg.serve.fused:
         return {
@@ -70,12 +70,22 @@ def ingress_options(cfg: KeelConfig, models: dict[str, dict[str, Any]]) -> dict[
 
 
 def _actor(cfg: KeelConfig) -> dict[str, Any]:
-    """A replica's resources, and ray.env_vars: replicas get them even when this process's Ray
-    was started with another config (a notebook's, a test session's)."""
-    return {
-        "num_cpus": cfg.serve.replica_cpus,
-        "runtime_env": {"env_vars": dict(cfg.ray.env_vars)},
-    }
+    """A replica's resources, and the ray.env_vars its job lacks: replicas get them even when
+    this process's Ray was started with another config (a notebook's, a test session's). Only
+    then: an actor with a runtime env of its own took 1.4 CPU-s to start here, 0.65 without."""
+    actor: dict[str, Any] = {"num_cpus": cfg.serve.replica_cpus}
+    if missing := _missing_env(cfg):
+        actor["runtime_env"] = {"env_vars": missing}
+    return actor
+
+
+def _missing_env(cfg: KeelConfig) -> dict[str, str]:
+    """ray.env_vars that this process's job does not already give its actors."""
+    import ray
+
+    job = ray.get_runtime_context().runtime_env if ray.is_initialized() else {}
+    given = job.get("env_vars") or {}
+    return {k: v for k, v in cfg.ray.env_vars.items() if given.get(k) != v}
 
 
 def deployments(cfg: KeelConfig, registry: Registry) -> list[dict[str, Any]]:
