@@ -12,12 +12,14 @@ when the store is back."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -146,36 +148,62 @@ def _logged(cfg) -> Counter:
     return Counter(row["request_id"] for row in prediction_log.read(directory).to_pylist())
 
 
+class Served:
+    """A started app and what was sent to it: statuses by (phase, route, status), and the
+    request ids acknowledged."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg, self.base = cfg, service.start(cfg)
+        self.statuses: Counter = Counter()
+        self.acknowledged: set[str] = set()
+
+    def post(self, phase: str, instances: list[dict]) -> None:
+        self.statuses += _post(self.base, phase, instances, self.acknowledged)
+
+    def behind(self) -> bool:
+        """Whether acknowledged rows are still waiting in the spool."""
+        return len(_logged(self.cfg)) < len(self.acknowledged)
+
+    def caught_up(self, timeout: float = 30) -> None:
+        _wait(lambda: not self.behind(), timeout)
+
+
+@contextlib.contextmanager
+def _serving(cfg) -> Iterator[Served]:
+    served = Served(cfg)
+    try:
+        yield served
+    finally:
+        service.stop(cfg)
+    print(dict(sorted(served.statuses.items())))
+
+
 def test_a_full_disk_refuses_with_503_and_loses_no_acknowledged_row(
     trained_root, serve_port, small_disk, tmp_path
 ):
     logs, spool = small_disk("logs"), small_disk("spool")
     cfg = _config(trained_root, tmp_path, serve_port, str(logs), str(spool))
     phases = _phases(4)
-    base = service.start(cfg)
-    acknowledged: set[str] = set()
-    try:
-        statuses = _post(base, "room", phases[0], acknowledged)
-        _wait(lambda: len(_logged(cfg)) == len(acknowledged))
+    with _serving(cfg) as app:
+        app.post("room", phases[0])
+        app.caught_up()
 
         log_filler = _fill(logs)  # the log's disk full: rows wait in the spool
-        statuses += _post(base, "log full", phases[1], acknowledged)
+        app.post("log full", phases[1])
         time.sleep(2)  # flushes fail and back off
-        assert len(_logged(cfg)) < len(acknowledged)
+        assert app.behind()
 
         spool_filler = _fill(spool)  # the spool's disk full too: nothing can be accepted
-        statuses += _post(base, "both full", phases[2], acknowledged)
+        app.post("both full", phases[2])
 
         os.remove(log_filler)
         os.remove(spool_filler)
-        statuses += _post(base, "room again", phases[3], acknowledged)
+        app.post("room again", phases[3])
         # the last failed flush backed off at most 16 s (0.5 s doubled per failure)
-        _wait(lambda: len(_logged(cfg)) >= len(acknowledged), timeout=60)
-        assert requests.get(f"{base}/readyz", timeout=30).status_code == 200
-    finally:
-        service.stop(cfg)
+        app.caught_up(timeout=60)
+        assert requests.get(f"{app.base}/readyz", timeout=30).status_code == 200
 
-    print(dict(sorted(statuses.items())))
+    statuses = app.statuses
     for phase in ("room", "log full", "room again"):
         assert statuses[(phase, "predict", 200)] == REQUESTS, statuses
         assert statuses[(phase, "feedback", 200)] == 1, statuses
@@ -184,7 +212,7 @@ def test_a_full_disk_refuses_with_503_and_loses_no_acknowledged_row(
     assert statuses[("both full", "feedback", 503)] == 1, statuses
 
     logged = _logged(cfg)
-    assert set(logged) == acknowledged  # every acknowledged row, and nothing refused
+    assert set(logged) == app.acknowledged  # every acknowledged row, and nothing refused
     assert set(logged.values()) == {1}  # each once
     feedback = prediction_log.read(prediction_log.feedback_dir(cfg.paths.logs))
     assert feedback.num_rows == 3
@@ -202,25 +230,22 @@ def test_an_object_store_stopped_mid_run_loses_no_acknowledged_row(
     spool = str(tmp_path / "spool")
     cfg = _config(trained_root, tmp_path, serve_port, f"{s3_root}/logs", spool, *store)
     phases = _phases(3)
-    base = service.start(cfg)
-    acknowledged: set[str] = set()
-    try:
-        statuses = _post(base, "up", phases[0], acknowledged)
-        _wait(lambda: len(_logged(cfg)) == len(acknowledged))
-        s3_server.stop()
-        statuses += _post(base, "down", phases[1], acknowledged)
-        time.sleep(3)  # flushes fail and back off
-        s3_server.start()
-        assert len(_logged(cfg)) < len(acknowledged)
-        statuses += _post(base, "up again", phases[2], acknowledged)
-        _wait(lambda: len(_logged(cfg)) >= len(acknowledged), timeout=60)
-    finally:
-        if s3_server.server is None:  # the app's last flush needs its store
+    with _serving(cfg) as app:
+        try:
+            app.post("up", phases[0])
+            app.caught_up()
+            s3_server.stop()
+            app.post("down", phases[1])
+            time.sleep(3)  # flushes fail and back off
             s3_server.start()
-        service.stop(cfg)
+            assert app.behind()
+            app.post("up again", phases[2])
+            app.caught_up(timeout=60)
+        finally:
+            if s3_server.server is None:  # the app's last flush needs its store
+                s3_server.start()
 
-    print(dict(sorted(statuses.items())))
-    assert statuses == Counter(
+    assert app.statuses == Counter(
         {
             (phase, route, 200): n
             for phase in ("up", "down", "up again")
@@ -228,7 +253,7 @@ def test_an_object_store_stopped_mid_run_loses_no_acknowledged_row(
         }
     )
     logged = _logged(cfg)
-    assert set(logged) == acknowledged and set(logged.values()) == {1}
+    assert set(logged) == app.acknowledged and set(logged.values()) == {1}
 
 
 def _wait(condition, timeout: float = 30) -> None:
