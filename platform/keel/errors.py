@@ -29,6 +29,12 @@ class RegistryError(KeelError):
     """A missing model, version or stage, a damaged version, or a refused stage change."""
 
 
+class TrainingFailed(KeelError):
+    """A Ray Train run that failed more often than train.max_failures lets it resume."""
+
+    exit_code = 1
+
+
 class FeatureError(KeelError):
     """A feature pipeline that cannot be fitted, loaded or applied."""
 

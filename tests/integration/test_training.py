@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from keel.errors import TrainingFailed
 from keel.registry import Registry
 from keel.training.dataset import prepare
 from keel.training.run import train
@@ -82,9 +83,48 @@ def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(
         "train.checkpoint_seconds=0",  # a checkpoint every report: one to resume from early
         *overrides,
     )
+    outcome = _train_and_kill_a_worker(cfg, session_workers)
+    history = outcome["result"].history
+    assert [h["epoch"] for h in history] == reported  # every one, none twice
+    resumed = [h["resumed_from"] for h in history if h["resumed_from"] >= 0]
+    assert resumed, "training restarted from scratch instead of the checkpoint"
+    assert history[-1]["resumed_from"] == resumed[0] >= 0
+    assert Registry(cfg.paths.registry).get("churn", "latest").version == 1
+
+
+def test_a_run_out_of_restarts_fails_naming_why_and_registers_nothing(make_cfg, session_workers):
+    """train.max_failures=0: the killed worker ends the run with one sentence (no Ray
+    traceback) that says what failed and what would have resumed it."""
+    cfg = make_cfg(
+        "dataset.source.rows=60000",
+        "train.max_failures=0",
+        "train.checkpoint_seconds=0",
+        *KILLED["torch"][0],
+    )
+    outcome = _train_and_kill_a_worker(cfg, session_workers)
+    error = outcome["error"]
+    assert isinstance(error, TrainingFailed), repr(error)
+    message = str(error)
+    print(f"out of restarts: {message}")
+    assert message.startswith("training churn-") and "worker 0: " in message, message
+    assert "train.max_failures=0" in message and "no version was registered" in message
+    assert "\n" not in message and "Traceback" not in message
+    assert Registry(cfg.paths.registry).versions("churn") == []
+
+
+def _train_and_kill_a_worker(cfg, session_workers) -> dict:
+    """Train cfg on a thread, SIGKILL its Train worker once the run has registered a
+    checkpoint, and wait: {"result": Trained} or {"error": the exception train raised}."""
     outcome: dict = {}
     started = time.time()
-    runner = threading.Thread(target=lambda: outcome.update(result=train(cfg)), daemon=True)
+
+    def run() -> None:
+        try:
+            outcome["result"] = train(cfg)
+        except Exception as e:  # the test asserts on it
+            outcome["error"] = e
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     snapshots = Path(cfg.paths.checkpoints).glob
     deadline = time.time() + 300
@@ -101,12 +141,8 @@ def test_a_killed_train_worker_is_replaced_and_resumes_from_its_checkpoint(
     assert workers, "no live Train worker to kill"
     os.kill(workers[0].pid, signal.SIGKILL)
     runner.join(timeout=600)
-    history = outcome["result"].history
-    assert [h["epoch"] for h in history] == reported  # every one, none twice
-    resumed = [h["resumed_from"] for h in history if h["resumed_from"] >= 0]
-    assert resumed, "training restarted from scratch instead of the checkpoint"
-    assert history[-1]["resumed_from"] == resumed[0] >= 0
-    assert Registry(cfg.paths.registry).get("churn", "latest").version == 1
+    assert outcome, "training did not end"
+    return outcome
 
 
 def _registered(snapshots) -> bool:

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from keel import storage
 from keel.config import KeelConfig, to_dict, to_yaml
+from keel.errors import TrainingFailed
 from keel.models import score
 from keel.models.family import family
 from keel.models.infer import probabilities
@@ -40,13 +41,38 @@ class Trained:
 
 def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = None):
     """Run Ray Train; returns (best model as saved, per-epoch history, checkpoint path)."""
+    import ray.train
+
     train_ds = {"train": data.datasets["train"], "val": data.datasets["val"]}
     in_features = len(data.features.output_columns)
     forward, lines = reporter()
     run = trainer(cfg, train_ds, in_features, data.head, name, [*(callbacks or []), forward])
     with lines:
-        result = run.fit()
+        try:
+            result = run.fit()
+        except ray.train.TrainingFailedError as e:
+            raise TrainingFailed(failure(cfg, name, e)) from e
     return from_checkpoint(cfg, result.checkpoint)
+
+
+def failure(cfg: KeelConfig, name: str, error: Exception) -> str:
+    """What a failed run says: each failed worker's error in one line (Ray's message holds
+    their tracebacks, which --verbose logs), what it could not resume from, and that nothing
+    was registered."""
+    failures = getattr(error, "worker_failures", None) or {}
+    causes = [f"worker {rank}: {_first_line(e)}" for rank, e in sorted(failures.items())]
+    allowed = cfg.train.max_failures
+    return (
+        f"training {name} failed: {'; '.join(causes) or _first_line(error)}. It had "
+        f"{'no restart' if allowed == 0 else f'{allowed} restart(s)'} to resume from its last "
+        f"checkpoint (train.max_failures={allowed}); no version was registered. Its checkpoints "
+        f"are under {storage.join(cfg.paths.checkpoints, name)}."
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(error).__name__
 
 
 def from_checkpoint(cfg: KeelConfig, checkpoint) -> tuple[bytes, list[dict], str]:
