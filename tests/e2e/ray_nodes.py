@@ -47,6 +47,15 @@ class Cluster:
     dashboard: str  # Jobs API URL, for keel submit
     processes: list[subprocess.Popen] = field(default_factory=list)
 
+    def kill_raylet(self, i: int) -> str:
+        """SIGKILL node i's raylet, as a machine lost would stop answering (its workers and
+        `ray start` end with it); returns the node's id."""
+        started = psutil.Process(self.processes[i].pid)
+        (raylet,) = [p for p in started.children(recursive=True) if p.name() == "raylet"]
+        (node_id,) = [a.split("=", 1)[1] for a in raylet.cmdline() if a.startswith("--node_id=")]
+        raylet.kill()
+        return node_id
+
 
 def _start(args: list[str], env: dict[str, str], log: Path, temp: str) -> subprocess.Popen:
     common = [

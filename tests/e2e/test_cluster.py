@@ -1,9 +1,10 @@
 """keel on a real two-node Ray cluster, with every path on S3 (a moto server on loopback).
 
-`keel submit` sends train (two Train workers SPREAD over both nodes), serve, monitor and
-retrain to the cluster's Jobs API. Registry, logs, reports and checkpoints live in the bucket;
-the test reads them there. The nodes hold the S3 settings in their environment, as cluster
-nodes would hold an instance profile.
+`keel submit` sends train (two Train workers SPREAD over both nodes, the second node's raylet
+killed mid-run: training resumes from its checkpoint on the head), serve, monitor and retrain
+to the cluster's Jobs API; all but train run on the node that remains. Registry, logs,
+reports and checkpoints live in the bucket; the test reads them there. The nodes hold the S3
+settings in their environment, as cluster nodes would hold an instance profile.
 
 `keel monitor --every` runs against the same cluster (one Ray start for both: each costs ~20 s
 here): a failing verdict submits `keel retrain` as a Ray job, on local paths.
@@ -11,6 +12,7 @@ here): a failing verdict submits `keel retrain` as a Ray job, on local paths.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from ray_nodes import BIN, Cluster, alive_nodes, node_env, ray_cluster, state
+from ray_nodes import BIN, Cluster, node_env, ray_cluster, state
 
 from keel import prediction_log as plog
 from keel import storage, submission
@@ -32,7 +34,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def cluster(s3, tmp_path_factory):
-    with ray_cluster(tmp_path_factory.mktemp("cluster"), node_cpus=[2, 2], env=s3) as c:
+    # a node that stops answering is declared dead after 3 health checks 1 s apart (Ray's
+    # defaults: 5, 3 s apart), so training on a lost node fails and resumes sooner
+    health = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+    with ray_cluster(
+        tmp_path_factory.mktemp("cluster"), node_cpus=[2, 2], env={**s3, **health}
+    ) as c:
         yield c
 
 
@@ -71,8 +78,23 @@ def wait_until(check, timeout_s: float, what: str):
     return result
 
 
+def _spread(cluster: Cluster, checkpoints: str) -> set[str]:
+    """The nodes of the run's live Train workers, once two workers live on two nodes and the
+    run has registered a checkpoint (resuming uses the registered ones); empty until then."""
+    workers = state(cluster.dashboard, "actors", class_name="RayTrainWorker", state="ALIVE")
+    nodes = {w["node_id"] for w in workers}
+    if len(nodes) < 2:
+        return set()
+    for found in storage.list_dir(checkpoints, recursive=True):
+        if found.path.endswith("checkpoint_manager_snapshot.json"):
+            with contextlib.suppress(ValueError, OSError):  # being written right now
+                if storage.read_json(f"s3://{found.path}").get("checkpoint_results"):
+                    return nodes
+    return set()
+
+
 @pytest.mark.slow
-def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3, s3_root):
+def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3, s3_root, tmp_path):
     root = f"{s3_root}/keel"
     port = free_port()
     common = [
@@ -88,23 +110,51 @@ def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3, s3_root):
     ]
     train = [
         "dataset.source.rows=6000",
-        "train.epochs=4",
+        "train.epochs=20",
         "train.num_workers=2",
         "train.placement_strategy=SPREAD",
         "train.cpus_per_worker=0.5",
+        "train.early_stopping_patience=0",
+        "train.checkpoint_seconds=0",  # a checkpoint every epoch: one to resume from early
+        "train.max_failures=3",  # the lost node, and a restart that finds it not yet declared dead
     ]
 
-    # train: two Train workers, one on each node; the version lands in the bucket
-    done = submit(cluster, s3, "train", *common, *train, "--follow")
-    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-1500:]
-    assert "SUCCEEDED" in done.stdout
-    workers = state(cluster.dashboard, "actors", class_name="RayTrainWorker")
-    assert len(workers) == 2
-    assert {w["node_id"] for w in workers} == set(alive_nodes(cluster.dashboard))
+    # train: two Train workers, one on each node; once a checkpoint is registered the second
+    # node's raylet is killed mid-run, and training resumes from the checkpoint on the head
+    address = f"--address={cluster.dashboard}"
+    followed = tmp_path / "train.out"  # a file: the followed job's log could fill a pipe
+    with open(followed, "w") as sink:
+        training = subprocess.Popen(
+            [BIN / "keel", "submit", "train", *common, *train, "--follow", address],
+            cwd=ROOT,
+            env=node_env(s3),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+    def spread() -> set[str]:
+        assert training.poll() is None, followed.read_text()[-6000:]
+        return _spread(cluster, f"{root}/checkpoints")
+
+    try:
+        nodes = wait_until(spread, 300, "a checkpoint and workers on both nodes")
+        lost = cluster.kill_raylet(1)  # the worker node
+        training.wait(timeout=420)
+    finally:
+        training.kill()
+    out = followed.read_text()
+    assert training.returncode == 0, out[-6000:]
+    assert "SUCCEEDED" in out
+    assert len(nodes) == 2 and lost in nodes  # a worker on the lost node, one on the head
     registry = Registry(f"{root}/registry")
     assert registry.stages("churn").production == 1
+    assert [v.version for v in registry.versions("churn")] == [1]  # one version, whole
+    history = registry.read_json(registry.get("churn", 1), "metrics.json")["history"]
+    assert [h["epoch"] for h in history] == list(range(20))  # every epoch, none twice
+    resumed = max(h["resumed_from"] for h in history)
+    assert resumed >= 0, "restarted from scratch"
+    print(f"node lost after epoch {resumed + 1} of 20; resumed from its checkpoint on the head")
     assert storage.exists(f"{root}/registry/churn/0001/reference.parquet")
-    assert storage.list_dir(f"{root}/checkpoints", recursive=True), "no checkpoint in the bucket"
 
     # serve on the cluster, reading the registry from the bucket; drifted traffic with labels
     served = submit(cluster, s3, "serve", *common, "~serve.models.listings", "--no-wait")
