@@ -42,6 +42,7 @@ from keel.monitoring.feedback import is_label
 
 log = logging.getLogger(__name__)
 
+PROGRESS_SECONDS = 5.0  # between progress lines of a long round of requests
 FEEDBACK_CHUNK = 1_000  # labels per POST: well inside the endpoint's item and body limits
 
 
@@ -250,15 +251,19 @@ async def _post_all(
     """Every body POSTed with at most `concurrency` in flight; answers in body order."""
     answers: list[Answer | None] = [None] * len(bodies)
     claimed = done = 0
-    every = max(1, len(bodies) // 10)
+    shown, logged = time.monotonic(), False
 
     async def worker() -> None:
-        nonlocal claimed, done
+        nonlocal claimed, done, shown, logged
         while claimed < len(bodies):
             i, claimed = claimed, claimed + 1  # no await in between: claims never overlap
             answers[i] = await _request(session, "POST", url, bodies[i])
             done += 1
-            if done % every == 0 or done == len(bodies):
+            # a line every PROGRESS_SECONDS while it runs, and the total after such lines: a
+            # round done in a blink says nothing (its caller says what was sent)
+            now = time.monotonic()
+            if now - shown >= PROGRESS_SECONDS or (done == len(bodies) and logged):
+                shown, logged = now, True
                 log.info("%s: %d/%d requests answered", what, done, len(bodies))
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(bodies)))))
