@@ -116,7 +116,9 @@ def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3, s3_root, tmp_
         "train.cpus_per_worker=0.5",
         "train.early_stopping_patience=0",
         "train.checkpoint_seconds=0",  # a checkpoint every epoch: one to resume from early
-        "train.max_failures=3",  # the lost node, and a restart that finds it not yet declared dead
+        # room for more than one restart: a restart before Ray declares the node dead may
+        # place a worker on it again
+        "train.max_failures=3",
     ]
 
     # train: two Train workers, one on each node; once a checkpoint is registered the second
