@@ -207,18 +207,37 @@ def _claim(port: int) -> bool:
     return False
 
 
+SERVE_SHUTDOWN_SECONDS = 30  # as serve.shutdown() waits for its controller
+
+
 def _stop_serve() -> None:
     """Shut down Serve in an embedded Ray at exit (a notebook kernel's too): its HAProxy would
-    outlive the Ray killed at exit and keep holding the HTTP and metrics ports."""
+    outlive the Ray killed at exit and keep holding the HTTP and metrics ports.
+
+    `serve.shutdown()` waits on a controller call that the controller ends by killing itself,
+    and Ray then printed "Task ServeController.graceful_shutdown failed" as the last line of
+    every run: the same shutdown is asked here without waiting on that call, then the
+    controller is waited for until it is gone (its proxies and replicas go first)."""
     import ray
 
-    if "ray.serve" in sys.modules and ray.is_initialized():
-        from ray import serve
+    if "ray.serve" not in sys.modules or not ray.is_initialized():
+        return
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
 
-        try:
-            serve.shutdown()
-        except Exception as e:  # exiting anyway: say why the ports may stay taken
-            log.warning("could not shut down Ray Serve at exit: %s", e)
+    def controller():
+        return ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+
+    try:
+        ray.get(controller().graceful_shutdown.remote(False), timeout=SERVE_SHUTDOWN_SECONDS)
+        deadline = time.monotonic() + SERVE_SHUTDOWN_SECONDS
+        while time.monotonic() < deadline:
+            controller()  # a ValueError once it is gone
+            time.sleep(0.1)
+        log.warning("Ray Serve was still shutting down after %d s", SERVE_SHUTDOWN_SECONDS)
+    except ValueError:  # no controller (any more): Serve is down
+        return
+    except Exception as e:  # exiting anyway: say why the ports may stay taken
+        log.warning("could not shut down Ray Serve at exit: %s", e)
 
 
 def _job_env() -> dict[str, str] | None:

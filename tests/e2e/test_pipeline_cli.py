@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from keel import prediction_log as plog
@@ -46,6 +47,10 @@ def test_pipeline_runs_the_whole_loop(tmp_path):
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-5000:]
     assert "the whole loop in" in done.stdout
+    # Serve shut down at exit, quietly: nothing holds its port, no Ray task failure printed
+    listening = {c.laddr.port for c in psutil.net_connections("inet") if c.status == "LISTEN"}
+    assert 8031 not in listening
+    assert "graceful_shutdown" not in out and "Traceback" not in out, out[-3000:]
 
     normal, drifted, after = verdicts(root, "churn")
     assert normal["status"] == "pass" and normal["version"] == 1
