@@ -191,16 +191,18 @@ def ray_session(tmp_path_factory):
     ray.shutdown()
 
 
-# Small but real: both demo models trained with Ray Train into one registry, shared by the
-# serving, batch-inference and monitoring tests. Churn gets a second version for promotion.
-TINY = ("dataset.source.rows=3000", "train.epochs=2", "train.cpus_per_worker=0.5")
+# Small but real: both demo models trained into one registry, shared by the serving,
+# batch-inference and monitoring tests. Churn gets a second version for promotion. They train
+# in this process (Ray Train's local mode): what they are shared for is the versions, and
+# tests/integration/test_training.py tests the Train workers' own paths.
+TINY = ("dataset.source.rows=3000", "train.epochs=2", "train.num_workers=0")
 
 
 @pytest.fixture(scope="session")
 def trained_root(ray_session, tmp_path_factory):
     """paths.root of a registry holding churn v1 (production, an MLP), churn v2 (candidate,
     XGBoost) and listings v1 (production, an MLP). Trained once per run: under xdist the first
-    worker to ask trains (three Train runs, ~80 s here) while the other waits on a lock in the
+    worker to ask trains (three in-process runs) while the other waits on a lock in the
     run's shared temp directory, then reads the same registry. Tests copy it before changing
     stages."""
     import fcntl

@@ -78,6 +78,9 @@ def test_init_then_pipeline_runs_the_whole_loop_on_a_file(
         # beside other tests on two cores a p99 judges the neighbours; the latency SLO is
         # asserted where nothing runs beside it (test_pipeline_cli). The rest judge as written.
         "slo.latency_p99_ms=2000",
+        # small files train in this process (Ray Train's local mode): ~10-20 s less per fit
+        # here; the pipeline's Train workers are tested by test_pipeline_cli and the cluster
+        "train.num_workers=0",
         project=project,
     )
     log = done.stdout + done.stderr

@@ -169,7 +169,8 @@ def test_regression_error_estimated_without_labels_under_covariate_shift(
 
 # The challenger trains with the champion's groups; command-line overrides of them win, and
 # they reach retrain() as its `overrides`. Under a concept shift old labels mislead: keep few.
-CHALLENGER = ("train.epochs=5",)
+# The challengers train in this process (Ray Train's local mode): the decision is under test.
+CHALLENGER = ("train.epochs=5", "train.num_workers=0")
 SHIFTED = ("monitor.retrain.recent_weight=3", "monitor.retrain.original_fraction=0.2")
 
 
@@ -204,7 +205,7 @@ def test_retrain_refuses_a_degraded_challenger(own_root, log_traffic):
     from keel.monitoring.retrain import retrain
 
     root = own_root
-    degrade = ("train.epochs=1", "train.lr=1e-6")
+    degrade = ("train.epochs=1", "train.lr=1e-6", "train.num_workers=0")
     cfg = config(root, f"{root}/logs", *degrade)
     log_traffic(cfg, 31, rows=2000)
     registry = Registry(cfg.paths.registry)

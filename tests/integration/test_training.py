@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -13,9 +15,12 @@ from pathlib import Path
 import pytest
 import ray
 
-from keel.errors import TrainingFailed
+from keel import storage
+from keel.errors import ConfigError, TrainingFailed
 from keel.registry import Registry
+from keel.training.checkpoint import BEST
 from keel.training.dataset import prepare
+from keel.training.leaderboard import leaderboard
 from keel.training.run import train
 from keel.training.sweep import sweep
 
@@ -205,3 +210,56 @@ def test_an_asha_sweep_completes_on_two_cpus_and_registers_its_best_trial(make_c
     assert min(h["val_loss"] for h in history) == best["val_loss"]
     time.sleep(2)  # removals are asynchronous
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"] == 2
+
+
+@pytest.mark.parametrize("search", [sweep, leaderboard])
+def test_tune_trials_refuse_training_in_this_process(make_cfg, search):
+    with pytest.raises(ConfigError, match=r"train\.num_workers=1 or more"):
+        search(make_cfg("train.num_workers=0", "tracking.mode=disabled"))
+
+
+def train_actors() -> int:
+    """Ray Train's controllers and workers this Ray session has started, living or dead (from
+    the GCS's actor table: the state API needs the dashboard, which keel's Ray leaves out)."""
+    from ray._private.state import actors
+
+    names = {"TrainController", "RayTrainWorker"}
+    return sum(a["ActorClassName"] in names for a in actors().values())
+
+
+# family -> its overrides and the reports an in-process run of them makes
+IN_PROCESS = {
+    "torch": (("train.epochs=3", "train.early_stopping_patience=0"), "epoch 3/3"),
+    "xgboost": (("model=xgboost", "model.trees.rounds=40"), "/40  train_loss"),
+}
+
+
+@pytest.mark.parametrize("family", IN_PROCESS)
+def test_no_workers_trains_in_this_process_and_keeps_its_checkpoint(
+    make_cfg, s3_root, caplog, family
+):
+    """train.num_workers=0 is Ray Train's local mode: the loop runs in this process with no
+    Train controller or worker started, its last checkpoint is copied to the run's storage
+    (S3 here) and the version is registered from it; each report still logs its line."""
+    overrides, last_line = IN_PROCESS[family]
+    checkpoints = f"{s3_root}/in-process-{family}"
+    cfg = make_cfg(
+        "dataset.source.rows=2000",
+        "train.num_workers=0",
+        f"paths.checkpoints={checkpoints}",
+        *overrides,
+    )
+    data = prepare(cfg)
+    before = train_actors()
+    with caplog.at_level(logging.INFO, logger="keel.training"):
+        out = train(cfg, data)
+    assert train_actors() == before  # none started, living or dead
+    assert any(last_line in r.getMessage() for r in caplog.records), caplog.text
+    assert out.version.version == 1
+    assert out.checkpoint_path.startswith(f"{checkpoints}/{cfg.dataset.name}-")
+    assert out.checkpoint_path.endswith("/checkpoint")
+    assert storage.exists(storage.join(out.checkpoint_path, BEST))
+    assert out.metrics["test"]["roc_auc"] > out.metrics["baseline"]["roc_auc"] + 0.15
+    assert {h["workers"] for h in out.history} == {1}
+    run = out.checkpoint_path.split("/")[-2]
+    assert not Path(tempfile.gettempdir(), f"keel-checkpoint-{run}").exists()  # moved, not copied

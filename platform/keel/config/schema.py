@@ -548,7 +548,11 @@ class TrainConfig:
     optimizer: Optimizer = described(Optimizer.adamw, doc="the torch optimizer")
     lr: float = ranged(1e-3, 0.0, lo_open=True, doc="the optimizer's learning rate")
     weight_decay: float = ranged(0.0, 0.0, doc="the optimizer's weight decay (L2 penalty)")
-    num_workers: int = ranged(1, 0, doc="Ray Train workers, each training on a shard of the rows")
+    # 0 is Ray Train's local mode: no controller or worker processes to start (~10-20 s before
+    # the first batch here), so small data trains in seconds; no restarts, no sweep
+    num_workers: int = ranged(
+        1, 0, doc="Ray Train workers, each on a shard of the rows; 0: train in this process"
+    )
     # text, not an Enum of the three: Hydra reads `train.use_gpu=true` (and YAML `true`) as a
     # bool, which OmegaConf refuses for an Enum field
     use_gpu: str = checked(

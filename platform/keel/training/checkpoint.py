@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
+
+from keel import storage
+
+from .progress import epoch_line
 
 # The files: the model as it stands and the optimizer (to resume), the best model so far as the
 # family's `save` writes it (what gets registered), and the progress with its history.
@@ -30,14 +35,65 @@ def report(metrics: dict, files: Callable[[], dict[str, bytes]] | None = None) -
     other workers report the metrics alone, as Ray Train expects of every worker)."""
     import ray.train
 
+    if in_process():
+        _report_in_process(metrics, files)
+        return
     if files is None or ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        for name, data in files().items():
-            with open(os.path.join(d, name), "wb") as f:
-                f.write(data)
+        _write(d, files())
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def in_process() -> bool:
+    """Whether this loop runs in Ray Train's local mode (train.num_workers=0): in the driver,
+    with no controller to persist checkpoints or to call the run's callbacks."""
+    import ray.train
+    from ray.train.v2.api.context import LocalTrainContext
+
+    return isinstance(ray.train.get_context(), LocalTrainContext)
+
+
+def _report_in_process(metrics: dict, files: Callable[[], dict[str, bytes]] | None) -> None:
+    """Local mode keeps only the last checkpoint object, not its files: they go to one local
+    directory per run, rewritten at each checkpoint, which `keep` moves to the run's storage
+    at the end. The epoch line is logged here, where the callback would have printed it."""
+    import ray.train
+
+    epoch_line(metrics)
+    if files is None:
+        ray.train.report(metrics)
+        return
+    d = local_directory(ray.train.get_context().get_experiment_name())
+    _write(d, files())
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def local_directory(run: str) -> str:
+    """The one checkpoint directory of an in-process run."""
+    d = os.path.join(tempfile.gettempdir(), f"keel-checkpoint-{run}")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def keep(checkpoint, where: str):
+    """An in-process run's last checkpoint copied to `where` (its storage: a path or a URI) and
+    its local directory removed; the checkpoint there."""
+    import ray.train
+
+    for name in os.listdir(checkpoint.path):
+        with open(os.path.join(checkpoint.path, name), "rb") as f:
+            storage.write_bytes(storage.join(where, name), f.read())
+    shutil.rmtree(checkpoint.path)
+    filesystem, path = storage.resolve(where)
+    return ray.train.Checkpoint(path, filesystem)
+
+
+def _write(directory: str, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
 
 
 def workers() -> int:

@@ -31,6 +31,7 @@ from .sweep import (
     run_trial,
     search_space,
     trial_lines,
+    trials_need_workers,
     with_params,
 )
 
@@ -113,6 +114,7 @@ def leaderboard(cfg: KeelConfig, data: Prepared | None = None) -> Leaderboard:
 
     lb = cfg.leaderboard
     configs = models(cfg)  # config errors before any data is read
+    trials_need_workers(cfg, "a leaderboard")
     data = data or prepare(cfg)
     space: dict[str, Any] = {MODEL: tune.grid_search(list(configs))}
     for name in configs:

@@ -53,7 +53,7 @@ class EpochLines(threading.Thread):
                 pending += f.read()
                 *lines, pending = pending.split("\n")  # a line still being written waits
                 for line in lines:
-                    _print(json.loads(line))
+                    epoch_line(json.loads(line))
                 if finished:
                     return
 
@@ -67,7 +67,8 @@ class EpochLines(threading.Thread):
         os.unlink(self.path)
 
 
-def _print(m: dict[str, Any]) -> None:
+def epoch_line(m: dict[str, Any]) -> None:
+    """Logs one report as its epoch's (or boosting round's) line."""
     best = "  *" if m["val_loss"] <= m["best_val_loss"] else ""
     stop = "  (early stop)" if m.get("stopped_early") else ""
     log.info(

@@ -4,8 +4,10 @@ registers its best trial's weights."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import threading
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -22,7 +24,7 @@ from keel.registry.bundle import Bundle, ModelSpec
 from keel.registry.lineage import lineage
 
 from . import explained
-from .checkpoint import BEST, PROGRESS
+from .checkpoint import BEST, PROGRESS, keep
 from .dataset import Prepared, prepare
 from .evaluate import Predict, evaluate, latency_profile, quality_estimator
 from .progress import reporter
@@ -47,12 +49,21 @@ def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = Non
     in_features = len(data.features.output_columns)
     forward, lines = reporter()
     run = trainer(cfg, train_ds, in_features, data.head, name, [*(callbacks or []), forward])
-    with lines:
+    in_process = cfg.train.num_workers == 0
+    with lines, IN_PROCESS if in_process else contextlib.nullcontext():
         try:
             result = run.fit()
         except ray.train.TrainingFailedError as e:
             raise TrainingFailed(failure(cfg, name, e)) from e
-    return from_checkpoint(cfg, result.checkpoint)
+    checkpoint = result.checkpoint
+    if in_process:  # its checkpoint is still local
+        checkpoint = keep(checkpoint, storage.join(cfg.paths.checkpoints, name, "checkpoint"))
+    return from_checkpoint(cfg, checkpoint)
+
+
+# Ray Train's local mode keeps a run's context in one global of the process: two runs in
+# threads (the tests train side by side) would report into each other's. They take turns.
+IN_PROCESS = threading.Lock()
 
 
 def failure(cfg: KeelConfig, name: str, error: Exception) -> str:

@@ -21,6 +21,7 @@ from ray.util import placement_group_table
 
 from keel.config import KeelConfig
 from keel.config.schema import Distribution, Family
+from keel.errors import ConfigError
 from keel.storage import join, stamp, write_text
 
 from .dataset import Prepared, prepare
@@ -87,6 +88,18 @@ def horizon(cfg: KeelConfig, rows: int) -> int:
     return cfg.model.trees.rounds
 
 
+def trials_need_workers(cfg: KeelConfig, what: str) -> None:
+    """Tune trials are Ray Train runs whose epochs reach Tune through Ray Train's report
+    callback, which local mode (train.num_workers=0) never calls: ASHA would see no epoch and
+    the table no metric."""
+    if cfg.train.num_workers == 0:
+        raise ConfigError(
+            f"{what}'s trials are Ray Train runs that report each epoch to Tune, and "
+            "train.num_workers=0 (training in this process) has no such reports: set "
+            f"train.num_workers=1 or more for {what}"
+        )
+
+
 def _trial(params: dict[str, Any], cfg: KeelConfig, data: Prepared) -> None:
     """One Tune trial: a whole Ray Train run with these parameters."""
     run_trial(with_params(cfg, params), data)
@@ -116,6 +129,7 @@ def sweep(cfg: KeelConfig, data: Prepared | None = None) -> SweepResult:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = cfg.sweep
+    trials_need_workers(cfg, "a sweep")
     data = data or prepare(cfg)
     scheduler = (
         ASHAScheduler(

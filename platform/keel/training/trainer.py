@@ -58,6 +58,13 @@ def split_datasets(num_workers: int) -> list[str]:
     return ["train"] if num_workers > 1 else []
 
 
+def workers(num_workers: int, gpu: bool, cpus: float) -> str:
+    """Where a run trains, as its first log line says it."""
+    if num_workers == 0:
+        return "in this process (train.num_workers=0: Ray Train's local mode, no restarts)"
+    return f"{num_workers} worker(s), gpu={gpu}, {cpus} CPU each"
+
+
 def rounds(cfg: KeelConfig, schedule: Plan) -> str:
     """What a tree family's run will do, as `Plan.describe` says it for torch."""
     trees = cfg.model.trees
@@ -101,11 +108,9 @@ def trainer(
     )
     schedule = plan(cfg.train, datasets["train"].count())
     log.info(
-        "training %s: %d worker(s), gpu=%s, %s CPU each; %s",
+        "training %s: %s; %s",
         name,
-        cfg.train.num_workers,
-        gpu,
-        cfg.train.cpus_per_worker,
+        workers(cfg.train.num_workers, gpu, cfg.train.cpus_per_worker),
         schedule.describe() if fam.name == Family.torch else rounds(cfg, schedule),
     )
     return resolve(trainer_class(fam.trainer, cfg.train.num_workers))(
