@@ -238,6 +238,10 @@ def _scan(
     if not storage.exists(directory):
         return None
     data = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+    if not data.files:
+        # a day's directory made for a file still being written under its hidden name: the
+        # dataset has no schema yet, not even the partition column the bounds filter on
+        return None
     if fields:
         data = data.replace_schema(pa.unify_schemas([data.schema, pa.schema(fields)]))
     for bound, keep in ((start, _at_or_after), (end, _before)):

@@ -76,7 +76,17 @@ def list_dir(uri: str, recursive: bool = False) -> list[pafs.FileInfo]:
     """Entries under a directory; empty when it does not exist. Their .path is the
     filesystem's (no s3:// scheme): address an entry as join(uri, entry.base_name)."""
     fs, path = resolve(uri)
-    return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
+    selector = pafs.FileSelector(path, allow_not_found=True, recursive=recursive)
+    # pyarrow's local listing of a directory that another process is creating at that moment
+    # can fail as not found despite allow_not_found (the registry's writers met it): listed
+    # again, the directory exists or it does not
+    for _ in range(LIST_TRIES - 1):
+        with contextlib.suppress(FileNotFoundError):
+            return fs.get_file_info(selector)
+    return fs.get_file_info(selector)
+
+
+LIST_TRIES = 5
 
 
 def delete_dir(uri: str) -> None:

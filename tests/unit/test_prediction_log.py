@@ -114,3 +114,14 @@ def test_read_of_a_missing_directory_is_an_empty_table(tmp_path):
     table = plog.read(str(tmp_path / "nothing" / "here"))
     assert isinstance(table, pa.Table)
     assert table.num_rows == 0
+
+
+def test_read_while_the_first_file_is_still_being_written_is_an_empty_table(tmp_path):
+    """A writer has made the day's directory and is writing under a hidden name (as
+    storage.write_bytes does): a bounded read finds nothing yet instead of failing on the
+    `date` partition the bounds filter on (a pipeline polling the feedback log did)."""
+    day = tmp_path / "feedback" / f"date={DAY1:%Y-%m-%d}"
+    day.mkdir(parents=True)
+    (day / ".part-seg-1.parquet.tmp-1").write_bytes(b"PAR1 half a file")
+    table = plog.read(str(tmp_path / "feedback"), DAY1, DAY2, columns=["request_id"])
+    assert table.num_rows == 0
