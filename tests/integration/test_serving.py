@@ -203,7 +203,11 @@ def test_online_predictions_equal_keel_predict_batch_predictions(app, tmp_path):
         assert set(batch) <= set(online) and len(batch) > 150
         for cid, p in online.items():
             if p["version"] == version:
-                assert p["prediction"] == pytest.approx(batch[cid]["prediction"], rel=1e-6)
+                # float32 forward passes over batches of different shapes round differently: a
+                # few ulps of the logit. On an AVX-512 host one row of 200 differed by 1.04e-6
+                # (0.014357058 online, 0.014357043 in batch, the same before and after this
+                # session's changes); a wrong version or feature is off by far more
+                assert p["prediction"] == pytest.approx(batch[cid]["prediction"], rel=1e-5)
                 assert p["output"] == {"label": batch[cid]["label"], "rules": batch[cid]["rules"]}
 
 
