@@ -265,8 +265,9 @@ def test_the_jobs_api_listens_on_localhost_only_and_wants_the_token(cluster):
 def test_failing_verdict_submits_retrain_as_a_ray_job(cluster, own_root, retrainable, log_traffic):
     """`keel monitor --every` monitors a log of concept-shifted traffic, submits the retraining
     job to the cluster, waits for it (`--runs 1`) and exits. The registry and the job's
-    decision record show the outcome."""
-    overrides = retrainable
+    decision record show the outcome. The challenger trains in the job's driver
+    (train.num_workers=0): the loop test's `keel submit retrain` runs Train workers here."""
+    overrides = [*retrainable, "train.num_workers=0"]
     log_traffic(load(overrides), seed=41, rows=3000, concept=1.0)
     before = Registry(f"{own_root}/registry").stages("churn").production
     schedule = ["--every=1s", "--runs=1"]

@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("experiment", "tracking"), [("churn", "disabled"), ("listings", "offline")]
+    ("experiment", "tracking", "workers"), [("churn", "disabled", 1), ("listings", "offline", 0)]
 )
 def test_train_registers_a_version_that_beats_the_baseline(
-    experiment, tracking, ray_session, tmp_path
+    experiment, tracking, workers, ray_session, tmp_path
 ):
     env = {**os.environ, "WANDB_MODE": tracking}
     proc = subprocess.run(
@@ -34,6 +34,7 @@ def test_train_registers_a_version_that_beats_the_baseline(
             f"paths.root={tmp_path}",
             "ray.progress_bars=false",
             f"tracking.mode={tracking}",
+            f"train.num_workers={workers}",  # 0: in this process, where the lines are logged
         ],
         capture_output=True,
         text=True,
@@ -53,7 +54,8 @@ def test_train_registers_a_version_that_beats_the_baseline(
     else:
         assert test["r2"] >= 0.7 and base["r2"] < 0.05
     assert metrics["slices"] and len(metrics["history"]) >= 1
-    # one progress line per epoch, carried from Ray Train's controller to this console
+    # one progress line per epoch, carried from Ray Train's controller to this console (or
+    # logged by the loop itself in this process)
     epochs = re.findall(r"epoch (\d+)/\d+  train_loss", proc.stdout + proc.stderr)
     assert [int(e) for e in epochs] == list(range(1, len(metrics["history"]) + 1))
     assert set(registry.read_json(production, "latency.json")["ms_per_row"]) == {"1", "32", "256"}

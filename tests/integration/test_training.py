@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 
 from keel import storage
 from keel.errors import ConfigError, TrainingFailed
@@ -27,10 +28,10 @@ from keel.training.sweep import sweep
 SMALL = ("dataset.source.rows=4000", "train.epochs=3", "train.cpus_per_worker=0.5")
 
 
-def test_same_seed_and_data_give_the_same_metrics(make_cfg):
+def test_same_seed_and_data_give_the_same_metrics_on_a_worker_and_in_this_process(make_cfg):
     cfg = make_cfg(*SMALL)
     data = prepare(cfg)
-    first, second = train(cfg, data), train(cfg, data)
+    first, second = train(cfg, data), train(make_cfg(*SMALL, "train.num_workers=0"), data)
     assert first.metrics["test"] == second.metrics["test"]
     assert [h["val_loss"] for h in first.history] == [h["val_loss"] for h in second.history]
     assert (first.version.version, second.version.version) == (1, 2)
@@ -250,10 +251,11 @@ def test_no_workers_trains_in_this_process_and_keeps_its_checkpoint(
         *overrides,
     )
     data = prepare(cfg)
-    before = train_actors()
+    before, threads = train_actors(), torch.get_num_threads()
     with caplog.at_level(logging.INFO, logger="keel.training"):
         out = train(cfg, data)
     assert train_actors() == before  # none started, living or dead
+    assert torch.get_num_threads() == threads  # a worker's threads while training, then ours
     assert any(last_line in r.getMessage() for r in caplog.records), caplog.text
     assert out.version.version == 1
     assert out.checkpoint_path.startswith(f"{checkpoints}/{cfg.dataset.name}-")

@@ -28,6 +28,7 @@ from .checkpoint import (
     progress_file,
     report,
     restore,
+    threads,
     workers,
 )
 from .shard import read_arrays
@@ -45,11 +46,6 @@ LIGHTGBM_TASKS = {
     Task.multiclass_classification: ("multiclass", "multi_logloss"),
     Task.regression: ("regression", "l2"),
 }
-
-
-def threads(config: dict[str, Any]) -> int:
-    """Boosting threads: the CPUs Ray reserves for the worker, at least one."""
-    return max(1, int(config["train"]["cpus_per_worker"]))
 
 
 class Rounds:

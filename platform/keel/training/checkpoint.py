@@ -1,6 +1,7 @@
 """A training run's checkpoints, the same for every model family: each is a directory of files
 that the worker loops write with their reports and read back on a restart, and training/run.py
-reads the best model and the history from the last one."""
+reads the best model and the history from the last one. Also what a loop asks of its run: its
+workers, its threads, whether it runs in this process."""
 
 from __future__ import annotations
 
@@ -102,6 +103,12 @@ def workers() -> int:
     import ray.train
 
     return ray.train.get_context().get_world_size()
+
+
+def threads(config: dict) -> int:
+    """A loop's compute threads: the CPUs Ray reserves for a worker (train.cpus_per_worker),
+    at least one; Ray gives a worker as many (OMP_NUM_THREADS)."""
+    return max(1, int(config["train"]["cpus_per_worker"]))
 
 
 def restore() -> tuple[dict[str, bytes], dict] | None:

@@ -7,11 +7,11 @@ weights so far (what gets registered), so early stopping never loses the best mo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import random
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -24,10 +24,12 @@ from .checkpoint import (
     CURRENT,
     OPTIMIZER,
     PROGRESS,
+    in_process,
     new_progress,
     progress_file,
     report,
     restore,
+    threads,
     workers,
 )
 from .shard import FEATURES, TARGET, read_arrays
@@ -52,10 +54,31 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.o
 def autocast(device: torch.device, precision: str):
     """bf16 autocast on GPU (precision auto or bf16); full precision on CPU."""
     use = device.type == "cuda" and precision in ("auto", "bf16")
-    return torch.autocast("cuda", dtype=torch.bfloat16) if use else nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
 def train_loop(config: dict[str, Any]) -> None:
+    with worker_threads(config):
+        _train(config)
+
+
+@contextlib.contextmanager
+def worker_threads(config: dict[str, Any]):
+    """In this process (train.num_workers=0), torch computes with a worker's threads, so the
+    same seed gives the same model as on one worker (float sums depend on the threads), and
+    the caller's setting comes back after. A worker already has them from Ray."""
+    if not in_process():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads(config))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
