@@ -36,34 +36,39 @@ def make_cfg(tmp_path):
 # end together (longest processing time first). tests/suite.sh passes --no-loadscope-reorder,
 # without which xdist orders files by their number of tests instead: the unit files went first
 # and the longest ones started last, and one worker ran on alone for a minute or more. Seconds
-# per file in a run of the suite (2026-12-07, 2 workers on 2 cores); files not listed (each
-# under 10 s) follow in collection order.
+# per file in a run of the suite (2026-12-08, 2 workers on 2 cores: the run prints them at its
+# end, "seconds per file"); files not listed (each under 5 s) follow in collection order.
 FILE_SECONDS = {
-    "integration/test_serving.py": 470,
-    "e2e/test_cluster.py": 345,  # with the monitor schedule's job and a node lost mid-training
-    "e2e/test_notebooks.py": 275,
-    "integration/test_training.py": 245,
-    "e2e/test_own_data.py": 225,  # in-process fits since 2026-12-08: 70-77 s a pipeline
-    "integration/test_trees.py": 180,
-    "e2e/test_faults.py": 95,
-    "e2e/test_train_cli.py": 75,
-    "integration/test_monitoring.py": 65,
-    "e2e/test_cli.py": 55,
-    "e2e/test_deploy_cli.py": 55,
-    "integration/test_log_faults.py": 45,
-    "integration/test_predict.py": 40,
-    "integration/test_bench_sides.py": 35,
-    "integration/test_sources.py": 35,
-    "integration/test_autoscaling.py": 30,
+    "integration/test_serving.py": 340,  # 391 s before the batch side ran once for both apps
+    "integration/test_training.py": 270,
+    "e2e/test_cluster.py": 250,
+    "e2e/test_own_data.py": 205,
+    "integration/test_trees.py": 170,
+    "e2e/test_notebooks.py": 130,
+    "e2e/test_faults.py": 98,
+    "e2e/test_train_cli.py": 66,
+    "e2e/test_cli.py": 53,
+    "e2e/test_deploy_cli.py": 51,
+    "integration/test_predict.py": 44,
+    "integration/test_monitoring.py": 42,
+    "integration/test_bench_sides.py": 41,
+    "integration/test_log_faults.py": 38,
+    "integration/test_autoscaling.py": 35,
+    "integration/test_runtime.py": 30,
     "unit/test_config.py": 27,
-    "integration/test_runtime.py": 26,
-    "e2e/test_serve_cli.py": 25,
-    "integration/test_registry_writers.py": 20,
-    "integration/test_features_on_ray.py": 18,
-    "e2e/test_registry_cli.py": 17,
-    "unit/test_deploy.py": 14,
-    "integration/test_validation.py": 8,
-    "integration/test_own_files.py": 4,
+    "integration/test_sources.py": 27,
+    "e2e/test_serve_cli.py": 21,
+    "integration/test_registry_writers.py": 21,
+    "e2e/test_registry_cli.py": 18,
+    "integration/test_features_on_ray.py": 16,
+    "integration/test_own_files.py": 13,
+    "unit/test_deploy.py": 12,
+    "unit/test_traffic_table.py": 9,
+    "integration/test_validation.py": 7,
+    "unit/test_bench.py": 7,
+    "unit/test_retrain_data.py": 6,
+    "unit/test_scaffold.py": 6,
+    "unit/test_features.py": 5,
 }
 
 
@@ -80,6 +85,32 @@ def pytest_collection_modifyitems(config, items):
         return FILE_SECONDS.get(item.path.relative_to(tests).as_posix(), 0)
 
     items.sort(key=lambda item: -seconds(item))  # a stable sort
+
+
+# Seconds per file and per xdist worker, summed from every test's setup, call and teardown as
+# the reports arrive in the controlling process; printed at the end of a run under xdist, to
+# keep FILE_SECONDS current and to show whether the two workers ended together.
+_FILE_TOTALS: dict[str, float] = {}
+_WORKER_TOTALS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    worker = getattr(getattr(report, "node", None), "gateway", None)  # set by xdist
+    if worker is None:
+        return
+    file = report.nodeid.split("::", 1)[0].removeprefix("tests/")
+    _FILE_TOTALS[file] = _FILE_TOTALS.get(file, 0.0) + report.duration
+    _WORKER_TOTALS[worker.id] = _WORKER_TOTALS.get(worker.id, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FILE_TOTALS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("seconds per file (for FILE_SECONDS in tests/conftest.py)")
+    for file, seconds in sorted(_FILE_TOTALS.items(), key=lambda kv: -kv[1])[:30]:
+        write(f"{seconds:8.1f}  {file}")
+    write("busy: " + ", ".join(f"{w} {s:.0f} s" for w, s in sorted(_WORKER_TOTALS.items())))
 
 
 @pytest.fixture(scope="session")
