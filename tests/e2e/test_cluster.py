@@ -206,10 +206,18 @@ def test_the_loop_on_a_two_node_cluster_with_s3_paths(cluster, s3, s3_root, tmp_
     assert "quality" in verdict["failed"] and verdict["retrain"]
 
     # retrain: the challenger, trained on the labeled traffic, replaces the champion
-    # as keel pipeline does, the challenger also draws its original rows under the new concept;
-    # its two workers see half the rows each, so it takes smaller batches for more steps
+    # as keel pipeline does, the challenger also draws its original rows under the new concept.
+    # It trains in the job's driver (train.num_workers=0): Train workers on this cluster, their
+    # checkpoints in the bucket and a lost node were tested above, and a run of them costs
+    # ~20-30 s of start-up here; small batches give it more steps on ~2,000 rows
     retrained = submit(
-        cluster, s3, "retrain", *common, "dataset.source.drift.concept=1", "train.batch_size=64"
+        cluster,
+        s3,
+        "retrain",
+        *common,
+        "dataset.source.drift.concept=1",
+        "train.num_workers=0",
+        "train.batch_size=64",
     )
     assert retrained.returncode == 0, (retrained.stdout + retrained.stderr)[-6000:]
     (decision,) = [
@@ -266,7 +274,7 @@ def test_failing_verdict_submits_retrain_as_a_ray_job(cluster, own_root, retrain
     """`keel monitor --every` monitors a log of concept-shifted traffic, submits the retraining
     job to the cluster, waits for it (`--runs 1`) and exits. The registry and the job's
     decision record show the outcome. The challenger trains in the job's driver
-    (train.num_workers=0): the loop test's `keel submit retrain` runs Train workers here."""
+    (train.num_workers=0), as in the loop test's `keel submit retrain`."""
     overrides = [*retrainable, "train.num_workers=0"]
     log_traffic(load(overrides), seed=41, rows=3000, concept=1.0)
     before = Registry(f"{own_root}/registry").stages("churn").production
