@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from keel import storage
 from keel.errors import ConfigError, TrainingFailed
 from keel.registry import Registry
+from keel.training import checkpoint
 from keel.training.checkpoint import BEST
 from keel.training.dataset import prepare
 from keel.training.leaderboard import leaderboard
@@ -264,4 +264,39 @@ def test_no_workers_trains_in_this_process_and_keeps_its_checkpoint(
     assert out.metrics["test"]["roc_auc"] > out.metrics["baseline"]["roc_auc"] + 0.15
     assert {h["workers"] for h in out.history} == {1}
     run = out.checkpoint_path.split("/")[-2]
-    assert not Path(tempfile.gettempdir(), f"keel-checkpoint-{run}").exists()  # moved, not copied
+    assert not Path(checkpoint.local_directory(run)).exists()  # moved, not copied
+
+
+def test_a_run_failing_in_this_process_says_so_and_leaves_no_checkpoint_behind(
+    make_cfg, monkeypatch
+):
+    """Local mode raises the loop's own error, and a run has no restart to resume from its
+    local checkpoint: the failure is one TrainingFailed sentence naming train.num_workers=0 and
+    the cause, the run's local checkpoint directory is removed and nothing is registered. The
+    fault is injected at the second epoch's report, after a checkpoint was written."""
+    cfg = make_cfg(
+        "dataset.source.rows=2000",
+        "train.num_workers=0",
+        "train.epochs=3",
+        "train.early_stopping_patience=0",
+        "train.checkpoint_seconds=0",
+    )
+    data = prepare(cfg)
+    report, runs = checkpoint._report_in_process, []
+
+    def failing(metrics, files):
+        runs.append(ray.train.get_context().get_experiment_name())
+        if len(runs) == 2:
+            assert Path(checkpoint.local_directory(runs[0])).is_dir()  # the first epoch's
+            raise RuntimeError("the disk is on fire")
+        report(metrics, files)
+
+    monkeypatch.setattr(checkpoint, "_report_in_process", failing)
+    with pytest.raises(TrainingFailed) as failed:
+        train(cfg, data)
+    message = str(failed.value)
+    assert message.startswith(f"training {runs[0]} failed in this process: the disk is on fire")
+    assert "train.num_workers=0" in message and "no version was registered" in message
+    assert "\n" not in message
+    assert not Path(checkpoint.local_directory(runs[0])).exists()
+    assert Registry(cfg.paths.registry).versions(cfg.dataset.name) == []

@@ -67,15 +67,20 @@ def _report_in_process(metrics: dict, files: Callable[[], dict[str, bytes]] | No
         ray.train.report(metrics)
         return
     d = local_directory(ray.train.get_context().get_experiment_name())
+    os.makedirs(d, exist_ok=True)
     _write(d, files())
     ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 def local_directory(run: str) -> str:
-    """The one checkpoint directory of an in-process run."""
-    d = os.path.join(tempfile.gettempdir(), f"keel-checkpoint-{run}")
-    os.makedirs(d, exist_ok=True)
-    return d
+    """The one checkpoint directory of an in-process run (made at its first checkpoint)."""
+    return os.path.join(tempfile.gettempdir(), f"keel-checkpoint-{run}")
+
+
+def discard(run: str) -> None:
+    """What a failed in-process run left: its local checkpoint directory, which nothing resumes
+    from (local mode has no restarts) and `keep` never moved."""
+    shutil.rmtree(local_directory(run), ignore_errors=True)
 
 
 def keep(checkpoint, where: str):

@@ -24,7 +24,7 @@ from keel.registry.bundle import Bundle, ModelSpec
 from keel.registry.lineage import lineage
 
 from . import explained
-from .checkpoint import BEST, PROGRESS, keep
+from .checkpoint import BEST, PROGRESS, discard, keep
 from .dataset import Prepared, prepare
 from .evaluate import Predict, evaluate, latency_profile, quality_estimator
 from .progress import reporter
@@ -55,6 +55,15 @@ def fit(cfg: KeelConfig, data: Prepared, name: str, callbacks: list | None = Non
             result = run.fit()
         except ray.train.TrainingFailedError as e:
             raise TrainingFailed(failure(cfg, name, e)) from e
+        except Exception as e:
+            if not in_process:
+                raise
+            # local mode raises the loop's own error, where a worker's would come wrapped
+            discard(name)
+            raise TrainingFailed(
+                f"training {name} failed in this process: {_first_line(e)} (train.num_workers=0 "
+                "runs Ray Train's local mode, which does not restart); no version was registered"
+            ) from e
     checkpoint = result.checkpoint
     if in_process:  # its checkpoint is still local
         checkpoint = keep(checkpoint, storage.join(cfg.paths.checkpoints, name, "checkpoint"))
